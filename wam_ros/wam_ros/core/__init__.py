@@ -1,0 +1,1 @@
+"""ROS-free core: robot descriptions, timeline, smoothing, decoding, safety, synchronisation."""

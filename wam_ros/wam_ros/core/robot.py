@@ -1,0 +1,307 @@
+"""Robot descriptions: `RobotSpec` loads and validates config/robots/<name>.yaml.
+
+The spec is the single source of truth for joint names, limits, grippers, cameras, controllers,
+the action layout and the home pose. Action vectors follow `action_layout`; gripper entries in an
+action are normalised (0 = closed, 1 = fully open) and mapped to joint units per robot here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wam_ros.core.config import ConfigError, Section, load_yaml
+
+CONTROLLER_TYPES = ("joint_trajectory", "forward_command")
+CAMERA_ENCODINGS = ("rgb8", "bgr8", "mono8", "jpeg", "png")
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    lower: float
+    upper: float
+    velocity: float  # rad/s (m/s for prismatic)
+    acceleration: float  # rad/s^2
+
+
+@dataclass(frozen=True)
+class Gripper:
+    joint: str
+    open: float  # joint position of a fully open gripper
+    closed: float  # joint position of a closed gripper
+    mimic_joints: tuple[str, ...] = ()
+
+    def to_joint(self, normalised: np.ndarray | float) -> np.ndarray | float:
+        """Action value (0 closed .. 1 open) -> joint position."""
+        return self.closed + np.clip(normalised, 0.0, 1.0) * (self.open - self.closed)
+
+    def to_normalised(self, position: np.ndarray | float) -> np.ndarray | float:
+        return np.clip((position - self.closed) / (self.open - self.closed), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    joints: tuple[str, ...]
+    gripper: Gripper | None
+
+
+@dataclass(frozen=True)
+class Camera:
+    name: str
+    topic: str
+    width: int
+    height: int
+    rate_hz: float
+    encoding: str  # rgb8 | bgr8 | mono8 (sensor_msgs/Image) or jpeg | png (CompressedImage)
+
+    @property
+    def compressed(self) -> bool:
+        return self.encoding in ("jpeg", "png")
+
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    type: str  # joint_trajectory | forward_command
+    joints: tuple[str, ...]
+
+    @property
+    def topic(self) -> str:
+        suffix = "joint_trajectory" if self.type == "joint_trajectory" else "commands"
+        return f"/{self.name}/{suffix}"
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    name: str
+    description: str
+    source: Path  # the YAML file this spec came from
+    urdf: Path
+    action_rate_hz: float
+    control_rate_hz: float
+    joint_state_topic: str
+    joints: dict[str, JointLimits]
+    arms: tuple[Arm, ...]
+    cameras: tuple[Camera, ...]
+    controllers: tuple[Controller, ...]
+    action_layout: tuple[str, ...]
+    home: dict[str, float]
+    fixed_joints: dict[str, float] = field(default_factory=dict)
+
+    # ---- derived views (cheap, computed on demand) -------------------------------------
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_layout)
+
+    @property
+    def action_dt(self) -> float:
+        return 1.0 / self.action_rate_hz
+
+    @property
+    def grippers(self) -> dict[str, Gripper]:
+        return {a.gripper.joint: a.gripper for a in self.arms if a.gripper is not None}
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras)
+
+    def gripper_mask(self) -> np.ndarray:
+        """Boolean (D,) mask of action entries that are grippers."""
+        grippers = self.grippers
+        return np.array([j in grippers for j in self.action_layout], dtype=bool)
+
+    def limits_array(self, attr: str) -> np.ndarray:
+        """(D,) array of a JointLimits attribute in action-layout order (joint units)."""
+        return np.array([getattr(self.joints[j], attr) for j in self.action_layout])
+
+    def home_vector(self) -> np.ndarray:
+        """Home pose in joint units, action-layout order."""
+        return np.array([self.home[j] for j in self.action_layout])
+
+    def action_to_joint(self, action: np.ndarray) -> np.ndarray:
+        """(..., D) action (grippers normalised) -> joint positions (joint units)."""
+        out = np.array(action, dtype=np.float64, copy=True)
+        for i, j in enumerate(self.action_layout):
+            if j in self.grippers:
+                out[..., i] = self.grippers[j].to_joint(out[..., i])
+        return out
+
+    def joint_to_action(self, positions: np.ndarray) -> np.ndarray:
+        """(..., D) joint positions in action-layout order -> action (grippers normalised)."""
+        out = np.array(positions, dtype=np.float64, copy=True)
+        for i, j in enumerate(self.action_layout):
+            if j in self.grippers:
+                out[..., i] = self.grippers[j].to_normalised(out[..., i])
+        return out
+
+    def controller_of(self, joint: str) -> Controller:
+        for c in self.controllers:
+            if joint in c.joints:
+                return c
+        raise KeyError(joint)
+
+    # ---- loading -----------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RobotSpec:
+        path = Path(path).resolve()
+        return _parse(Section(load_yaml(path), path), path)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> RobotSpec:
+        """A robot by name (config/robots/<name>.yaml) or by path to a YAML file."""
+        from wam_ros.paths import robots_dir  # noqa: PLC0415
+
+        candidate = Path(name_or_path)
+        if candidate.suffix in (".yaml", ".yml"):
+            return cls.from_yaml(candidate)
+        path = robots_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown robot {str(name_or_path)!r}; allowed: {', '.join(available_robots())}"
+            )
+        return cls.from_yaml(path)
+
+
+def available_robots() -> list[str]:
+    from wam_ros.paths import robots_dir  # noqa: PLC0415
+
+    return sorted(p.stem for p in robots_dir().glob("*.yaml"))
+
+
+def _find_urdf(rel: str, yaml_path: Path) -> Path | None:
+    """An absolute path, or one relative to the YAML file or to the package share directory."""
+    from wam_ros.paths import share_dir  # noqa: PLC0415
+
+    for base in (yaml_path.parent, share_dir()):
+        candidate = (base / rel).resolve()
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _parse(top: Section, path: Path) -> RobotSpec:
+    name = top.str("name")
+    description = top.str("description", "")
+    urdf_rel = top.str("urdf")
+    urdf = _find_urdf(urdf_rel, path)
+    if urdf is None:
+        raise top.error("urdf", f"file {urdf_rel!r} not found next to the YAML file or in the "
+                        "package's share directory")
+    action_rate = top.float("action_rate_hz", min=0.0, min_exclusive=True, max=1000.0)
+    control_rate = top.float("control_rate_hz", min=0.0, min_exclusive=True, max=2000.0)
+    joint_state_topic = top.str("joint_state_topic", "/joint_states")
+
+    joints: dict[str, JointLimits] = {}
+    for jname, sec in top.sections("joints").items():
+        lim = JointLimits(
+            lower=sec.float("lower"),
+            upper=sec.float("upper"),
+            velocity=sec.float("velocity", min=0.0, min_exclusive=True),
+            acceleration=sec.float("acceleration", min=0.0, min_exclusive=True),
+        )
+        if lim.lower >= lim.upper:
+            raise sec.error("upper", f"got {lim.upper!r}; allowed: > lower ({lim.lower!r})")
+        sec.finish()
+        joints[jname] = lim
+    known = list(joints)
+
+    arms = []
+    for arm_name, sec in top.sections("arms").items():
+        arm_joints = sec.str_list("joints", allowed=known)
+        gripper = None
+        if sec.has("gripper"):
+            g = sec.section("gripper")
+            gj = g.choice("joint", known)
+            lim = joints[gj]
+            gripper = Gripper(
+                joint=gj,
+                open=g.float("open", lim.upper, min=lim.lower, max=lim.upper),
+                closed=g.float("closed", lim.lower, min=lim.lower, max=lim.upper),
+                mimic_joints=g.str_list("mimic_joints", ()),
+            )
+            if gripper.open == gripper.closed:
+                raise g.error("open", f"got {gripper.open!r}; allowed: any value but closed")
+            g.finish()
+        else:
+            sec.raw("gripper", None)
+        sec.finish()
+        arms.append(Arm(arm_name, arm_joints, gripper))
+    if not arms:
+        raise top.error("arms", "at least one arm is required")
+    commanded = [j for a in arms for j in a.joints] + [
+        a.gripper.joint for a in arms if a.gripper is not None
+    ]
+    dupes = sorted({j for j in commanded if commanded.count(j) > 1})
+    if dupes:
+        raise top.error("arms", f"joints {dupes} belong to more than one arm or gripper")
+    unused = [j for j in known if j not in commanded]
+    if unused:
+        raise top.error("joints", f"joints {unused} are not part of any arm or gripper")
+
+    cameras = []
+    for cam_name, sec in top.sections("cameras").items():
+        cameras.append(
+            Camera(
+                name=cam_name,
+                topic=sec.str("topic"),
+                width=sec.int("width", min=1),
+                height=sec.int("height", min=1),
+                rate_hz=sec.float("rate_hz", min=0.0, min_exclusive=True),
+                encoding=sec.choice("encoding", CAMERA_ENCODINGS),
+            )
+        )
+        sec.finish()
+    if not cameras:
+        raise top.error("cameras", "at least one camera is required")
+
+    controllers = []
+    for c_name, sec in top.sections("controllers").items():
+        controllers.append(
+            Controller(c_name, sec.choice("type", CONTROLLER_TYPES),
+                       sec.str_list("joints", allowed=commanded))
+        )
+        sec.finish()
+    owned = [j for c in controllers for j in c.joints]
+    missing = [j for j in commanded if j not in owned]
+    twice = sorted({j for j in owned if owned.count(j) > 1})
+    if missing:
+        raise top.error("controllers", f"joints {missing} have no controller")
+    if twice:
+        raise top.error("controllers", f"joints {twice} are claimed by more than one controller")
+
+    layout = top.str_list("action_layout", allowed=commanded)
+    if len(layout) != len(commanded):
+        missing = [j for j in commanded if j not in layout]
+        raise top.error("action_layout", f"joints {missing} are missing from the action")
+
+    home_sec = top.section("home")
+    home = {}
+    for j in commanded:
+        lim = joints[j]
+        home[j] = home_sec.float(j, min=lim.lower, max=lim.upper)
+    home_sec.finish()
+
+    fixed_sec = top.section("fixed_joints", {})
+    fixed = {k: fixed_sec.float(k) for k in fixed_sec.data}
+    overlap = sorted(set(fixed) & set(commanded))
+    if overlap:
+        raise top.error("fixed_joints", f"joints {overlap} are also commanded")
+    fixed_sec.finish()
+    top.finish()
+
+    return RobotSpec(
+        name=name, description=description, source=path, urdf=urdf,
+        action_rate_hz=action_rate, control_rate_hz=control_rate,
+        joint_state_topic=joint_state_topic, joints=joints, arms=tuple(arms),
+        cameras=tuple(cameras), controllers=tuple(controllers), action_layout=layout,
+        home=home, fixed_joints=fixed,
+    )
+
+
+__all__ = [
+    "Arm", "Camera", "ConfigError", "Controller", "Gripper", "JointLimits", "RobotSpec",
+    "available_robots",
+]

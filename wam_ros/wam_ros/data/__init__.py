@@ -1,0 +1,1 @@
+"""Episode recording, bag replay and datasets."""

@@ -1,0 +1,1 @@
+"""ROS-free reference World Action Model: encoder, MoT backbone, flow matching, memory."""

@@ -1,0 +1,30 @@
+"""Where the package's data (config/, urdf/, launch/) lives: source tree or installed share/."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]  # wam_ros/ (the ament package folder)
+
+
+@functools.cache
+def share_dir() -> Path:
+    """The folder holding config/, urdf/ and launch/.
+
+    In a source checkout (editable install, tests) that is the package folder itself; after
+    `colcon build` it is the package's share directory found through the ament index.
+    """
+    if (_SOURCE_ROOT / "config").is_dir() and (_SOURCE_ROOT / "package.xml").is_file():
+        return _SOURCE_ROOT
+    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+
+    return Path(get_package_share_directory("wam_ros"))
+
+
+def config_dir() -> Path:
+    return share_dir() / "config"
+
+
+def robots_dir() -> Path:
+    return config_dir() / "robots"

@@ -1,0 +1,1 @@
+"""ROS-free runtime: inference backends, policy runner and schedulers."""

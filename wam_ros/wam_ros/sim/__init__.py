@@ -1,0 +1,1 @@
+"""Simulated robots (MuJoCo) with mock ros2_control controllers."""
