@@ -17,7 +17,7 @@ def share_dir() -> Path:
     """
     if (_SOURCE_ROOT / "config").is_dir() and (_SOURCE_ROOT / "package.xml").is_file():
         return _SOURCE_ROOT
-    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+    from ament_index_python.packages import get_package_share_directory
 
     return Path(get_package_share_directory("wam_ros"))
 

@@ -31,7 +31,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        kind = type(data).__name__
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {kind}")
     return data
 
 

@@ -152,7 +152,7 @@ class RobotSpec:
     @classmethod
     def load(cls, name_or_path: str | Path) -> RobotSpec:
         """A robot by name (config/robots/<name>.yaml) or by path to a YAML file."""
-        from wam_ros.paths import robots_dir  # noqa: PLC0415
+        from wam_ros.paths import robots_dir
 
         candidate = Path(name_or_path)
         if candidate.suffix in (".yaml", ".yml"):
@@ -166,14 +166,14 @@ class RobotSpec:
 
 
 def available_robots() -> list[str]:
-    from wam_ros.paths import robots_dir  # noqa: PLC0415
+    from wam_ros.paths import robots_dir
 
     return sorted(p.stem for p in robots_dir().glob("*.yaml"))
 
 
 def _find_urdf(rel: str, yaml_path: Path) -> Path | None:
     """An absolute path, or one relative to the YAML file or to the package share directory."""
-    from wam_ros.paths import share_dir  # noqa: PLC0415
+    from wam_ros.paths import share_dir
 
     for base in (yaml_path.parent, share_dir()):
         candidate = (base / rel).resolve()

@@ -1,0 +1,53 @@
+"""`wam-ros` command line: one sub-command per job.
+
+Each job lives in its own module exposing `register(subparsers)`; modules are imported lazily so
+`wam-ros --help` stays fast and a missing optional dependency only affects its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# sub-command name -> module that defines register(subparsers) and sets args.func
+COMMANDS: dict[str, str] = {
+    "robots": "wam_ros.cli_robots",
+    "graph": "wam_ros.graph",
+}
+
+
+def _ensure_localhost_discovery() -> None:
+    # Every path that may touch DDS keeps discovery on this machine unless the user chose.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wam-ros", description="World Action Models on dual-arm robots with ROS 2."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=f"(run `wam-ros {name} -h`)")
+            continue
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_localhost_discovery()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the chosen command's module (heavy ones pull in torch).
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
