@@ -39,6 +39,11 @@ setup(
         "console_scripts": [
             "wam-ros = wam_ros.cli:main",
             # one executable per node; keep in sync with wam_ros.graph.NODE_EXECUTABLES
+            "wam_observation_node = wam_ros.nodes.observation_node:main",
+            "wam_policy_node = wam_ros.nodes.policy_node:main",
+            "wam_decoder_node = wam_ros.nodes.decoder_node:main",
+            "wam_smoother_node = wam_ros.nodes.smoother_node:main",
+            "wam_bringup = wam_ros.nodes.bringup:main",
         ],
     },
 )

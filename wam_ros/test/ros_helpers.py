@@ -1,0 +1,63 @@
+"""Helpers for tests that talk over DDS: spin until a condition holds, start node processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from rclpy.executors import SingleThreadedExecutor
+
+
+def spin_until(executor: SingleThreadedExecutor, condition: Callable[[], bool],
+               timeout: float, step: float = 0.02) -> bool:
+    """Spin until `condition()` holds; discovery can take seconds, so never sleep fixed times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return condition()
+
+
+class NodeProcess:
+    """A child process (a node) whose output is kept for the failure message."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None,
+                 log_path: str | None = None) -> None:
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        if not self.log_path:
+            return ""
+        with open(self.log_path) as f:
+            return f.read()[-4000:]
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT (clean shutdown), then SIGKILL if it does not exit; only our own PID."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.proc.returncode
+
+
+def python_module_cmd(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

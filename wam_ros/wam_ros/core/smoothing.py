@@ -1,0 +1,263 @@
+"""Trajectory smoothing and limit enforcement between the timeline and ros2_control.
+
+Two stages, both ROS-free:
+
+- `savgol_smooth` / `ChunkSmoother`: Savitzky-Golay filtering of a chunk's actions the way
+  DreamZero does it (upsample 2x, window 21, polynomial order 3, downsample), with
+  scipy.signal.savgol_filter. A cubic fit leaves ramps and gentle curves untouched while removing
+  the sample-to-sample noise that flow-matching policies produce.
+- `LimitEnforcer`: per control tick, turns a target into a command that respects position,
+  velocity and acceleration limits per joint, given the previous command. It also brakes ahead of
+  the position limits, so clamping never has to stop a joint instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.types import Chunk
+
+SAVGOL_MODES = ("interp", "nearest", "mirror", "constant", "wrap")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Savitzky-Golay smoothing of chunks (defaults: DreamZero's).
+
+    upsample: factor of linear upsampling before filtering (1 = none).
+    window: filter window in upsampled samples (odd, > polyorder); shrunk for short chunks.
+    polyorder: order of the local polynomial fit.
+    mode: scipy's edge handling; "interp" fits the edge window, so chunk ends are not pulled
+        toward padding values.
+    smooth_grippers: grippers switch open/closed in steps; a polynomial fit of a step rings, so
+        they are left unfiltered unless asked.
+    """
+
+    enabled: bool = True
+    upsample: int = 2
+    window: int = 21
+    polyorder: int = 3
+    mode: str = "interp"
+    smooth_grippers: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("upsample", "window", "polyorder"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"SmoothingConfig.{name}: got {value!r}; allowed: an int")
+        if self.upsample < 1:
+            raise ValueError(f"SmoothingConfig.upsample: got {self.upsample!r}; allowed: >= 1")
+        if self.polyorder < 0:
+            raise ValueError(
+                f"SmoothingConfig.polyorder: got {self.polyorder!r}; allowed: >= 0"
+            )
+        if self.window % 2 == 0 or self.window <= self.polyorder:
+            raise ValueError(
+                f"SmoothingConfig.window: got {self.window!r}; allowed: an odd int > polyorder "
+                f"({self.polyorder})"
+            )
+        if self.mode not in SAVGOL_MODES:
+            raise ValueError(
+                f"SmoothingConfig.mode: got {self.mode!r}; allowed: {', '.join(SAVGOL_MODES)}"
+            )
+
+
+def savgol_smooth(
+    actions: np.ndarray, config: SmoothingConfig | None = None, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """(H, D) -> (H, D) smoothed copy; dims where `mask` is False are returned unchanged.
+
+    Short chunks shrink the window to the longest odd length that fits; when even that cannot
+    exceed the polynomial order, the actions are returned unchanged (nothing to fit).
+    """
+    config = config or SmoothingConfig()
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim != 2:
+        raise ValueError(f"actions must be (H, D), got {actions.shape}")
+    out = actions.copy()
+    if not config.enabled:
+        return out
+    cols = np.ones(actions.shape[1], dtype=bool) if mask is None else np.asarray(mask, bool)
+    if cols.shape != (actions.shape[1],):
+        raise ValueError(f"mask must be ({actions.shape[1]},), got {cols.shape}")
+    horizon = actions.shape[0]
+    if horizon < 2 or not cols.any():
+        return out
+    u = config.upsample
+    n_up = (horizon - 1) * u + 1
+    window = min(config.window, n_up if n_up % 2 == 1 else n_up - 1)
+    if window <= config.polyorder:
+        return out
+    # Linear upsampling keeps every original sample at index k*u, so downsampling by u returns
+    # values at exactly the original action times.
+    fine = np.linspace(0.0, horizon - 1.0, n_up)
+    coarse = np.arange(horizon, dtype=np.float64)
+    selected = actions[:, cols]  # (H, D')
+    up = np.stack([np.interp(fine, coarse, selected[:, d]) for d in range(selected.shape[1])], 1)
+    filtered = savgol_filter(up, window, config.polyorder, axis=0, mode=config.mode)
+    out[:, cols] = filtered[::u]
+    return out
+
+
+class ChunkSmoother:
+    """Applies `savgol_smooth` to absolute-space chunks, skipping gripper dims by default."""
+
+    def __init__(self, config: SmoothingConfig | None = None,
+                 gripper_mask: np.ndarray | None = None) -> None:
+        self.config = config or SmoothingConfig()
+        self._mask: np.ndarray | None = None
+        if gripper_mask is not None and not self.config.smooth_grippers:
+            self._mask = ~np.asarray(gripper_mask, dtype=bool)
+
+    def __call__(self, chunk: Chunk) -> Chunk:
+        if not self.config.enabled:
+            return chunk
+        smoothed = savgol_smooth(chunk.actions, self.config, self._mask)
+        return replace(chunk, actions=smoothed.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Scales applied to the robot's velocity/acceleration limits (e.g. 0.5 for a first run)."""
+
+    velocity_scale: float = 1.0
+    acceleration_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("velocity_scale", "acceleration_scale"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and 0.0 < value <= 1.0):
+                raise ValueError(f"LimitsConfig.{name}: got {value!r}; allowed: (0, 1]")
+
+
+class LimitEnforcer:
+    """Stateful per-tick limiter: position, velocity and acceleration limits per joint.
+
+    Guarantees, for every command after `reset` from a state inside the limits:
+    lower <= p <= upper, |p_k - p_{k-1}| <= velocity * dt and
+    |v_k - v_{k-1}| <= acceleration * dt with v_k = (p_k - p_{k-1}) / dt.
+
+    Targets are tracked with the target's own velocity as feed-forward plus a braking-curve
+    feedback term, so a moving target is followed without lag and a step is approached without
+    overshoot. Toward each position limit the velocity is capped so the joint can always stop
+    in time; that is what keeps the position clamp from ever having to stop a joint instantly.
+    """
+
+    def __init__(self, lower: np.ndarray, upper: np.ndarray, velocity: np.ndarray,
+                 acceleration: np.ndarray, dt: float) -> None:
+        self.lower = np.asarray(lower, dtype=np.float64)
+        self.upper = np.asarray(upper, dtype=np.float64)
+        self.velocity = np.asarray(velocity, dtype=np.float64)
+        self.acceleration = np.asarray(acceleration, dtype=np.float64)
+        dim = self.lower.shape
+        for name in ("upper", "velocity", "acceleration"):
+            if getattr(self, name).shape != dim:
+                raise ValueError(f"LimitEnforcer.{name}: shape {getattr(self, name).shape}, "
+                                 f"allowed: {dim} like lower")
+        if not np.all(self.lower < self.upper):
+            raise ValueError("LimitEnforcer: lower must be < upper for every joint")
+        if not (np.all(self.velocity > 0) and np.all(self.acceleration > 0)):
+            raise ValueError("LimitEnforcer: velocity and acceleration limits must be > 0")
+        if not dt > 0.0:
+            raise ValueError(f"LimitEnforcer.dt: got {dt!r}; allowed: > 0 seconds")
+        self.dt = float(dt)
+        self.position: np.ndarray | None = None  # last command (D,)
+        self.velocity_cmd = np.zeros_like(self.lower)  # (D,) velocity of the last command
+        self._last_target: np.ndarray | None = None
+
+    @classmethod
+    def from_spec(cls, spec: RobotSpec, dt: float | None = None,
+                  config: LimitsConfig | None = None) -> LimitEnforcer:
+        config = config or LimitsConfig()
+        return cls(
+            spec.limits_array("lower"), spec.limits_array("upper"),
+            spec.limits_array("velocity") * config.velocity_scale,
+            spec.limits_array("acceleration") * config.acceleration_scale,
+            dt if dt is not None else 1.0 / spec.control_rate_hz,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.lower.size
+
+    @property
+    def initialised(self) -> bool:
+        return self.position is not None
+
+    def reset(self, position: np.ndarray, velocity: np.ndarray | None = None) -> None:
+        """Start from a measured state. A position outside the limits is clamped (the one
+        case where a command can jump: commands never leave the limits)."""
+        position = np.asarray(position, dtype=np.float64)
+        if position.shape != self.lower.shape or not np.all(np.isfinite(position)):
+            raise ValueError(f"reset: expected finite {self.lower.shape}, got {position}")
+        self.position = np.clip(position, self.lower, self.upper)
+        v = np.zeros_like(position) if velocity is None else np.asarray(velocity, np.float64)
+        self.velocity_cmd = np.clip(v, -self.velocity, self.velocity)
+        self._last_target = None
+
+    def step(self, target: np.ndarray) -> np.ndarray:
+        """(D,) next command toward `target` (clipped to the position limits first)."""
+        if self.position is None:
+            raise RuntimeError("LimitEnforcer.step before reset(position)")
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != self.lower.shape or not np.all(np.isfinite(target)):
+            raise ValueError(f"step: expected finite {self.lower.shape} target, got {target}")
+        target = np.clip(target, self.lower, self.upper)
+        dt, a = self.dt, self.acceleration
+        # Feed-forward: the target's own velocity (0 on the first tick after reset).
+        v_target = np.zeros_like(target)
+        if self._last_target is not None:
+            v_target = np.clip((target - self._last_target) / dt, -self.velocity, self.velocity)
+        self._last_target = target
+        error = target - self.position
+        # Feedback: close the error in one tick, but no faster than a speed from which braking
+        # at `a` still stops on the target (relative to its motion).
+        correction = np.minimum(np.abs(error) / dt, _braking_speed(np.abs(error), a, dt))
+        desired = v_target + np.sign(error) * correction
+        return self._apply(desired)
+
+    def brake(self) -> np.ndarray:
+        """(D,) next command of a maximal-deceleration stop (holds once stopped)."""
+        if self.position is None:
+            raise RuntimeError("LimitEnforcer.brake before reset(position)")
+        self._last_target = None
+        return self._apply(np.zeros_like(self.position))
+
+    @property
+    def stopped(self) -> bool:
+        return bool(np.all(self.velocity_cmd == 0.0))
+
+    def _apply(self, desired: np.ndarray) -> np.ndarray:
+        assert self.position is not None
+        dt, a, vmax = self.dt, self.acceleration, self.velocity
+        v_prev = self.velocity_cmd
+        # Priority from least to most important, later clips win: acceleration, velocity,
+        # room to brake before each position limit. From a state inside the limits the later
+        # clips never bind against the earlier ones (the braking cap is invariant under a
+        # maximal-deceleration step), so all three hold together.
+        v = np.clip(desired, v_prev - a * dt, v_prev + a * dt)
+        v = np.clip(v, -vmax, vmax)
+        v = np.minimum(v, _braking_speed(self.upper - self.position, a, dt))
+        v = np.maximum(v, -_braking_speed(self.position - self.lower, a, dt))
+        new = np.clip(self.position + v * dt, self.lower, self.upper)
+        self.velocity_cmd = (new - self.position) / dt
+        self.position = new
+        return new.copy()
+
+
+def _braking_speed(distance: np.ndarray, accel: np.ndarray, dt: float) -> np.ndarray:
+    """Largest speed from which a discrete stop (speed decreasing by accel*dt per tick) covers
+    at most `distance`: sqrt(2 a d) - a dt / 2 (the -a dt/2 accounts for the discrete steps,
+    bounding the sum v + (v - a dt) + ... by (n + 1/2)^2 a dt^2 / 2 for v = n a dt)."""
+    d = np.maximum(distance, 0.0)
+    return np.maximum(np.sqrt(2.0 * accel * d) - 0.5 * accel * dt, 0.0)
+
+
+__all__ = [
+    "SAVGOL_MODES", "ChunkSmoother", "LimitEnforcer", "LimitsConfig", "SmoothingConfig",
+    "savgol_smooth",
+]

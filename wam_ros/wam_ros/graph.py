@@ -1,0 +1,167 @@
+"""The node graph, described once in plain Python.
+
+`ros2 launch` (launch/*.launch.py, through wam_ros.launch_support) and the tests (which start
+the same nodes as processes, because `launch` cannot be installed here) both build their nodes
+from `build_graph`, so what runs on the robot is exactly what the tests exercise.
+
+No rclpy here: the description is data (names, executables, parameters, remappings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+
+from wam_ros.paths import config_dir
+
+PACKAGE = "wam_ros"
+
+# Launch arguments: name -> (default, description). Both launch files and `wam-ros graph`
+# expose exactly these.
+ARGUMENTS: dict[str, tuple[str, str]] = {
+    "robot": ("cobot_magic", "robot config name (config/robots/<robot>.yaml) or a YAML path"),
+    "checkpoint": ("", "policy checkpoint directory; empty = the shipped default for the robot"),
+    "backend": ("torch", "inference backend: torch | onnxruntime | tensorrt"),
+    "memory": ("kv", "policy memory: kv (KV cache with observation replacement) | ttt"),
+    "scheduler": ("async", "chunk scheduler: sync | async | sai (speculative)"),
+    "mode": ("joint", "inference mode: joint | fast | two_stage"),
+    "use_sim_time": ("false", "take time from /clock (simulator or bag replay)"),
+    "params_file": ("", "extra ros__parameters YAML applied after config/wam_ros.yaml"),
+}
+
+
+@dataclass(frozen=True)
+class GraphArgs:
+    robot: str = "cobot_magic"
+    checkpoint: str = ""
+    backend: str = "torch"
+    memory: str = "kv"
+    scheduler: str = "async"
+    mode: str = "joint"
+    use_sim_time: bool = False
+    params_file: str = ""
+
+    @classmethod
+    def from_strings(cls, values: dict[str, str]) -> GraphArgs:
+        """Launch arguments arrive as strings."""
+        kwargs: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            v = values[f.name]
+            if f.name == "use_sim_time":
+                if str(v).lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"use_sim_time: got {v!r}; allowed: true, false")
+                kwargs[f.name] = str(v).lower() in ("true", "1")
+            else:
+                kwargs[f.name] = str(v)
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph: what `launch_ros.actions.Node` and a test process both need."""
+
+    name: str
+    executable: str  # console script in setup.py (ros2 run wam_ros <executable>)
+    module: str  # module with main(); tests run `python -m <module>`
+    parameters: dict[str, object] = field(default_factory=dict)
+    params_files: tuple[str, ...] = ()
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    def ros_args(self) -> list[str]:
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        for path in self.params_files:
+            args += ["--params-file", path]
+        for key, value in self.parameters.items():
+            args += ["-p", f"{key}:={_param_literal(value)}"]
+        for src, dst in self.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        return args
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """Command line that starts this node as its own process."""
+        return [python, "-m", self.module, *self.ros_args()]
+
+
+# executable name -> module; setup.py's console_scripts must list every one of these.
+NODE_EXECUTABLES: dict[str, str] = {
+    "wam_observation_node": "wam_ros.nodes.observation_node",
+    "wam_policy_node": "wam_ros.nodes.policy_node",
+    "wam_decoder_node": "wam_ros.nodes.decoder_node",
+    "wam_smoother_node": "wam_ros.nodes.smoother_node",
+}
+
+
+def default_params_file() -> str:
+    return str(config_dir() / "wam_ros.yaml")
+
+
+def build_graph(args: GraphArgs) -> list[NodeSpec]:
+    """The on-robot graph: observation -> policy -> decoder -> smoother -> ros2_control."""
+    files = (default_params_file(),) + ((args.params_file,) if args.params_file else ())
+    common = {"robot": args.robot, "use_sim_time": args.use_sim_time}
+
+    def node(name: str, executable: str, **params: object) -> NodeSpec:
+        return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
+                        {**common, **params}, files)
+
+    return [
+        node("wam_observation", "wam_observation_node"),
+        node("wam_policy", "wam_policy_node", checkpoint=args.checkpoint, backend=args.backend,
+             memory=args.memory, scheduler=args.scheduler, mode=args.mode),
+        node("wam_decoder", "wam_decoder_node", checkpoint=args.checkpoint),
+        node("wam_smoother", "wam_smoother_node", scheduler=args.scheduler),
+    ]
+
+
+def build_sim_graph(args: GraphArgs) -> list[NodeSpec]:
+    """The robot graph plus everything that stands in for hardware (simulator, controllers)."""
+    return build_graph(args)
+
+
+def _param_literal(value: object) -> str:
+    # `-p name:=value` parses value as YAML: quote strings that would read as another type.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value) if (value == "" or value.lower() in (
+            "true", "false", "null", "yes", "no", "on", "off") or _numeric(value)) else value
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ---- `wam-ros graph`: print the graph (what launch would start) --------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="print the node graph and each node's command line")
+    for name, (default, desc) in ARGUMENTS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=desc)
+    p.add_argument("--sim", action="store_true", help="the simulation graph")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run)
+
+
+def _run(ns: argparse.Namespace) -> int:
+    args = GraphArgs.from_strings({k: getattr(ns, k) for k in ARGUMENTS})
+    graph = build_sim_graph(args) if ns.sim else build_graph(args)
+    if ns.json:
+        print(json.dumps([asdict(n) for n in graph], indent=2))
+    else:
+        for n in graph:
+            print(f"{n.name}  ({n.executable})")
+            print("  " + " ".join(n.command(os.path.basename(sys.executable))))
+    return 0
+
+
+__all__ = ["ARGUMENTS", "GraphArgs", "NODE_EXECUTABLES", "NodeSpec", "build_graph",
+           "build_sim_graph"]

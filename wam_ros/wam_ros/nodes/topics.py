@@ -1,0 +1,46 @@
+"""Topic and service names and QoS profiles: the one place that defines them."""
+
+from __future__ import annotations
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+OBSERVATION = "/wam/observation"
+CHUNK_RAW = "/wam/chunk/raw"  # policy output: latent | delta | absolute
+CHUNK_JOINT = "/wam/chunk/joint"  # decoder output: absolute joint positions, timed
+ESTOP = "/wam/estop"  # std_msgs/Bool, True = stop (latched until re-enabled)
+COMMANDED = "/wam/commanded"  # sensor_msgs/JointState: what the smoother sends, for plots/tests
+DIAGNOSTICS = "/diagnostics"
+CLOCK = "/clock"
+
+RESET_SERVICE = "/wam/reset"  # std_srvs/Trigger: new episode (policy memory cleared)
+ENABLE_SERVICE = "/wam/enable"  # std_srvs/Trigger: clear a latched e-stop
+
+# Cameras and joint states: newest data wins, a lost frame is better than a late one.
+SENSOR_QOS = qos_profile_sensor_data
+
+# Observations and chunks between our nodes: reliable, shallow (a stale chunk is useless).
+CHUNK_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
+)
+OBSERVATION_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
+)
+
+# Commands to ros2_control: reliable, depth 1 (only the newest command matters).
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
+)
+
+# E-stop: latched, so a node that starts after the stop was pressed still sees it.
+ESTOP_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
