@@ -30,7 +30,7 @@ class NodeProcess:
                  log_path: str | None = None) -> None:
         self.cmd = cmd
         self.log_path = log_path
-        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -34,7 +34,7 @@ class _LaunchConfiguration:
 def fake_launch(monkeypatch):
     mods = {name: types.ModuleType(name) for name in (
         "launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
-    mods["launch"].LaunchDescription = lambda entities: list(entities)
+    mods["launch"].LaunchDescription = list
     mods["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Record,), {})
     mods["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Record,), {})
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration

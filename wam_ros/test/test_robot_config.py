@@ -47,7 +47,8 @@ def test_agibot_g1_facts():
 def test_home_inside_limits_and_gripper_mapping_round_trips(robot):
     spec = RobotSpec.load(robot)
     home = spec.home_vector()
-    assert np.all(home >= spec.limits_array("lower")) and np.all(home <= spec.limits_array("upper"))
+    assert np.all(home >= spec.limits_array("lower"))
+    assert np.all(home <= spec.limits_array("upper"))
     action = spec.joint_to_action(home)
     assert np.allclose(spec.action_to_joint(action), home)
     mask = spec.gripper_mask()

@@ -171,8 +171,8 @@ def _validate(obj: Any, sec: Section) -> None:
                      "conv_channels"):
             if getattr(obj, name) < 1:
                 raise bad(name, ">= 1")
-        if obj.memory_window < 1:
-            raise bad("memory_window", ">= 1 (chunks, the current one included)")
+        if obj.memory_window < 2:
+            raise bad("memory_window", ">= 2 (chunks, the current one included)")
         if obj.d_model % obj.n_heads or (obj.d_model // obj.n_heads) % 2:
             raise bad("n_heads", f"a divisor of d_model={obj.d_model} leaving an even head size")
         if obj.dt <= 0:

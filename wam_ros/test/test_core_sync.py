@@ -1,0 +1,94 @@
+"""Approximate-time synchronisation: sets, slop, stale and out-of-order frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wam_ros.core.image import prepare_image
+from wam_ros.core.sync import ApproximateSync
+
+CAMS = ("a", "b", "c")
+
+
+def img(v: int = 0) -> np.ndarray:
+    return np.full((4, 4, 3), v, np.uint8)
+
+
+def feed(sync, t, now=None, cams=CAMS):
+    now = t if now is None else now
+    for c in cams:
+        sync.add_frame(c, t, img(), now)
+
+
+def test_complete_set_within_slop_is_emitted_once():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
+    sync.add_joint_state(1.0, np.zeros(3), 1.0)
+    sync.add_frame("a", 1.000, img(1), 1.0)
+    sync.add_frame("b", 1.010, img(2), 1.01)
+    assert sync.poll(1.01) is None  # c missing
+    sync.add_frame("c", 1.015, img(3), 1.02)
+    out = sync.poll(1.02)
+    assert out is not None and out.stamp == pytest.approx(1.015)
+    assert [int(out.images[c][0, 0, 0]) for c in CAMS] == [1, 2, 3]
+    assert sync.poll(1.03) is None  # not emitted twice
+
+
+def test_frames_outside_slop_wait_for_a_matching_set():
+    sync = ApproximateSync(CAMS, slop=0.01, max_age=0.5, joint_slop=0.05)
+    sync.add_joint_state(1.0, np.zeros(3), 1.0)
+    sync.add_frame("a", 1.00, img(), 1.0)
+    sync.add_frame("b", 1.00, img(), 1.0)
+    sync.add_frame("c", 1.05, img(), 1.05)
+    assert sync.poll(1.05) is None
+    sync.add_joint_state(1.05, np.ones(3), 1.05)
+    feed(sync, 1.05, cams=("a", "b"))
+    out = sync.poll(1.06)
+    assert out is not None and out.stamp == pytest.approx(1.05)
+    np.testing.assert_array_equal(out.joint_positions, np.ones(3))  # closest joint state
+    assert sync.dropped["overtaken"] == 2  # a and b at 1.00 were skipped
+
+
+def test_stale_and_out_of_order_frames_are_dropped_and_counted():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.2, joint_slop=0.03)
+    assert not sync.add_frame("a", 1.0, img(), now=1.5)
+    assert sync.add_frame("a", 2.0, img(), now=2.0)
+    assert not sync.add_frame("a", 1.9, img(), now=2.0)
+    assert not sync.add_frame("a", 2.0, img(), now=2.0)
+    assert sync.dropped == {"stale": 1, "out_of_order": 2}
+    assert not sync.add_joint_state(2.0, np.array([np.nan, 0, 0]), 2.0)
+    assert sync.dropped["joint_state_nan"] == 1
+
+
+def test_no_set_without_a_joint_state_close_in_time():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=1.0, joint_slop=0.03)
+    sync.add_joint_state(1.0, np.zeros(3), 1.0)
+    feed(sync, 1.2)
+    assert sync.poll(1.2) is None
+    sync.add_joint_state(1.19, np.zeros(3), 1.2)
+    assert sync.poll(1.2) is not None
+
+
+def test_old_frames_expire():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.2, joint_slop=0.03)
+    sync.add_joint_state(1.0, np.zeros(3), 1.0)
+    feed(sync, 1.0, cams=("a", "b"))
+    assert sync.poll(1.5) is None
+    assert sync.dropped["expired"] == 2
+
+
+def test_unknown_camera_is_named():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.2, joint_slop=0.03)
+    with pytest.raises(KeyError, match="unknown camera 'd'"):
+        sync.add_frame("d", 1.0, img(), 1.0)
+
+
+def test_prepare_image_crops_centre_and_resizes():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, :80] = 255  # left border is cropped away by a centre crop to square
+    out = prepare_image(frame, 224, 224, "center_crop")
+    assert out.shape == (224, 224, 3) and out.max() == 0
+    stretched = prepare_image(frame, 224, 224, "resize")
+    assert stretched[:, 0].mean() == 255
+    with pytest.raises(ValueError, match="allowed: resize, center_crop"):
+        prepare_image(frame, 224, 224, "zoom")

@@ -1,0 +1,76 @@
+"""Observation node in-process: cameras + joint states in, synchronised Observation out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+
+from wam_ros.core.config import ConfigError  # noqa: E402
+from wam_ros.core.robot import RobotSpec  # noqa: E402
+from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.observation_node import ObservationNode  # noqa: E402
+from wam_ros_msgs.msg import Observation as ObservationMsg  # noqa: E402
+
+from ros_helpers import spin_until  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
+def test_cameras_and_joints_become_observations(rclpy_context, robot):
+    spec = RobotSpec.load(robot)
+    node = ObservationNode(context=rclpy_context, parameter_overrides=[
+        Parameter("robot", value=robot), Parameter("image_width", value=96),
+        Parameter("image_height", value=64)])
+    fake = rclpy.create_node("fake_robot", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    executor.add_node(fake)
+    got: list[ObservationMsg] = []
+    fake.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
+                             topics.OBSERVATION_QOS)
+    cams = {c.name: fake.create_publisher(Image, c.topic, topics.SENSOR_QOS)
+            for c in spec.cameras}
+    joints = fake.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+    assert spin_until(executor, lambda: all(p.get_subscription_count() for p in cams.values())
+                      and joints.get_subscription_count() > 0, 10.0)
+    try:
+        home = spec.home_vector()
+        for k in range(5):
+            spin_until(executor, lambda: False, 0.1)  # frames 100 ms apart, like a 10 Hz rig
+            now = fake.get_clock().now().nanoseconds * 1e-9
+            joints.publish(conversions.make_joint_state(spec.action_layout, home + k, now))
+            for i, (name, pub) in enumerate(cams.items()):
+                frame = np.full((480, 640, 3), 10 * i + k, np.uint8)
+                pub.publish(conversions.rgb_to_image(frame, now + 0.001 * i, name))
+            # a broken frame from one camera: refused, counted, nothing else disturbed
+            bad = conversions.rgb_to_image(np.zeros((480, 640, 3), np.uint8), now)
+            bad.encoding = "16UC1"
+            cams[spec.camera_names[0]].publish(bad)
+            spin_until(executor, lambda n=k: len(got) > n, 2.0)
+        assert len(got) >= 4, node.sync.dropped
+        last = conversions.msg_to_observation(got[-1], spec.action_layout)
+        assert list(last.images) == list(spec.camera_names)
+        for i, im in enumerate(last.images.values()):
+            assert im.shape == (64, 96, 3)
+            k = int(im[0, 0, 0]) - 10 * i
+            assert 0 <= k < 5
+        np.testing.assert_allclose(last.joint_positions, home + k)
+        assert [m.sequence for m in got] == list(range(len(got)))
+        assert node.diag.refusals[f"image_{spec.camera_names[0]}"] >= 1
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        fake.destroy_node()
+
+
+def test_bad_parameter_fails_at_start_with_a_clear_message(rclpy_context):
+    with pytest.raises(ConfigError, match="resize_mode: got 'zoom'; allowed: resize, center_crop"):
+        ObservationNode(context=rclpy_context,
+                        parameter_overrides=[Parameter("resize_mode", value="zoom")])

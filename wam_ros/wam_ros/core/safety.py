@@ -1,0 +1,406 @@
+"""Safety: latched stops, watchdogs, guards, and the per-tick command pipeline.
+
+`SafetyMonitor` decides *whether* the arm may follow its plan; `CommandPipeline` composes the
+timeline, smoothing, limit enforcement and the monitor into the one call the smoother node makes
+at the control rate, `step(now, measured)`.
+
+Stops never jump: whatever the reason (e-stop, watchdog, deviation fault), the command
+decelerates within the acceleration limits to a hold. E-stop and deviation faults latch and only
+an explicit `reenable` clears them; the watchdog clears itself when fresh data arrives.
+
+Every refusal is counted (counters feed /diagnostics) and logged through an injected callable,
+once per occurrence of a condition and at most once per `log_interval_s` for repeated events, so
+a stream of bad chunks cannot flood the log at the control rate.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.smoothing import ChunkSmoother, LimitEnforcer, LimitsConfig, SmoothingConfig
+from wam_ros.core.timeline import (
+    ActionTimeline,
+    Rejection,
+    SpliceResult,
+    TimelineConfig,
+)
+from wam_ros.core.types import ActionSpace, Chunk
+
+Logger = Callable[[str], None]
+
+# Reasons that latch until `reenable`; the watchdog reasons clear on fresh data.
+ESTOP = "estop"
+DEVIATION = "deviation"
+COMMAND_GUARD = "command_guard"
+WATCHDOG_CHUNK = "watchdog_chunk"
+WATCHDOG_OBSERVATION = "watchdog_observation"
+LATCHING_REASONS = (ESTOP, DEVIATION, COMMAND_GUARD)
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Watchdog, deviation and logging settings.
+
+    chunk_timeout_s / observation_timeout_s: longest allowed silence of each stream once it has
+        delivered its first message (0 disables); beyond it the arm decelerates to a hold.
+    deviation_threshold: |commanded - measured| per joint (one value for all, or one per action
+        dim) beyond which the arm is stopped (latched).
+    deviation_cycles: consecutive ticks over the threshold before the fault latches, so one
+        noisy joint-state sample does not stop the robot.
+    log_interval_s: repeats of the same refusal are counted but logged at most this often.
+    """
+
+    chunk_timeout_s: float = 2.0
+    observation_timeout_s: float = 1.0
+    deviation_threshold: float | tuple[float, ...] = 0.3
+    deviation_cycles: int = 3
+    log_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_timeout_s", "observation_timeout_s", "log_interval_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0.0):
+                raise ValueError(
+                    f"SafetyConfig.{name}: got {value!r}; allowed: >= 0 seconds (0 disables)"
+                )
+        thresholds = np.atleast_1d(np.asarray(self.deviation_threshold, dtype=np.float64))
+        if thresholds.ndim != 1 or not np.all(np.isfinite(thresholds)) or np.any(
+            thresholds <= 0.0
+        ):
+            raise ValueError(
+                f"SafetyConfig.deviation_threshold: got {self.deviation_threshold!r}; allowed: "
+                "a positive number or a list of positive numbers (one per action dim)"
+            )
+        if not isinstance(self.deviation_cycles, int) or self.deviation_cycles < 1:
+            raise ValueError(
+                f"SafetyConfig.deviation_cycles: got {self.deviation_cycles!r}; allowed: int >= 1"
+            )
+
+
+class SafetyMonitor:
+    """Latched stops, watchdogs and guards; pure (time passed in), thread-safe."""
+
+    def __init__(self, config: SafetyConfig | None = None, dim: int = 1,
+                 logger: Logger | None = None) -> None:
+        self.config = config or SafetyConfig()
+        self.dim = dim
+        thresholds = np.atleast_1d(np.asarray(self.config.deviation_threshold, np.float64))
+        if thresholds.size == 1:
+            thresholds = np.full(dim, thresholds[0])
+        if thresholds.shape != (dim,):
+            raise ValueError(
+                f"SafetyConfig.deviation_threshold: {thresholds.size} values; allowed: 1 or "
+                f"{dim} (one per action dim)"
+            )
+        self._thresholds = thresholds
+        self._log = logger or (lambda _msg: None)
+        self._lock = threading.RLock()
+        self._latched: str | None = None
+        self._last_chunk: float | None = None
+        self._last_observation: float | None = None
+        self._deviation_streak = 0
+        self._active: set[str] = set()  # conditions currently refusing (logged on entry)
+        self._counters: dict[str, int] = {}
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    # ---- inputs ------------------------------------------------------------------------
+    def feed_chunk(self, now: float) -> None:
+        with self._lock:
+            self._last_chunk = now
+
+    def feed_observation(self, now: float) -> None:
+        with self._lock:
+            self._last_observation = now
+
+    def estop(self, now: float, reason: str = ESTOP, detail: str = "") -> None:
+        """Latch a stop; only `reenable` clears it. A second stop keeps the first reason."""
+        with self._lock:
+            if self._latched is None:
+                self._latched = reason
+            self._enter(reason, detail or "stop requested", now)
+
+    def reenable(self, now: float) -> bool:
+        """Clear a latched stop. Watchdogs restart from `now` (fresh grace period). Returns
+        whether a stop was cleared."""
+        with self._lock:
+            was = self._latched
+            self._latched = None
+            self._deviation_streak = 0
+            for reason in LATCHING_REASONS:
+                self._active.discard(reason)
+            if self._last_chunk is not None:
+                self._last_chunk = now
+            if self._last_observation is not None:
+                self._last_observation = now
+            if was is not None:
+                self._log(f"re-enabled at {now:.3f}s (was stopped: {was})")
+            return was is not None
+
+    # ---- checks ------------------------------------------------------------------------
+    @property
+    def latched(self) -> str | None:
+        """Reason of the latched stop, or None."""
+        with self._lock:
+            return self._latched
+
+    def stop_reason(self, now: float) -> str | None:
+        """Why the arm must not follow its plan now (latched stop first), or None."""
+        with self._lock:
+            if self._latched is not None:
+                return self._latched
+            cfg = self.config
+            reason = None
+            for name, last, timeout in (
+                (WATCHDOG_CHUNK, self._last_chunk, cfg.chunk_timeout_s),
+                (WATCHDOG_OBSERVATION, self._last_observation, cfg.observation_timeout_s),
+            ):
+                expired = timeout > 0.0 and last is not None and now - last > timeout
+                if expired:
+                    self._enter(name, f"nothing new for {now - last:.3f}s > {timeout:.3f}s", now)
+                    reason = reason or name
+                elif name in self._active:
+                    self._active.discard(name)
+                    self._log(f"{name}: cleared at {now:.3f}s")
+            return reason
+
+    def check_deviation(self, now: float, commanded: np.ndarray, measured: np.ndarray) -> bool:
+        """False (and latch DEVIATION) once |commanded - measured| has exceeded a joint's
+        threshold for `deviation_cycles` consecutive calls."""
+        with self._lock:
+            excess = np.abs(np.asarray(commanded) - np.asarray(measured)) > self._thresholds
+            if not excess.any():
+                self._deviation_streak = 0
+                return True
+            self._deviation_streak += 1
+            if self._deviation_streak < self.config.deviation_cycles:
+                return True
+            joints = np.flatnonzero(excess).tolist()
+            worst = float(np.max(np.abs(np.asarray(commanded) - np.asarray(measured))))
+            self.estop(now, DEVIATION, f"joints {joints} deviate up to {worst:.3f} (thresholds "
+                       f"{self._thresholds[joints].round(3).tolist()})")
+            return False
+
+    def refuse(self, reason: str, detail: str, now: float) -> None:
+        """Count a one-off refusal (bad chunk, NaN, clamp) and log it, throttled per reason."""
+        with self._lock:
+            self._counters[reason] = self._counters.get(reason, 0) + 1
+            last = self._last_logged.get(reason)
+            if last is not None and now - last < self.config.log_interval_s:
+                self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+                return
+            more = self._suppressed.pop(reason, 0)
+            suffix = f" ({more} more since the last report)" if more else ""
+            self._last_logged[reason] = now
+            self._log(f"refused ({reason}) at {now:.3f}s: {detail}{suffix}")
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters)
+
+    def _enter(self, reason: str, detail: str, now: float) -> None:
+        """A continuous condition begins: count and log once; repeats while active are free."""
+        if reason in self._active:
+            return
+        self._active.add(reason)
+        self._counters[reason] = self._counters.get(reason, 0) + 1
+        self._log(f"refused ({reason}) at {now:.3f}s: {detail}")
+
+
+class PipelineState(str, Enum):
+    WAITING = "waiting"  # no valid measurement yet; nothing is commanded
+    RUNNING = "running"  # following the plan
+    HOLDING = "holding"  # no plan left (or watchdog): decelerating to / holding a position
+    STOPPING = "stopping"  # latched stop, still decelerating
+    STOPPED = "stopped"  # latched stop, at rest
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    timeline: TimelineConfig = field(default_factory=TimelineConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    control_dt: float | None = None  # None: 1 / the robot's control_rate_hz
+
+    def __post_init__(self) -> None:
+        for name, kind in (("timeline", TimelineConfig), ("smoothing", SmoothingConfig),
+                           ("limits", LimitsConfig), ("safety", SafetyConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(
+                    f"PipelineConfig.{name}: got {getattr(self, name)!r}; allowed: a "
+                    f"{kind.__name__}"
+                )
+        if self.control_dt is not None and not (
+            np.isfinite(self.control_dt) and self.control_dt > 0.0
+        ):
+            raise ValueError(
+                f"PipelineConfig.control_dt: got {self.control_dt!r}; allowed: > 0 seconds or "
+                "None (robot's control rate)"
+            )
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    """One control tick: positions to command, their velocities, and why."""
+
+    positions: np.ndarray  # (D,) joint units, action layout
+    velocities: np.ndarray  # (D,)
+    state: PipelineState
+    reason: str = ""  # stop reason or "no_plan"
+    idle: bool = False  # holding for lack of plan (feeds the idle fraction)
+
+
+class CommandPipeline:
+    """timeline + smoothing + limits + safety; `step` is called at the control rate."""
+
+    def __init__(self, spec: RobotSpec, config: PipelineConfig | None = None,
+                 logger: Logger | None = None) -> None:
+        self.spec = spec
+        self.config = config or PipelineConfig()
+        dim = spec.action_dim
+        self.timeline = ActionTimeline(dim, self.config.timeline)
+        self.smoother = ChunkSmoother(self.config.smoothing, spec.gripper_mask())
+        self.enforcer = LimitEnforcer.from_spec(spec, self.config.control_dt, self.config.limits)
+        self.monitor = SafetyMonitor(self.config.safety, dim, logger)
+        self._lower = spec.limits_array("lower")
+        self._upper = spec.limits_array("upper")
+        # One lock for the whole pipeline: chunks arrive on the policy's thread while `step`
+        # runs on the control timer; both are short (< 1 ms), so nobody waits noticeably.
+        self._lock = threading.RLock()
+        self._state = PipelineState.WAITING
+
+    @property
+    def dt(self) -> float:
+        return self.enforcer.dt
+
+    @property
+    def state(self) -> PipelineState:
+        return self._state
+
+    # ---- inputs ------------------------------------------------------------------------
+    def offer_chunk(self, chunk: Chunk, now: float) -> SpliceResult:
+        """Smooth and splice an absolute-space chunk; refusals are counted and logged."""
+        with self._lock:
+            latched = self.monitor.latched
+            if latched is not None:
+                result = SpliceResult(False, Rejection.STOPPED,
+                                      f"chunk {chunk.chunk_id}: stopped ({latched})")
+            else:
+                if (chunk.space == ActionSpace.JOINT_ABSOLUTE and chunk.horizon > 0
+                        and chunk.dim == self.spec.action_dim
+                        and np.all(np.isfinite(chunk.actions))):
+                    # Only well-formed chunks are smoothed; the timeline rejects the rest
+                    # with the precise reason.
+                    chunk = self.smoother(chunk)
+                result = self.timeline.splice(chunk, now, self.enforcer.position)
+            if result.accepted:
+                self.monitor.feed_chunk(now)
+            else:
+                assert result.reason is not None
+                self.monitor.refuse(f"chunk_{result.reason.value}", result.message, now)
+            return result
+
+    def offer_observation(self, now: float) -> None:
+        self.monitor.feed_observation(now)
+
+    def estop(self, now: float, detail: str = "") -> None:
+        with self._lock:
+            self.monitor.estop(now, ESTOP, detail)
+
+    def reenable(self, now: float) -> bool:
+        with self._lock:
+            return self.monitor.reenable(now)
+
+    def reset_episode(self, episode_id: int | None = None) -> None:
+        with self._lock:
+            self.timeline.reset(episode_id)
+
+    # ---- the control tick --------------------------------------------------------------
+    def step(self, now: float, measured: np.ndarray | None = None) -> PipelineOutput | None:
+        """Next command. Starts from the first finite `measured` (None until one arrives)."""
+        with self._lock:
+            if measured is not None:
+                measured = np.asarray(measured, dtype=np.float64)
+                if measured.shape != (self.spec.action_dim,) or not np.all(np.isfinite(measured)):
+                    self.monitor.refuse("bad_measurement",
+                                        f"expected finite ({self.spec.action_dim},), got "
+                                        f"{measured}", now)
+                    measured = None
+            if not self.enforcer.initialised:
+                if measured is None:
+                    return None
+                # Start exactly where the arm is, at rest: the first commands cannot jump.
+                self.enforcer.reset(measured)
+            elif measured is not None:
+                assert self.enforcer.position is not None
+                self.monitor.check_deviation(now, self.enforcer.position, measured)
+
+            reason = self.monitor.stop_reason(now) or ""
+            idle = False
+            if reason:
+                # Drop the plan: after the stop, the next chunk is blended from the held pose.
+                self.timeline.clear()
+                command = self.enforcer.brake()
+                if self.monitor.latched is not None:
+                    state = PipelineState.STOPPED if self.enforcer.stopped else (
+                        PipelineState.STOPPING)
+                else:
+                    state = PipelineState.HOLDING
+            else:
+                target = self.timeline.sample(now)
+                if target is None:
+                    command = self.enforcer.brake()
+                    state, reason, idle = PipelineState.HOLDING, "no_plan", True
+                else:
+                    outside = (target < self._lower) | (target > self._upper)
+                    if outside.any():
+                        self.monitor.refuse(
+                            "target_clamped",
+                            f"joints {np.flatnonzero(outside).tolist()} beyond position limits",
+                            now)
+                    command = self.enforcer.step(target)
+                    idle = self.timeline.remaining(now) <= 0.0
+                    state = PipelineState.HOLDING if idle else PipelineState.RUNNING
+                    reason = "no_plan" if idle else ""
+            if not (np.all(np.isfinite(command)) and np.all(command >= self._lower)
+                    and np.all(command <= self._upper)):
+                # Unreachable while LimitEnforcer keeps its guarantees; latch rather than send.
+                self.monitor.estop(now, COMMAND_GUARD, f"command {command} failed the guard")
+                raise RuntimeError(f"command guard: {command} outside limits or non-finite")
+            self._state = state
+            return PipelineOutput(command, self.enforcer.velocity_cmd.copy(), state, reason,
+                                  idle)
+
+    def diagnostics(self, now: float) -> dict[str, float | int | str]:
+        """Flat key -> value map for /diagnostics."""
+        with self._lock:
+            out: dict[str, float | int | str] = {
+                "state": self._state.value,
+                "stop_reason": self.monitor.latched or "",
+                "plan_remaining_s": self.timeline.remaining(now),
+            }
+            for key, value in self.monitor.counters().items():
+                out[f"refused.{key}"] = value
+            for key, value in self.timeline.counters().items():
+                out[f"timeline.{key}"] = value
+            return out
+
+
+def thresholds_per_joint(spec: RobotSpec, arm: float, gripper: float) -> tuple[float, ...]:
+    """Deviation thresholds in action order: one value for arm joints, one for grippers (whose
+    units differ, m vs rad)."""
+    return tuple(gripper if g else arm for g in spec.gripper_mask())
+
+
+__all__ = [
+    "COMMAND_GUARD", "DEVIATION", "ESTOP", "LATCHING_REASONS", "WATCHDOG_CHUNK",
+    "WATCHDOG_OBSERVATION", "CommandPipeline", "Logger", "PipelineConfig", "PipelineOutput",
+    "PipelineState", "SafetyConfig", "SafetyMonitor", "thresholds_per_joint",
+]

@@ -1,0 +1,105 @@
+"""Per-node settings: the single source of truth for every node parameter.
+
+nodes/params.py declares one ROS parameter per field (same name, same default) and builds
+these dataclasses from them; config/wam_ros.yaml sets them with ros__parameters. Validation
+lives here, so a bad value fails at start-up with the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from wam_ros.core.config import ConfigError
+from wam_ros.core.image import RESIZE_MODES
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+MEMORIES = ("kv", "ttt")
+SCHEDULERS = ("sync", "async", "sai")
+MODES = ("joint", "fast", "two_stage")
+
+
+def _check(cls_name: str, name: str, value, *, choices=None, positive=False, minimum=None,
+           maximum=None) -> None:
+    where = f"{cls_name}.{name}"
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: got {value!r}; allowed: {', '.join(choices)}")
+    if positive and not value > 0:
+        raise ConfigError(f"{where}: got {value!r}; allowed: > 0")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: got {value!r}; allowed: >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: got {value!r}; allowed: <= {maximum}")
+
+
+class _Settings:
+    def __post_init__(self) -> None:
+        # ROS hands integers for float parameters written without a decimal point
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.type == "float" and isinstance(getattr(self, f.name), int):
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ObservationSettings(_Settings):
+    robot: str = "cobot_magic"
+    image_width: int = 224
+    image_height: int = 224
+    resize_mode: str = "center_crop"
+    slop_s: float = 0.02  # cameras' stamps within a set may differ by this much
+    joint_slop_s: float = 0.03  # joint state within this of the set's stamp
+    max_age_s: float = 0.3  # frames older than this on arrival are stale
+
+    def validate(self) -> None:
+        n = type(self).__name__
+        _check(n, "image_width", self.image_width, positive=True)
+        _check(n, "image_height", self.image_height, positive=True)
+        _check(n, "resize_mode", self.resize_mode, choices=RESIZE_MODES)
+        _check(n, "slop_s", self.slop_s, minimum=0.0)
+        _check(n, "joint_slop_s", self.joint_slop_s, minimum=0.0)
+        _check(n, "max_age_s", self.max_age_s, positive=True)
+
+
+@dataclass(frozen=True)
+class PolicySettings(_Settings):
+    robot: str = "cobot_magic"
+    checkpoint: str = ""  # empty: the shipped default checkpoint of the robot
+    backend: str = "torch"
+    memory: str = "kv"
+    mode: str = "joint"
+    scheduler: str = "async"
+    flow_steps: int = 4
+    sai_s_mid: float = 0.5  # share of the flow ODE integrated speculatively
+    task: str = ""
+    execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
+    latency_margin_s: float = 0.03  # async: start inference this much before it is needed
+    max_observation_age_s: float = 0.5  # older observations are not used for inference
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        n = type(self).__name__
+        _check(n, "backend", self.backend, choices=BACKENDS)
+        _check(n, "memory", self.memory, choices=MEMORIES)
+        _check(n, "mode", self.mode, choices=MODES)
+        _check(n, "scheduler", self.scheduler, choices=SCHEDULERS)
+        _check(n, "flow_steps", self.flow_steps, minimum=1, maximum=64)
+        _check(n, "sai_s_mid", self.sai_s_mid, minimum=0.0, maximum=0.95)
+        _check(n, "execute_steps", self.execute_steps, minimum=0)
+        _check(n, "latency_margin_s", self.latency_margin_s, minimum=0.0)
+        _check(n, "max_observation_age_s", self.max_observation_age_s, positive=True)
+
+
+@dataclass(frozen=True)
+class DecoderSettings(_Settings):
+    robot: str = "cobot_magic"
+    checkpoint: str = ""
+
+    def validate(self) -> None:
+        pass
+
+
+__all__ = ["BACKENDS", "MEMORIES", "MODES", "SCHEDULERS", "DecoderSettings",
+           "ObservationSettings", "PolicySettings"]

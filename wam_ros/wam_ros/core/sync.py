@@ -1,0 +1,116 @@
+"""Approximate-time synchronisation of N cameras and joint states (ROS-free, time passed in).
+
+The newest complete set wins: a set is N frames, one per camera, whose stamps lie within `slop`
+of each other, plus the joint state closest to the set's stamp (within `joint_slop`). Frames
+older than `max_age` on arrival (stale) or not newer than the last frame of their camera
+(out-of-order) are dropped and counted; so are frames a newer set overtook.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SyncedSet:
+    stamp: float  # newest frame stamp in the set
+    images: dict[str, np.ndarray]  # camera -> image, in camera order
+    image_stamps: dict[str, float]
+    joint_positions: np.ndarray
+    joint_stamp: float
+
+
+class ApproximateSync:
+    def __init__(self, cameras: tuple[str, ...] | list[str], slop: float, max_age: float,
+                 joint_slop: float, queue_size: int = 6) -> None:
+        if not cameras:
+            raise ValueError("ApproximateSync needs at least one camera")
+        if slop < 0 or max_age <= 0 or joint_slop < 0:
+            raise ValueError(f"slop {slop}, max_age {max_age}, joint_slop {joint_slop}: "
+                             "allowed: slop >= 0, max_age > 0, joint_slop >= 0")
+        self.cameras = tuple(cameras)
+        self.slop, self.max_age, self.joint_slop = slop, max_age, joint_slop
+        self._frames = {c: deque(maxlen=queue_size) for c in self.cameras}
+        self._joints: deque[tuple[float, np.ndarray]] = deque(maxlen=64)
+        self._last_stamp = {c: -np.inf for c in self.cameras}
+        self._last_joint_stamp = -np.inf
+        self._last_emitted = -np.inf
+        self._lock = threading.Lock()
+        self.dropped: Counter[str] = Counter()
+
+    # ---- input ------------------------------------------------------------------------
+    def add_frame(self, camera: str, stamp: float, image: np.ndarray, now: float) -> bool:
+        """Queue a frame; False (and a counted reason) if it is dropped."""
+        with self._lock:
+            if camera not in self._frames:
+                raise KeyError(f"unknown camera {camera!r}; allowed: {', '.join(self.cameras)}")
+            if now - stamp > self.max_age:
+                self.dropped["stale"] += 1
+                return False
+            if stamp <= self._last_stamp[camera]:
+                self.dropped["out_of_order"] += 1
+                return False
+            self._last_stamp[camera] = stamp
+            self._frames[camera].append((stamp, image))
+            return True
+
+    def add_joint_state(self, stamp: float, positions: np.ndarray, now: float) -> bool:
+        with self._lock:
+            if not np.all(np.isfinite(positions)):
+                self.dropped["joint_state_nan"] += 1
+                return False
+            if now - stamp > self.max_age:
+                self.dropped["joint_state_stale"] += 1
+                return False
+            if stamp <= self._last_joint_stamp:
+                self.dropped["joint_state_out_of_order"] += 1
+                return False
+            self._last_joint_stamp = stamp
+            self._joints.append((stamp, positions))
+            return True
+
+    # ---- output -----------------------------------------------------------------------
+    def poll(self, now: float) -> SyncedSet | None:
+        """The newest complete set not emitted before, or None."""
+        with self._lock:
+            self._expire(now)
+            if any(not q for q in self._frames.values()) or not self._joints:
+                return None
+            # the set cannot be newer than the slowest camera's newest frame
+            pivot = min(q[-1][0] for q in self._frames.values())
+            chosen = {c: min(q, key=lambda f, p=pivot: abs(f[0] - p))
+                      for c, q in self._frames.items()}
+            stamps = [f[0] for f in chosen.values()]
+            if max(stamps) - min(stamps) > self.slop:
+                return None
+            stamp = max(stamps)
+            if stamp <= self._last_emitted:
+                return None
+            joint_stamp, joints = min(self._joints, key=lambda j: abs(j[0] - stamp))
+            if abs(joint_stamp - stamp) > self.joint_slop:
+                return None
+            self._last_emitted = stamp
+            for c, q in self._frames.items():  # frames up to the chosen one are used up
+                used = chosen[c][0]
+                while q and q[0][0] <= used:
+                    if q.popleft()[0] < used:
+                        self.dropped["overtaken"] += 1
+            return SyncedSet(
+                stamp=stamp,
+                images={c: chosen[c][1] for c in self.cameras},
+                image_stamps={c: chosen[c][0] for c in self.cameras},
+                joint_positions=joints,
+                joint_stamp=joint_stamp,
+            )
+
+    def _expire(self, now: float) -> None:
+        for q in self._frames.values():
+            while q and now - q[0][0] > self.max_age:
+                q.popleft()
+                self.dropped["expired"] += 1
+        while self._joints and now - self._joints[0][0] > self.max_age:
+            self._joints.popleft()

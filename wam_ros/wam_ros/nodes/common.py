@@ -1,0 +1,49 @@
+"""What every node's main() shares: init, executor, clean shutdown, start-up errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from wam_ros.core.config import ConfigError
+
+
+def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None,
+              threads: int = 4) -> int:
+    """Create the nodes and spin them on one MultiThreadedExecutor until shutdown.
+
+    Several threads because nodes put slow work (inference, decoding) in their own callback
+    groups; one thread would let that work starve the control timers.
+    """
+    rclpy.init(args=args if args is not None else sys.argv)
+    nodes: list[Node] = []
+    executor = MultiThreadedExecutor(num_threads=threads)
+    try:
+        for make in factories:
+            nodes.append(make())
+            executor.add_node(nodes[-1])
+        executor.spin()
+    except ConfigError as exc:
+        # one readable line for the operator, no traceback
+        print(f"[wam_ros] configuration error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        for node in nodes:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def stamp_sec(node: Node) -> float:
+    """The node's clock (sim time when use_sim_time) in seconds."""
+    return node.get_clock().now().nanoseconds * 1e-9

@@ -1,0 +1,94 @@
+"""Observation node: N cameras + joint states -> synchronised wam_ros_msgs/Observation.
+
+Decoding and resizing happen in the camera callbacks (each ~1 ms), synchronisation in
+core.sync.ApproximateSync; this file only wires topics to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import partial
+
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from wam_ros.core.image import prepare_image
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.settings import ObservationSettings
+from wam_ros.core.sync import ApproximateSync
+from wam_ros.core.types import Observation
+from wam_ros.nodes import conversions, topics
+from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.diagnostics import Diagnostics
+from wam_ros.nodes.params import declare_settings
+from wam_ros_msgs.msg import Observation as ObservationMsg
+
+
+class ObservationNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("wam_observation", **kwargs)
+        self.settings = declare_settings(self, ObservationSettings)
+        self.robot = RobotSpec.load(self.settings.robot)
+        s = self.settings
+        self.sync = ApproximateSync(self.robot.camera_names, s.slop_s, s.max_age_s,
+                                    s.joint_slop_s)
+        self.sequence = 0
+        self._dropped_reported = 0
+        self.diag = Diagnostics(self, "observation")
+        self.pub = self.create_publisher(ObservationMsg, topics.OBSERVATION,
+                                         topics.OBSERVATION_QOS)
+        for cam in self.robot.cameras:
+            msg_type = CompressedImage if cam.compressed else Image
+            topic = cam.topic + ("/compressed" if cam.compressed
+                                 and not cam.topic.endswith("compressed") else "")
+            self.create_subscription(msg_type, topic, partial(self.on_image, cam.name),
+                                     topics.SENSOR_QOS)
+        self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
+                                 topics.SENSOR_QOS)
+        self.get_logger().info(
+            f"{self.robot.name}: {len(self.robot.cameras)} cameras -> {topics.OBSERVATION} at "
+            f"{s.image_width}x{s.image_height} (slop {s.slop_s * 1e3:.0f} ms)")
+
+    def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        try:
+            rgb = (conversions.compressed_to_rgb(msg) if isinstance(msg, CompressedImage)
+                   else conversions.image_to_rgb(msg))
+        except conversions.ImageError as exc:
+            self.diag.refuse(f"image_{camera}", f"camera {camera}: {exc}")
+            return
+        s = self.settings
+        img = prepare_image(rgb, s.image_height, s.image_width, s.resize_mode)
+        self.sync.add_frame(camera, conversions.to_sec(msg.header.stamp), img, stamp_sec(self))
+        self._emit()
+
+    def on_joints(self, msg: JointState) -> None:
+        try:
+            q = conversions.joint_positions(msg, self.robot.action_layout)
+        except (KeyError, ValueError) as exc:
+            self.diag.refuse("joint_state", f"joint state: {exc}")
+            return
+        self.sync.add_joint_state(conversions.to_sec(msg.header.stamp), q, stamp_sec(self))
+        self._emit()  # the joint state may be the last piece of a set
+
+    def _emit(self) -> None:
+        synced = self.sync.poll(stamp_sec(self))
+        if synced is None:
+            return
+        obs = Observation(synced.stamp, synced.images, synced.joint_positions,
+                          sequence=self.sequence)
+        dropped = sum(self.sync.dropped.values())
+        self.pub.publish(conversions.observation_to_msg(
+            obs, self.robot.action_layout, synced.image_stamps,
+            dropped_frames=dropped - self._dropped_reported))
+        self._dropped_reported = dropped
+        self.sequence += 1
+        self.diag.set_counters({f"dropped_{k}": v for k, v in self.sync.dropped.items()})
+        self.diag.set_value("published", self.sequence)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_nodes([ObservationNode], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
