@@ -7,7 +7,8 @@ past are useless (dropped), and the overlap with the plan being executed is blen
 commanded trajectory stays continuous. Blending modes:
 
 - ``crossfade``: the new chunk starts exactly on the old plan and takes over with a smoothstep
-  weight over ``crossfade_s`` seconds (position *and* velocity continuous at both ends).
+  weight over ``crossfade_s`` seconds (position *and* velocity continuous at both ends), or by
+  the end of the old plan if that comes first.
 - ``frozen_prefix``: RTC-style; the first ``frozen_actions`` new actions keep the old plan
   verbatim (they may already be committed downstream), then the crossfade above.
 - ``replace``: the new chunk wins at once; the limit enforcer downstream absorbs any jump.
@@ -163,7 +164,7 @@ class ActionTimeline:
             if old_times.size > 0:
                 old_at_new = _interp(old_times, old_targets, times)  # (H', D)
                 boundary_jump = float(np.max(np.abs(actions[0] - old_at_new[0])))
-                w = self._weights(times)[:, None]  # (H', 1)
+                w = self._weights(times, float(old_times[-1]))[:, None]  # (H', 1)
                 actions = (1.0 - w) * old_at_new + w * actions
                 # Keep the old plan between now and the first new action, starting with its
                 # value at `now`, so sampling in that gap follows the old plan, not a jump.
@@ -273,8 +274,14 @@ class ActionTimeline:
         self._counters[f"rejected_{reason.value}"] += 1
         return SpliceResult(accepted=False, reason=reason, message=message)
 
-    def _weights(self, times: np.ndarray) -> np.ndarray:
-        """(H',) weight of the new chunk per kept action (0 = old plan, 1 = new chunk)."""
+    def _weights(self, times: np.ndarray, old_end: float) -> np.ndarray:
+        """(H',) weight of the new chunk per kept action (0 = old plan, 1 = new chunk).
+
+        Beyond its last action the old plan only holds still, so when it ends inside the
+        crossfade window the hand-over is shortened to end with it (otherwise a well-timed
+        async chunk would be dragged toward the old plan's final pose). An old plan that has
+        already ended is a hold, and the full crossfade starts the new chunk from rest.
+        """
         cfg = self.config
         if cfg.blend == "replace":
             return np.ones_like(times)
@@ -284,10 +291,14 @@ class ActionTimeline:
         start_index = min(frozen, times.size) - 1
         w = np.zeros_like(times)
         after = np.arange(times.size) > start_index
-        if cfg.crossfade_s <= 0.0:
+        fade_start = float(times[start_index])
+        duration = cfg.crossfade_s
+        if old_end > fade_start:
+            duration = min(duration, old_end - fade_start)
+        if duration <= 0.0:
             w[after] = 1.0
             return w
-        u = np.clip((times - times[start_index]) / cfg.crossfade_s, 0.0, 1.0)
+        u = np.clip((times - fade_start) / duration, 0.0, 1.0)
         # smoothstep: zero slope at both ends, so velocity does not jump where the fade starts
         # or ends (a linear fade would add a velocity step of (new - old) / crossfade_s).
         w = u * u * (3.0 - 2.0 * u)

@@ -1,0 +1,400 @@
+"""The policy runner: Observation -> Chunk, with memory, flow integration and SAI.
+
+    policy = load_policy(ckpt, backend="onnxruntime", memory="ttt", mode="fast", flow_steps=4)
+    chunk = policy.infer(obs)                 # one chunk; memory updated with the real obs
+    handle = policy.speculate(s_mid=0.5)      # while the previous chunk still executes
+    chunk = policy.complete(handle, obs)      # real obs arrived: swap context, finish the ODE
+    policy.reset()                            # new episode
+
+Units: chunk actions use the robot's action layout with grippers normalised 0..1 (joints in
+rad / m). `absolute`: target positions. `delta` (space JOINT_DELTA): offsets to
+`chunk.reference`, the joint state at the observation in the same units. `latent` (space
+LATENT): (H, latent_action_dim) latent actions for `LatentActionDecoder.decode(latent,
+chunk.reference)`.
+
+Flow integration: Euler steps from s=0 (noise) to s=1 on a uniform grid. Modes:
+  joint      latent and actions denoised together; actions attend to the current noisy latent
+  fast       (Fast-WAM) no latent tokens: context keys/values computed once, reused by each step
+  two_stage  (CLWM) latent ODE first; then the TTT working copy absorbs the predicted latent
+             and the action ODE runs attending to the clean latent's keys/values
+DiT step caching: when the cosine similarity of the last two computed velocities exceeds the
+threshold, the next step reuses the last velocity instead of running the model (counted in
+chunk.extras["skipped_steps"]).
+SAI (CLWM): `speculate` integrates the first round(s_mid * steps) steps of the first ODE against
+a surrogate context (the previous chunk's predicted latent and its last action as state);
+`complete` encodes the real observation, updates long-term memory with it, replaces the
+surrogate context and integrates the remaining steps. With s_mid = 0 the result equals `infer`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.types import ActionSpace, Chunk, Observation
+from wam_ros.model.config import MEMORIES, MODES, ModelConfig
+from wam_ros.runtime.backends import BACKENDS, make_backend
+from wam_ros.runtime.memory import KVCache, TTTState
+
+
+@dataclass(frozen=True)
+class PolicyMeta:
+    robot: str
+    camera_names: tuple[str, ...]
+    image_size: tuple[int, int]  # (H, W) the policy expects
+    action_space: ActionSpace
+    action_names: tuple[str, ...]  # robot action layout (joint names)
+    horizon: int
+    dt: float
+    action_dim: int  # robot action dimension D
+    latent_action_dim: int  # per-step size of a LATENT chunk (0 unless latent space)
+    memory: str
+    mode: str
+    flow_steps: int
+    backend: str
+    checkpoint: str = ""
+
+
+@dataclass
+class SpeculativeHandle:
+    """State of a flow integration paused at s_mid (returned by `Policy.speculate`)."""
+
+    episode: int
+    chunk_index: int
+    steps_done: int
+    x_lat: np.ndarray | None
+    x_act: np.ndarray
+    skipped: int
+    elapsed: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    den = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a.ravel(), b.ravel()) / den) if den > 0 else 0.0
+
+
+class _StepCache:
+    """DiT step caching: reuse the last velocity when successive ones barely change."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.history: list[np.ndarray] = []
+        self.skipped = 0
+        self._just_skipped = False
+
+    def reset(self) -> None:
+        self.history.clear()
+        self._just_skipped = False
+
+    def reuse(self) -> np.ndarray | None:
+        if self._just_skipped or len(self.history) < 2 or self.threshold > 1.0:
+            self._just_skipped = False
+            return None
+        if _cos(self.history[-1], self.history[-2]) > self.threshold:
+            self.skipped += 1
+            self._just_skipped = True
+            return self.history[-1]
+        return None
+
+    def record(self, v: np.ndarray) -> None:
+        self.history.append(v)
+        self._just_skipped = False
+
+
+class Policy:
+    def __init__(self, backend: Any, cfg: ModelConfig, stats: dict[str, np.ndarray],
+                 memory: str = "kv", mode: str = "joint", flow_steps: int | None = None,
+                 step_cache_threshold: float | None = None, seed: int = 0,
+                 checkpoint: str = "") -> None:
+        if memory not in MEMORIES:
+            raise ValueError(f"unknown memory {memory!r}; allowed: {', '.join(MEMORIES)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+        steps = cfg.flow_steps if flow_steps is None else int(flow_steps)
+        if steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        self.backend, self.cfg = backend, cfg
+        self.memory_kind, self.mode, self.flow_steps = memory, mode, steps
+        self.step_cache_threshold = (cfg.step_cache_threshold if step_cache_threshold is None
+                                     else float(step_cache_threshold))
+        self.seed = seed
+        self.robot = RobotSpec.load(cfg.robot)
+        if tuple(self.robot.action_layout) != tuple(cfg.action_layout):
+            raise ValueError(f"checkpoint action layout {cfg.action_layout} does not match "
+                             f"robot {cfg.robot!r} layout {self.robot.action_layout}")
+        self.stats = {k: np.asarray(v, np.float32) for k, v in stats.items()}
+        space = {"absolute": ActionSpace.JOINT_ABSOLUTE, "delta": ActionSpace.JOINT_DELTA,
+                 "latent": ActionSpace.LATENT}[cfg.action_space]
+        self.meta = PolicyMeta(
+            robot=cfg.robot, camera_names=tuple(cfg.camera_names),
+            image_size=tuple(cfg.image_size), action_space=space,
+            action_names=tuple(cfg.action_layout), horizon=cfg.horizon, dt=cfg.dt,
+            action_dim=cfg.action_dim,
+            latent_action_dim=cfg.latent_action_dim if cfg.action_space == "latent" else 0,
+            memory=memory, mode=mode, flow_steps=steps, backend=getattr(backend, "name", "?"),
+            checkpoint=checkpoint)
+        hd = cfg.d_model // cfg.n_heads
+        self.kv = KVCache(cfg.n_layers, cfg.n_heads, cfg.n_ctx_tokens, hd,
+                          cfg.memory_window - 1)
+        self.ttt = TTTState(backend.ttt_initial())
+        self._task_cache: dict[str, np.ndarray] = {}
+        self.episode_id = 0
+        self.reset()
+
+    # ---- public API ------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Episode start: clears memory (KV cache, TTT long-term weights) and counters."""
+        self.kv.clear()
+        self.ttt.clear()
+        self.episode_id += 1
+        self.chunk_index = 0
+        self._last_obs_tokens: np.ndarray | None = None
+        self._pred_latent: np.ndarray | None = None
+        self._pred_state: np.ndarray | None = None
+        self._last_task = ""
+
+    @property
+    def memory_state_bytes(self) -> int:
+        return self.kv.state_bytes if self.memory_kind == "kv" else self.ttt.state_bytes
+
+    def infer(self, obs: Observation) -> Chunk:
+        t0 = time.perf_counter()
+        images, state_act, task = self._prepare(obs)
+        obs_tok = self.backend.encode(images)
+        prefix = self._real_context(obs_tok, state_act, task)
+        x_lat, x_act = self._noise()
+        cache = _StepCache(self.step_cache_threshold)
+        x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache)
+        chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped)
+        chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
+        return chunk
+
+    def speculate(self, s_mid: float = 0.5) -> SpeculativeHandle:
+        """Pre-integrate the next chunk from s=0 to s_mid on the surrogate context."""
+        if not 0.0 <= s_mid <= 1.0:
+            raise ValueError(f"s_mid must be within [0, 1], got {s_mid}")
+        t0 = time.perf_counter()
+        x_lat, x_act = self._noise()
+        n_spec = int(round(s_mid * self.flow_steps))
+        cache = _StepCache(self.step_cache_threshold)
+        if n_spec > 0:
+            if self._last_obs_tokens is None:
+                raise RuntimeError("speculate() needs a previous chunk in this episode; call "
+                                   "infer() first (or speculate with s_mid=0)")
+            surrogate = self._pred_latent if self._pred_latent is not None else \
+                self._last_obs_tokens
+            prefix = self._context(surrogate, self._pred_state, self._task(self._last_task),
+                                   commit=False)
+            x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, n_spec, cache)
+        return SpeculativeHandle(self.episode_id, self.chunk_index, n_spec, x_lat, x_act,
+                                 cache.skipped, time.perf_counter() - t0,
+                                 {"s_mid": float(s_mid)})
+
+    def complete(self, handle: SpeculativeHandle, obs: Observation) -> Chunk:
+        """Swap in the real observation (long-term memory updated) and integrate s_mid -> 1."""
+        if handle.episode != self.episode_id or handle.chunk_index != self.chunk_index:
+            raise ValueError("stale speculative handle: the policy was reset or advanced since "
+                             "speculate()")
+        t0 = time.perf_counter()
+        images, state_act, task = self._prepare(obs)
+        obs_tok = self.backend.encode(images)
+        prefix = self._real_context(obs_tok, state_act, task)
+        cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
+        x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
+                                       None, cache)
+        chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
+                             handle.skipped + cache.skipped)
+        chunk.blocking_time = time.perf_counter() - t0
+        chunk.inference_time = chunk.blocking_time + handle.elapsed
+        chunk.extras["speculative_steps"] = float(handle.steps_done)
+        chunk.extras["s_mid"] = handle.extras["s_mid"]
+        return chunk
+
+    # ---- internals ----------------------------------------------------------------------
+    def _task(self, task: str) -> np.ndarray:
+        if task not in self._task_cache:
+            self._task_cache[task] = np.asarray(self.backend.task_vector(task), np.float32)
+        return self._task_cache[task]
+
+    def _prepare(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, w = self.cfg.image_size
+        imgs = []
+        for name in self.cfg.camera_names:
+            img = obs.images.get(name)
+            if img is None:
+                raise ValueError(f"observation lacks camera {name!r}; the policy needs "
+                                 f"{', '.join(self.cfg.camera_names)}")
+            if img.shape != (h, w, 3):
+                raise ValueError(f"camera {name!r}: image {img.shape}, the policy expects "
+                                 f"({h}, {w}, 3) (resize in the observation node)")
+            imgs.append(img.transpose(2, 0, 1))
+        joints = np.asarray(obs.joint_positions, np.float64)
+        if joints.shape != (self.cfg.action_dim,):
+            raise ValueError(f"joint_positions {joints.shape}; expected ({self.cfg.action_dim},)"
+                             f" in the layout {', '.join(self.cfg.action_layout)}")
+        if not np.all(np.isfinite(joints)):
+            raise ValueError("joint_positions contain NaN or inf")
+        state_act = self.robot.joint_to_action(joints).astype(np.float32)
+        images = np.stack(imgs)[None].astype(np.float32)  # (1, ncam, 3, H, W)
+        self._last_task = obs.task
+        return images, state_act, self._task(obs.task)
+
+    def _norm_state(self, state_act: np.ndarray) -> np.ndarray:
+        return ((state_act - self.stats["state_mean"]) / self.stats["state_std"])[None]
+
+    def _context(self, obs_tok: np.ndarray, state_act: np.ndarray | None, task: np.ndarray,
+                 commit: bool) -> dict[str, Any]:
+        """Context keys/values of the current chunk; with commit, memory absorbs it."""
+        if state_act is None:
+            state_act = np.asarray(self.stats["state_mean"], np.float32)
+        pos = np.array([float(self.chunk_index)], np.float32)
+        state = self._norm_state(state_act).astype(np.float32)
+        if self.memory_kind == "kv":
+            past_k, past_v, past_bias = self.kv.padded()
+            k, v = self.backend.context_kv(obs_tok, state, task, pos, past_k, past_v, past_bias)
+            prefix_k = np.concatenate([past_k, k], axis=3)
+            prefix_v = np.concatenate([past_v, v], axis=3)
+            bias = np.concatenate([past_bias, np.zeros((1, k.shape[3]), np.float32)], axis=1)
+            return {"k": prefix_k, "v": prefix_v, "bias": bias, "pos": pos, "w": None,
+                    "commit": (k, v) if commit else None}
+        k, v, w_new = self.backend.context_ttt(obs_tok, state, task, pos, self.ttt.weights)
+        bias = np.zeros((1, k.shape[3]), np.float32)
+        # long-term memory keeps w_new only for real observations; speculative ones are a
+        # working copy that is dropped with the handle
+        return {"k": k, "v": v, "bias": bias, "pos": pos, "w": tuple(w_new),
+                "commit": tuple(w_new) if commit else None}
+
+    def _real_context(self, obs_tok: np.ndarray, state_act: np.ndarray,
+                      task: np.ndarray) -> dict[str, Any]:
+        prefix = self._context(obs_tok, state_act, task, commit=True)
+        if self.memory_kind == "kv":
+            self.kv.append(*prefix["commit"])
+        else:
+            self.ttt.set(prefix["commit"])
+        return prefix
+
+    def _noise(self) -> tuple[np.ndarray | None, np.ndarray]:
+        rng = np.random.default_rng((self.seed, self.episode_id, self.chunk_index))
+        cfg = self.cfg
+        feat_dim = int(self.stats["feat_mean"].shape[0])
+        x_lat = rng.standard_normal((1, cfg.n_obs_tokens, feat_dim), dtype=np.float32)
+        x_act = rng.standard_normal((1, cfg.horizon, cfg.model_action_dim), dtype=np.float32)
+        return (None if self.mode == "fast" else x_lat), x_act
+
+    def _phases(self) -> list[str]:
+        return {"joint": ["joint"], "fast": ["action"],
+                "two_stage": ["latent", "action"]}[self.mode]
+
+    def _integrate(self, prefix: dict[str, Any], x_lat: np.ndarray | None, x_act: np.ndarray,
+                   start: int, stop: int | None, cache: _StepCache,
+                   ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Euler steps [start, stop) over the concatenated phases' step sequence."""
+        n = self.flow_steps
+        phases = self._phases()
+        total = n * len(phases)
+        stop = total if stop is None else stop
+        be, pos, w = self.backend, prefix["pos"], prefix["w"]
+        act_prefix = None
+        for step in range(start, stop):
+            phase = phases[step // n]
+            i = step % n
+            if i == 0:
+                cache.reset()
+            s = np.array([i / n], np.float32)
+            if phase == "action" and act_prefix is None:
+                act_prefix, w_act = self._action_prefix(prefix, x_lat)
+            reused = cache.reuse()
+            if phase == "latent":
+                if reused is None:
+                    reused, _, _ = be.step_latent(x_lat, s, pos, prefix["k"], prefix["v"],
+                                                  prefix["bias"], w)
+                    cache.record(reused)
+                x_lat = x_lat + reused / n
+            elif phase == "action":
+                if reused is None:
+                    reused = be.step_action(x_act, s, pos, act_prefix["k"], act_prefix["v"],
+                                            act_prefix["bias"], w_act)
+                    cache.record(reused)
+                x_act = x_act + reused / n
+            else:  # joint: latent and actions at the same s, actions attend to the latent
+                if reused is None:
+                    v_lat, lk, lv = be.step_latent(x_lat, s, pos, prefix["k"], prefix["v"],
+                                                   prefix["bias"], w)
+                    jp = self._extend(prefix, lk, lv)
+                    v_act = be.step_action(x_act, s, pos, jp["k"], jp["v"], jp["bias"], w)
+                    reused = np.concatenate([v_lat.ravel(), v_act.ravel()])
+                    cache.record(reused)
+                nl = x_lat.size
+                x_lat = x_lat + reused[:nl].reshape(x_lat.shape) / n
+                x_act = x_act + reused[nl:].reshape(x_act.shape) / n
+        return x_lat, x_act
+
+    @staticmethod
+    def _extend(prefix: dict[str, Any], k: np.ndarray, v: np.ndarray) -> dict[str, Any]:
+        return {"k": np.concatenate([prefix["k"], k], axis=3),
+                "v": np.concatenate([prefix["v"], v], axis=3),
+                "bias": np.concatenate([prefix["bias"], np.zeros((1, k.shape[3]), np.float32)],
+                                       axis=1)}
+
+    def _action_prefix(self, prefix: dict[str, Any], x_lat: np.ndarray | None,
+                       ) -> tuple[dict[str, Any], Any]:
+        """Prefix and fast weights for the action ODE of fast / two_stage."""
+        if self.mode == "fast" or x_lat is None:
+            return prefix, prefix["w"]
+        one = np.ones(1, np.float32)
+        # keys/values of the finished (clean) latent, computed once for all action steps
+        _, lk, lv = self.backend.step_latent(x_lat, one, prefix["pos"], prefix["k"],
+                                             prefix["v"], prefix["bias"], prefix["w"])
+        w = prefix["w"]
+        if w is not None:  # TTT working copy absorbs the predicted latent (CLWM stage 2)
+            w = tuple(self.backend.absorb_latent(w, x_lat))
+        return self._extend(prefix, lk, lv), w
+
+    def _finish(self, obs: Observation, obs_tok: np.ndarray, state_act: np.ndarray,
+                x_lat: np.ndarray | None, x_act: np.ndarray, skipped: int) -> Chunk:
+        out = x_act[0] * self.stats["action_std"] + self.stats["action_mean"]  # (H, A)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError("model produced non-finite actions")
+        space = self.meta.action_space
+        if space == ActionSpace.JOINT_ABSOLUTE:
+            last_state = out[-1]
+        elif space == ActionSpace.JOINT_DELTA:
+            last_state = state_act + out[-1]
+        else:
+            last_state = state_act
+        names = tuple(self.cfg.action_layout) if space != ActionSpace.LATENT else ()
+        chunk = Chunk(stamp=obs.stamp, actions=out.astype(np.float32), dt=self.cfg.dt,
+                      space=space, names=names, chunk_id=self.chunk_index,
+                      episode_id=self.episode_id, reference=state_act.astype(np.float64),
+                      extras={"skipped_steps": float(skipped),
+                              "flow_steps": float(self.flow_steps * len(self._phases()))})
+        # what the next speculative pass uses as its surrogate observation
+        self._last_obs_tokens = obs_tok
+        self._pred_latent = x_lat
+        self._pred_state = np.asarray(last_state, np.float32)
+        self.chunk_index += 1
+        return chunk
+
+
+def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str = "kv",
+                mode: str = "joint", flow_steps: int | None = 4, device: str = "cpu",
+                step_cache_threshold: float | None = None, seed: int = 0,
+                compile: bool = False) -> Policy:
+    """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices."""
+    from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
+
+    for what, value, allowed in (("backend", backend, BACKENDS), ("memory", memory, MEMORIES),
+                                 ("mode", mode, MODES)):
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    cfg, _ = read_checkpoint_config(checkpoint_dir)
+    be = make_backend(backend, checkpoint_dir, device, compile=compile)
+    return Policy(be, cfg, load_stats(checkpoint_dir), memory=memory, mode=mode,
+                  flow_steps=flow_steps, step_cache_threshold=step_cache_threshold, seed=seed,
+                  checkpoint=str(checkpoint_dir))

@@ -1,0 +1,127 @@
+"""Kinematic fake robot: the hardware side of the graph without physics.
+
+Publishes the robot's cameras (synthetic frames that change with the arm pose) and joint states,
+and follows ros2_control commands through the mock controllers: the same topics and semantics
+as the real robot, cheap enough for multi-process tests and pipeline benchmarks. The MuJoCo
+simulator replaces it when physics and real rendering matter.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.nodes import conversions, topics
+from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.sim.controllers import ControllerError, ForwardController, TrajectoryController
+
+
+class RobotJoints:
+    """Joint state of a robot driven by mock controllers, velocity-limited like real motors."""
+
+    def __init__(self, spec: RobotSpec) -> None:
+        self.spec = spec
+        self.names = spec.action_layout
+        self.q = spec.home_vector()
+        self.vmax = spec.limits_array("velocity") * 1.5  # motors are a bit faster than we ask
+        self.controllers: dict[str, TrajectoryController | ForwardController] = {}
+        self._index = {}
+        for c in spec.controllers:
+            init = np.array([spec.home[j] for j in c.joints])
+            cls = TrajectoryController if c.type == "joint_trajectory" else ForwardController
+            self.controllers[c.name] = cls(c.joints, init)
+            self._index[c.name] = [self.names.index(j) for j in c.joints]
+
+    def step(self, now: float, dt: float) -> None:
+        goal = self.q.copy()
+        for name, ctrl in self.controllers.items():
+            goal[self._index[name]] = ctrl.goal(now)
+        self.q += np.clip(goal - self.q, -self.vmax * dt, self.vmax * dt)
+
+
+class FakeRobotNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("wam_fake_robot", **kwargs)
+        robot = self.declare_parameter("robot", "cobot_magic").value
+        self.spec = RobotSpec.load(robot)
+        scale = float(self.declare_parameter("camera_scale", 1.0).value)
+        self.joints = RobotJoints(self.spec)
+        self.js_pub = self.create_publisher(JointState, self.spec.joint_state_topic,
+                                            topics.SENSOR_QOS)
+        self.cam_pubs = [(c, self.create_publisher(Image, c.topic, topics.SENSOR_QOS))
+                         for c in self.spec.cameras]
+        self.size = [(max(8, int(c.height * scale)), max(8, int(c.width * scale)))
+                     for c in self.spec.cameras]
+        self.rejected = 0
+        for c in self.spec.controllers:
+            ctrl = self.joints.controllers[c.name]
+            if c.type == "joint_trajectory":
+                self.create_subscription(JointTrajectory, c.topic,
+                                         lambda m, ctrl=ctrl: self.on_trajectory(ctrl, m),
+                                         topics.COMMAND_QOS)
+            else:
+                self.create_subscription(Float64MultiArray, c.topic,
+                                         lambda m, ctrl=ctrl: self.on_forward(ctrl, m),
+                                         topics.COMMAND_QOS)
+        self.period = 1.0 / self.spec.control_rate_hz
+        self.last = stamp_sec(self)
+        self.create_timer(self.period, self.tick)
+        self.create_timer(1.0 / self.spec.cameras[0].rate_hz, self.publish_cameras)
+
+    def on_trajectory(self, ctrl: TrajectoryController, msg: JointTrajectory) -> None:
+        try:
+            times = np.array([conversions.to_sec(p.time_from_start) for p in msg.points])
+            pos = np.array([list(p.positions) for p in msg.points])
+            has_vel = all(len(p.velocities) == len(msg.joint_names) for p in msg.points)
+            vel = np.array([list(p.velocities) for p in msg.points]) if has_vel else None
+            ctrl.command(list(msg.joint_names), conversions.to_sec(msg.header.stamp), times,
+                         pos, vel, stamp_sec(self))
+        except (ControllerError, ValueError) as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"trajectory rejected: {exc}", once=True)
+
+    def on_forward(self, ctrl: ForwardController, msg: Float64MultiArray) -> None:
+        try:
+            ctrl.command(msg.data)
+        except ControllerError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"command rejected: {exc}", once=True)
+
+    def tick(self) -> None:
+        now = stamp_sec(self)
+        self.joints.step(now, min(now - self.last, 5 * self.period))
+        self.last = now
+        names = list(self.joints.names) + list(self.spec.fixed_joints)
+        q = list(self.joints.q) + list(self.spec.fixed_joints.values())
+        self.js_pub.publish(conversions.make_joint_state(names, q, now))
+
+    def publish_cameras(self) -> None:
+        now = stamp_sec(self)
+        q = self.joints.q
+        for (cam, pub), (h, w) in zip(self.cam_pubs, self.size):
+            pub.publish(conversions.rgb_to_image(synthetic_frame(q, h, w, cam.name), now,
+                                                 f"{cam.name}_optical_frame"))
+
+
+def synthetic_frame(q: np.ndarray, h: int, w: int, seed_name: str) -> np.ndarray:
+    """A frame whose content moves with the joints: one vertical bar per arm joint pair."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = (40 + (sum(map(ord, seed_name)) % 60), 60, 80)
+    for i in range(0, len(q), 2):
+        x = int((np.sin(q[i]) * 0.45 + 0.5) * (w - 4))
+        img[:, x:x + 4, i % 3] = 230
+    return img
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_nodes([FakeRobotNode], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
