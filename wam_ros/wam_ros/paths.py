@@ -28,3 +28,20 @@ def config_dir() -> Path:
 
 def robots_dir() -> Path:
     return config_dir() / "robots"
+
+
+def checkpoints_dir() -> Path:
+    return share_dir() / "checkpoints"
+
+
+def resolve_checkpoint(checkpoint: str, robot: str) -> Path:
+    """A checkpoint directory: the given one, or the default shipped for the robot."""
+    from wam_ros.core.config import ConfigError
+
+    path = Path(checkpoint).expanduser() if checkpoint else checkpoints_dir() / robot
+    if not (path / "config.yaml").is_file():
+        what = f"checkpoint {checkpoint!r}" if checkpoint else (
+            f"no checkpoint given and no default checkpoint for robot {robot!r}")
+        raise ConfigError(f"{what}: {path} has no config.yaml (a checkpoint directory holds "
+                          "model.safetensors, config.yaml and normalisation stats)")
+    return path

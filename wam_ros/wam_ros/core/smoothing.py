@@ -213,11 +213,16 @@ class LimitEnforcer:
         if self._last_target is not None:
             v_target = np.clip((target - self._last_target) / dt, -self.velocity, self.velocity)
         self._last_target = target
-        error = target - self.position
-        # Feedback: close the error in one tick, but no faster than a speed from which braking
-        # at `a` still stops on the target (relative to its motion).
-        correction = np.minimum(np.abs(error) / dt, _braking_speed(np.abs(error), a, dt))
-        desired = v_target + np.sign(error) * correction
+        # Moving with the target closes (target - position) - v_target*dt by itself; the rest,
+        # `gap`, is closed in one tick if possible, but with a relative speed no higher than
+        # one from which braking at `a` still stops on the target (no overshoot). Relative
+        # speeds up to a*dt stop within one tick, so they are always allowed (else the last
+        # micro-radians, where the braking speed is 0, would never close).
+        gap = target - self.position - v_target * dt
+        distance = np.abs(gap)
+        correction = np.minimum(distance / dt,
+                                np.maximum(_braking_speed(distance, a, dt), a * dt))
+        desired = v_target + np.sign(gap) * correction
         return self._apply(desired)
 
     def brake(self) -> np.ndarray:

@@ -314,6 +314,11 @@ class WorldActionModel(nn.Module):
         action_loss = ((v_act - (actions - n_act)) ** 2).mean()
         return {"latent": latent_loss, "action": action_loss, "total": latent_loss + action_loss}
 
+    def forward(self, feats: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
+                task_vec: torch.Tensor, memory: str) -> dict[str, torch.Tensor]:
+        """Training losses (so DistributedDataParallel can wrap the model)."""
+        return self.loss(feats, state, actions, task_vec, memory)
+
     # ---- inference pieces (mirrored one-to-one by the ONNX graphs) ------------------------
     def _run(self, xv: torch.Tensor, xa: torch.Tensor, pos: torch.Tensor,
              prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None,

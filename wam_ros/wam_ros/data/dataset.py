@@ -1,0 +1,306 @@
+"""Episode dataset: the format the recorder / bag converter / scripted expert write, a writer,
+a reader and the torch Dataset the trainer samples windows from. ROS-free, no pickle.
+
+Layout (see DATASET.md for the full description):
+
+    ROOT/index.json                          dataset header + one entry per episode
+    ROOT/episodes/<name>/part_0000.safetensors  frames [0, n0), part_0001 [n0, n0+n1), ...
+
+Each part holds, for its n frames (one frame per action step, dt = index["dt"]):
+    image.<camera>  (n, H, W, 3) uint8 RGB at model resolution (index["image_size"])
+    state           (n, D) float32 joint positions at the frame, action layout, grippers 0..1
+    action          (n, D) float32 absolute commanded positions, same units as state
+    stamp           (n,)   float64 seconds
+The writer flushes a part every `part_frames` frames and rewrites index.json atomically after
+each flush, so an episode cut short (killed recorder) stays readable up to its last part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+FORMAT = "wam_ros.episodes"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    robot: str
+    action_layout: tuple[str, ...]
+    camera_names: tuple[str, ...]
+    image_size: tuple[int, int]  # (H, W)
+    dt: float
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_layout)
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def _read_index(root: Path) -> dict[str, Any]:
+    path = root / "index.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: not an episode dataset (no index.json)")
+    doc = json.loads(path.read_text())
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise ValueError(f"{path}: format/version {doc.get('format')!r}/{doc.get('version')!r};"
+                         f" expected {FORMAT!r}/{VERSION}")
+    return doc
+
+
+class DatasetWriter:
+    """Creates (or appends to) a dataset; one EpisodeWriter at a time."""
+
+    def __init__(self, root: str | Path, info: DatasetInfo, part_frames: int = 200) -> None:
+        self.root = Path(root)
+        self.info = info
+        self.part_frames = part_frames
+        (self.root / "episodes").mkdir(parents=True, exist_ok=True)
+        if (self.root / "index.json").is_file():
+            self.index = _read_index(self.root)
+            old = (self.index["robot"], tuple(self.index["action_layout"]),
+                   tuple(self.index["camera_names"]), tuple(self.index["image_size"]))
+            new = (info.robot, info.action_layout, info.camera_names, tuple(info.image_size))
+            if old != new:
+                raise ValueError(f"{self.root}: existing dataset has robot/layout/cameras/size "
+                                 f"{old}, cannot append {new}")
+        else:
+            self.index = {"format": FORMAT, "version": VERSION, "robot": info.robot,
+                          "action_layout": list(info.action_layout),
+                          "camera_names": list(info.camera_names),
+                          "image_size": list(info.image_size), "dt": info.dt, "episodes": []}
+            self._save_index()
+
+    def _save_index(self) -> None:
+        _write_json_atomic(self.root / "index.json", self.index)
+
+    def new_episode(self, task: str) -> EpisodeWriter:
+        name = f"ep_{len(self.index['episodes']):06d}"
+        entry = {"name": name, "task": task, "length": 0, "parts": [], "complete": False,
+                 "success": None}
+        self.index["episodes"].append(entry)
+        self._save_index()
+        return EpisodeWriter(self, entry)
+
+
+class EpisodeWriter:
+    def __init__(self, owner: DatasetWriter, entry: dict[str, Any]) -> None:
+        self.owner, self.entry = owner, entry
+        self.dir = owner.root / "episodes" / entry["name"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._buf: dict[str, list[np.ndarray]] = {}
+        self._closed = False
+
+    def add(self, stamp: float, images: dict[str, np.ndarray], state: np.ndarray,
+            action: np.ndarray) -> None:
+        """One frame. state / action: (D,) action layout, grippers normalised 0..1."""
+        if self._closed:
+            raise RuntimeError("episode already closed")
+        info = self.owner.info
+        h, w = info.image_size
+        for cam in info.camera_names:
+            img = images.get(cam)
+            if img is None or img.shape != (h, w, 3) or img.dtype != np.uint8:
+                got = None if img is None else (img.shape, img.dtype)
+                raise ValueError(f"camera {cam!r}: expected ({h}, {w}, 3) uint8, got {got}")
+            self._buf.setdefault(f"image.{cam}", []).append(img)
+        for key, vec in (("state", state), ("action", action)):
+            vec = np.asarray(vec, np.float32)
+            if vec.shape != (info.action_dim,) or not np.all(np.isfinite(vec)):
+                raise ValueError(f"{key}: expected ({info.action_dim},) finite values, got "
+                                 f"{vec.shape}")
+            self._buf.setdefault(key, []).append(vec)
+        self._buf.setdefault("stamp", []).append(np.float64(stamp))
+        if len(self._buf["stamp"]) >= self.owner.part_frames:
+            self.flush()
+
+    def flush(self) -> None:
+        n = len(self._buf.get("stamp", []))
+        if n == 0:
+            return
+        name = f"part_{len(self.entry['parts']):04d}.safetensors"
+        tensors = {k: np.ascontiguousarray(np.stack(v)) for k, v in self._buf.items()}
+        tmp = self.dir / (name + ".tmp")
+        save_file(tensors, str(tmp))
+        os.replace(tmp, self.dir / name)
+        self.entry["parts"].append([name, n])
+        self.entry["length"] += n
+        self._buf = {}
+        self.owner._save_index()
+
+    def close(self, success: bool | None = None) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self.entry["complete"] = True
+        self.entry["success"] = success
+        self._closed = True
+        self.owner._save_index()
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EpisodeReader:
+    """Random access to frames of every episode (memory-mapped safetensors)."""
+
+    def __init__(self, root: str | Path, min_length: int = 1) -> None:
+        self.root = Path(root)
+        doc = _read_index(self.root)
+        self.info = DatasetInfo(doc["robot"], tuple(doc["action_layout"]),
+                                tuple(doc["camera_names"]), tuple(doc["image_size"]),
+                                float(doc["dt"]))
+        self.episodes = [e for e in doc["episodes"] if e["length"] >= min_length]
+        self._handles: dict[Path, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def length(self, ep: int) -> int:
+        return int(self.episodes[ep]["length"])
+
+    def task(self, ep: int) -> str:
+        return str(self.episodes[ep]["task"])
+
+    def _handle(self, path: Path) -> Any:
+        if path not in self._handles:  # opened lazily: handles are per process
+            self._handles[path] = safe_open(str(path), framework="numpy")
+        return self._handles[path]
+
+    def frames(self, ep: int, key: str, idx: np.ndarray) -> np.ndarray:
+        """Rows `idx` (sorted or not) of tensor `key` across the episode's parts."""
+        entry = self.episodes[ep]
+        idx = np.asarray(idx, np.int64)
+        starts = np.cumsum([0] + [n for _, n in entry["parts"]])
+        out = []
+        for i in idx:
+            p = int(np.searchsorted(starts, i, side="right") - 1)
+            name = entry["parts"][p][0]
+            h = self._handle(self.root / "episodes" / entry["name"] / name)
+            out.append(h.get_slice(key)[int(i - starts[p])])
+        return np.stack(out)
+
+    def episode(self, ep: int) -> dict[str, np.ndarray]:
+        """All frames of an episode (small datasets, tests)."""
+        n = self.length(ep)
+        keys = ["state", "action", "stamp"] + [f"image.{c}" for c in self.info.camera_names]
+        return {k: self.frames(ep, k, np.arange(n)) for k in keys}
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen their own handles
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+
+class WindowDataset:
+    """torch-style Dataset of training windows: `chunks` consecutive chunks of `horizon`.
+
+    Sample i (deterministic from i): an episode and a start frame t0; frames t_c = t0 + c*H for
+    c = 0..chunks (the last one is the future target of the last chunk), indices past the end
+    clamp to the last frame (the robot holds still). Returns a dict of numpy arrays:
+      images (chunks+1, ncam, 3, H, W) uint8, state (chunks, D), actions (chunks, H, D)
+      absolute, task (str).
+    """
+
+    def __init__(self, reader: EpisodeReader, episodes: list[int], horizon: int, chunks: int,
+                 samples_per_epoch: int | None = None, seed: int = 0) -> None:
+        if not episodes:
+            raise ValueError("no episodes for this split")
+        self.reader, self.episodes = reader, list(episodes)
+        self.horizon, self.chunks = horizon, chunks
+        lengths = np.array([reader.length(e) for e in self.episodes])
+        self.weights = lengths / lengths.sum()
+        self.n = samples_per_epoch or int(lengths.sum())
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng((self.seed, i))
+        ep = self.episodes[int(rng.choice(len(self.episodes), p=self.weights))]
+        n = self.reader.length(ep)
+        t0 = int(rng.integers(0, max(1, n - self.horizon)))
+        frame_idx = np.minimum(t0 + self.horizon * np.arange(self.chunks + 1), n - 1)
+        act_idx = np.minimum(t0 + np.arange(self.chunks * self.horizon), n - 1)
+        cams = self.reader.info.camera_names
+        images = np.stack([self.reader.frames(ep, f"image.{c}", frame_idx) for c in cams], 1)
+        return {
+            "images": images.transpose(0, 1, 4, 2, 3),  # (C+1, ncam, 3, H, W)
+            "state": self.reader.frames(ep, "state", frame_idx[:-1]).astype(np.float32),
+            "actions": self.reader.frames(ep, "action", act_idx).astype(np.float32).reshape(
+                self.chunks, self.horizon, -1),
+            "task": self.reader.task(ep),
+        }
+
+
+def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split by episode (at least one of each when n >= 2)."""
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = min(max(1, int(round(n * val_fraction))), n - 1) if n >= 2 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
+                           length: int = 60, image_size: tuple[int, int] = (32, 32),
+                           seed: int = 0) -> Path:
+    """A small learnable dataset for tests and smoke runs (not a simulator).
+
+    Each episode moves the joints from a random start towards a random goal with a first-order
+    controller; every camera shows one blob whose position encodes the goal (two joints) and
+    one that encodes the current state (two other joints), so both the next observation and
+    the actions are predictable from the images and the state.
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = robot.limits_array("lower"), robot.limits_array("upper")
+    grip = robot.gripper_mask()
+    lo = np.where(grip, 0.0, lo)
+    hi = np.where(grip, 1.0, hi)
+    mid, span = (lo + hi) / 2, (hi - lo) / 2
+    info = DatasetInfo(robot.name, tuple(robot.action_layout), tuple(robot.camera_names),
+                       tuple(image_size), robot.action_dt)
+    writer = DatasetWriter(root, info, part_frames=max(8, length // 2))
+    h, w = image_size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    def blob(u: float, v: float) -> np.ndarray:  # u, v in [-1, 1]
+        cy, cx = (v * 0.4 + 0.5) * h, (u * 0.4 + 0.5) * w
+        return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.08 * h) ** 2))
+
+    for e in range(n_episodes):
+        goal = mid + span * rng.uniform(-0.5, 0.5, mid.shape)
+        state = mid + span * rng.uniform(-0.5, 0.5, mid.shape)
+        gn = (goal - mid) / span  # in [-0.5, 0.5]
+        with writer.new_episode(task=f"reach goal {e % 3}") as ep:
+            for t in range(length):
+                sn = (state - mid) / span
+                images = {}
+                for ci, cam in enumerate(robot.camera_names):
+                    j = (2 * ci) % (len(mid) - 3)
+                    img = np.zeros((h, w, 3), np.float32)
+                    img[..., 0] = blob(2 * gn[j], 2 * gn[j + 1])
+                    img[..., 1] = blob(2 * sn[j + 2], 2 * sn[j + 3])
+                    img[..., 2] = 0.3 * blob(2 * sn[j], 2 * gn[j + 2])
+                    images[cam] = (img * 255).clip(0, 255).astype(np.uint8)
+                action = state + np.clip(0.15 * (goal - state), -0.05 * span, 0.05 * span)
+                action += rng.normal(0, 0.002, action.shape) * span
+                action = np.clip(action, lo, hi)
+                ep.add(t * robot.action_dt, images, state, action)
+                state = action
+    return Path(root)

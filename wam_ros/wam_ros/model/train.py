@@ -1,0 +1,314 @@
+"""`wam-ros train`: train the reference WAM on an episode dataset (data/dataset.py format).
+
+    wam-ros train --data DATA_DIR --config tiny|default|my.yaml --out CKPT_DIR [--resume]
+    torchrun --nproc_per_node 4 -m wam_ros.model.train --data ... --out ...   (DDP)
+
+Each step samples windows of `train_chunks` consecutive chunks, computes the joint
+flow-matching losses (future latent + action chunk, decoupled timesteps) and alternates the
+memory variant (even steps kv: block-causal attention over the window; odd steps ttt: the
+Dual-State TTT recurrence), so one checkpoint serves both. Validation reports each head's
+loss (latent / action) for both memories. Checkpoints (safetensors + YAML + statistics) are
+written every `save_every` steps and at the end; `--resume` continues from the optimizer state
+in CKPT_DIR/train_state/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from wam_ros.core.config import ConfigError
+from wam_ros.data.dataset import EpisodeReader, WindowDataset, split_episodes
+from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
+from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot
+from wam_ros.model.wam import WorldActionModel
+
+MEMORY_SCHEDULE = ("kv", "ttt")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the reference World Action Model")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="episode dataset directory")
+    p.add_argument("--config", default="tiny", help="tiny | default | path to a YAML file")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--resume", action="store_true", help="continue from --out's train state")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--batch-size", type=int, help="override train.batch_size")
+    p.add_argument("--action-space", choices=("absolute", "delta", "latent"),
+                   help="override model.action_space")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ---- batches -------------------------------------------------------------------------------
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "images": torch.from_numpy(np.stack([i["images"] for i in items])),
+        "state": torch.from_numpy(np.stack([i["state"] for i in items])),
+        "actions": torch.from_numpy(np.stack([i["actions"] for i in items])),
+        "task": [i["task"] for i in items],
+    }
+
+
+def model_actions(cfg: ModelConfig, actions: torch.Tensor, state: torch.Tensor,
+                  latent_encoder: Any = None) -> torch.Tensor:
+    """Absolute actions (B, C, H, D) -> what the flow head learns (before normalisation)."""
+    if cfg.action_space == "absolute":
+        return actions
+    delta = actions - state[:, :, None]
+    if cfg.action_space == "delta":
+        return delta
+    if latent_encoder is None:
+        raise ValueError("action_space latent needs the latent-action encoder")
+    b, c = delta.shape[:2]
+    with torch.no_grad():
+        lat = latent_encoder.encode(delta.flatten(0, 1), state.flatten(0, 1))
+    return lat.view(b, c, cfg.horizon, -1)
+
+
+def prepare(model: WorldActionModel, batch: dict[str, Any], device: torch.device,
+            latent_encoder: Any = None) -> tuple[torch.Tensor, ...]:
+    cfg = model.cfg
+    images = batch["images"].to(device, torch.float32)  # (B, C+1, ncam, 3, H, W)
+    b, c1 = images.shape[:2]
+    grad = cfg.encoder_trainable and model.training
+    with torch.set_grad_enabled(grad):
+        feats = model.encode(images.flatten(0, 1)).view(b, c1, cfg.n_obs_tokens, -1)
+    state = batch["state"].to(device)
+    acts = model_actions(cfg, batch["actions"].to(device), state, latent_encoder)
+    state_n = (state - model.state_mean) / model.state_std
+    acts_n = (acts - model.action_mean) / model.action_std
+    return feats, state_n, acts_n, model.task_vector(batch["task"])
+
+
+def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: torch.device,
+                  latent_encoder: Any = None) -> dict[str, torch.Tensor]:
+    feats, states, acts = [], [], []
+    step = max(1, len(data) // n)
+    with torch.no_grad():
+        for i in range(0, min(len(data), n * step), step):
+            batch = collate([data[i]])
+            img = batch["images"].to(device, torch.float32).flatten(0, 1)
+            f = model.encoder(img.flatten(0, 1))  # raw encoder tokens
+            feats.append(f.reshape(-1, f.shape[-1]))
+            st = batch["state"].to(device)
+            states.append(st.reshape(-1, st.shape[-1]))
+            a = model_actions(model.cfg, batch["actions"].to(device), st, latent_encoder)
+            acts.append(a.reshape(-1, a.shape[-1]))
+
+    def ms(x: list[torch.Tensor], floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+        cat = torch.cat(x)
+        return cat.mean(0), cat.std(0).clamp(min=floor)
+
+    out = {}
+    for name, xs, floor in (("feat", feats, 1e-3), ("state", states, 1e-2),
+                            ("action", acts, 1e-3)):
+        mean, std = ms(xs, floor)
+        out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
+    return out
+
+
+# ---- optimizer state without pickle ------------------------------------------------------
+def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int,
+                     history: list[dict[str, float]]) -> None:
+    d = out / "train_state"
+    d.mkdir(parents=True, exist_ok=True)
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
+               for i, st in sd["state"].items() for k, v in st.items()
+               if isinstance(v, torch.Tensor)}
+    save_file(tensors, str(d / "optimizer.safetensors.tmp"))
+    os.replace(d / "optimizer.safetensors.tmp", d / "optimizer.safetensors")
+    meta = {"step": step, "param_groups": sd["param_groups"], "history": history}
+    (d / "state.json.tmp").write_text(json.dumps(meta))
+    os.replace(d / "state.json.tmp", d / "state.json")
+
+
+def load_train_state(out: Path, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    d = out / "train_state"
+    meta = json.loads((d / "state.json").read_text())
+    tensors = load_file(str(d / "optimizer.safetensors"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"]), list(meta.get("history", []))
+
+
+# ---- training --------------------------------------------------------------------------
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
+             device: torch.device, latent_encoder: Any = None) -> dict[str, float]:
+    """Mean validation loss per head and memory, with fixed noise (comparable over time)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    gen = torch.Generator(device=device)
+    with torch.no_grad():
+        for bi in range(tcfg.val_batches):
+            idx = [(bi * tcfg.batch_size + j) % len(data) for j in range(tcfg.batch_size)]
+            feats, st, ac, task = prepare(model, collate([data[i] for i in idx]), device,
+                                          latent_encoder)
+            for mem in MEMORY_SCHEDULE:
+                gen.manual_seed(1000 + bi)
+                losses = model.loss(feats, st, ac, task, mem, generator=gen)
+                for head in ("latent", "action"):
+                    key = f"{head}_{mem}"
+                    sums[key] = sums.get(key, 0.0) + float(losses[head]) / tcfg.val_batches
+    model.train()
+    return sums
+
+
+def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainConfig],
+          out_dir: str | Path, *, resume: bool = False, device: str = "auto",
+          steps: int | None = None, batch_size: int | None = None,
+          action_space: str | None = None, progress: bool = True,
+          log: Any = print) -> dict[str, Any]:
+    """Train and write a checkpoint; returns {"history": [...], "checkpoint": path}."""
+    out = Path(out_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{local}"
+            torch.cuda.set_device(local)
+    dev = torch.device(device)
+
+    reader = EpisodeReader(data_dir)
+    if resume:
+        mcfg, tcfg = read_checkpoint_config(out)
+    else:
+        mcfg, tcfg = config if isinstance(config, tuple) else load_config(config)
+        info = reader.info
+        mcfg = with_robot(mcfg, robot=info.robot, action_layout=info.action_layout,
+                          camera_names=info.camera_names, dt=info.dt)
+        if tuple(mcfg.image_size) != tuple(info.image_size):
+            raise ConfigError(f"model.image_size {list(mcfg.image_size)} does not match the "
+                              f"dataset's {list(info.image_size)} ({data_dir})")
+    if steps is not None:
+        tcfg.steps = steps
+    if batch_size is not None:
+        tcfg.batch_size = batch_size
+    if action_space is not None and not resume:
+        mcfg.action_space = action_space
+    if len(reader) < 2:
+        raise ValueError(f"{data_dir}: need at least 2 episodes (train + validation)")
+
+    torch.manual_seed(tcfg.seed + rank)
+    train_eps, val_eps = split_episodes(len(reader), tcfg.val_fraction, tcfg.seed)
+    train_data = WindowDataset(reader, train_eps, mcfg.horizon, tcfg.train_chunks,
+                               samples_per_epoch=10**9, seed=tcfg.seed)
+    val_data = WindowDataset(reader, val_eps, mcfg.horizon, tcfg.train_chunks,
+                             samples_per_epoch=tcfg.val_batches * tcfg.batch_size,
+                             seed=tcfg.seed + 1)
+
+    model = WorldActionModel(mcfg).to(dev)
+    latent_encoder = None
+    if mcfg.action_space == "latent":
+        from wam_ros.model.latent_decoder import ensure_latent_autoencoder
+
+        latent_encoder = ensure_latent_autoencoder(mcfg, out / "latent_decoder", dev,
+                                                   progress=progress and rank == 0, log=log)
+    history: list[dict[str, float]] = []
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    start = 0
+    if resume:
+        from safetensors.torch import load_file as load_weights
+
+        model.load_state_dict(load_weights(str(out / "model.safetensors")))
+        start, history = load_train_state(out, opt)
+        log(f"resuming {out} at step {start}")
+    else:
+        stats = compute_stats(model, train_data, tcfg.stats_samples, dev, latent_encoder)
+        model.set_stats(stats)
+    ddp_model: Any = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=True)  # the TTT layer is idle on kv steps
+
+    model.train()
+    bar = tqdm(range(start, tcfg.steps), initial=start, total=tcfg.steps, desc="train",
+               disable=not progress or rank != 0, file=sys.stderr)
+    t_start = time.perf_counter()
+    if rank == 0 and start == 0:
+        val = evaluate(model, val_data, tcfg, dev, latent_encoder)
+        history.append({"step": 0, **val})
+        log("val step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, tcfg)
+        base = (step * world + rank) * tcfg.batch_size
+        batch = collate([train_data[base + j] for j in range(tcfg.batch_size)])
+        feats, st, ac, task = prepare(model, batch, dev, latent_encoder)
+        memory = MEMORY_SCHEDULE[step % len(MEMORY_SCHEDULE)]
+        losses = ddp_model(feats, st, ac, task, memory)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+        opt.step()
+        bar.set_postfix(lat=f"{float(losses['latent']):.3f}",
+                        act=f"{float(losses['action']):.3f}", mem=memory)
+        done = step + 1
+        if rank == 0 and (done % tcfg.val_every == 0 or done == tcfg.steps):
+            val = evaluate(model, val_data, tcfg, dev, latent_encoder)
+            history.append({"step": done, **val})
+            bar.write(f"val step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if rank == 0 and (done % tcfg.save_every == 0 or done == tcfg.steps):
+            save_checkpoint(model, out, tcfg, extra={"step": done, "data": str(data_dir)})
+            save_train_state(out, opt, done, history)
+    bar.close()
+    if rank == 0:
+        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": str(data_dir)})
+        save_train_state(out, opt, tcfg.steps, history)
+        log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return {"history": history, "checkpoint": out}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        train(args.data, args.config, args.out, resume=args.resume, device=args.device,
+              steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
+              progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:  # torchrun entry point
+    p = argparse.ArgumentParser(prog="wam_ros.model.train", description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Drives a policy with a scheduler: what the policy node, the pipeline bench and offline replay
+share (ROS-free, time passed in).
+
+The caller feeds observations and control ticks; `poll` says which inference to run (if any) and
+hands out a `Job`; the caller runs `execute(job)` wherever it likes (the policy node: a worker
+thread, so inference never blocks a callback; replay: inline on a simulated clock) and returns
+the result through `finish`, which applies the scheduler's bookkeeping and yields the chunk to
+publish. A job started before a `reset` is discarded when it finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from wam_ros.core.types import Chunk, Observation
+from wam_ros.runtime.scheduler import Decision, Scheduler
+
+
+class ChunkPolicy(Protocol):
+    def infer(self, obs: Observation) -> Chunk: ...
+    def speculate(self, s_mid: float = 0.5) -> Any: ...
+    def complete(self, handle: Any, obs: Observation) -> Chunk: ...
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Job:
+    kind: Decision  # START | SPECULATE | COMPLETE
+    episode: int
+    started: float  # runner time when handed out
+    observation: Observation | None = None
+    arrival: float | None = None  # when that observation arrived
+    handle: Any = None  # sai: the speculation a COMPLETE finishes
+
+
+@dataclass
+class JobResult:
+    job: Job
+    chunk: Chunk | None = None
+    handle: Any = None
+    error: str = ""
+    compute_s: float = 0.0  # wall seconds the policy call took
+
+
+class ChunkRunner:
+    def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *, s_mid: float = 0.5,
+                 max_observation_age: float = 0.5, initial_latency: float = 0.1,
+                 latency_smoothing: float = 0.3) -> None:
+        self.policy = policy
+        self.scheduler = scheduler
+        self.s_mid = s_mid
+        self.max_observation_age = max_observation_age
+        self.expected_latency = initial_latency  # seconds of a full inference (EMA)
+        self._alpha = latency_smoothing
+        self._lock = threading.Lock()
+        self._newest: tuple[Observation, float] | None = None  # observation, arrival
+        self._handle: Any = None  # sai: finished speculation waiting for an observation
+        self._plan_end = -np.inf  # time of the last action handed out
+        self.in_flight: Job | None = None
+        self._reset_pending = False  # reset asked while a job ran: reset when it is back
+        self.episode = 0
+        self.refusals: Counter[str] = Counter()
+        self.compute_times: list[float] = []
+
+    # ---- inputs -------------------------------------------------------------------------
+    def on_observation(self, obs: Observation, now: float) -> None:
+        with self._lock:
+            if self._newest is not None and obs.stamp <= self._newest[0].stamp:
+                self.refusals["observation_out_of_order"] += 1
+                return
+            self._newest = (obs, now)
+            self.scheduler.on_observation(now)
+
+    def remaining(self, now: float) -> float:
+        return max(0.0, self._plan_end - now)
+
+    def poll(self, now: float) -> Job | None:
+        """Control tick: account idle time, ask the scheduler, hand out a job or None."""
+        with self._lock:
+            remaining = self.remaining(now)
+            self.scheduler.on_tick(now, idle=remaining <= 0.0)
+            decision = self.scheduler.decide(now, remaining=remaining,
+                                             in_flight=self.in_flight is not None,
+                                             expected_latency=self.expected_latency)
+            if decision is Decision.WAIT:
+                return None
+            if decision is Decision.SPECULATE:
+                job = Job(Decision.SPECULATE, self.episode, now)
+                self.scheduler.on_inference_started(now, decision, None)
+                self.in_flight = job
+                return job
+            if self._newest is None:
+                return None
+            obs, arrival = self._newest
+            if now - obs.stamp > self.max_observation_age:
+                self.refusals["observation_stale"] += 1
+                return None
+            job = Job(decision, self.episode, now, obs, arrival,
+                      self._handle if decision is Decision.COMPLETE else None)
+            if decision is Decision.COMPLETE and job.handle is None:
+                decision = job.kind = Decision.START  # nothing speculated: plain inference
+            self._newest = None  # each observation is used once
+            self.scheduler.on_inference_started(now, decision, arrival)
+            self.in_flight = job
+            return job
+
+    # ---- the slow part (any thread) -------------------------------------------------------
+    def execute(self, job: Job) -> JobResult:
+        t0 = time.perf_counter()
+        try:
+            if job.kind is Decision.SPECULATE:
+                return JobResult(job, handle=self.policy.speculate(self.s_mid),
+                                 compute_s=time.perf_counter() - t0)
+            assert job.observation is not None
+            chunk = (self.policy.complete(job.handle, job.observation)
+                     if job.kind is Decision.COMPLETE else self.policy.infer(job.observation))
+            return JobResult(job, chunk=chunk, compute_s=time.perf_counter() - t0)
+        except Exception as exc:  # a failing backend must not take the node down
+            return JobResult(job, error=f"{type(exc).__name__}: {exc}",
+                             compute_s=time.perf_counter() - t0)
+
+    # ---- back on the runner's side ------------------------------------------------------
+    def finish(self, result: JobResult, now: float) -> Chunk | None:
+        """Bookkeeping for a finished job; the chunk to publish (None if there is none)."""
+        job = result.job
+        with self._lock:
+            self.in_flight = None
+            if self._reset_pending:  # the policy was busy when reset was asked
+                self._reset_pending = False
+                self.policy.reset()
+            if job.episode != self.episode:
+                self.refusals["result_of_previous_episode"] += 1
+                return None
+            if result.error:
+                self.refusals["inference_failed"] += 1
+                self._handle = None
+                self.scheduler.on_chunk_ready(now)  # lets the scheduler try again
+                return None
+            if job.kind is Decision.SPECULATE:
+                self._handle = result.handle
+                self.scheduler.on_speculation_ready(now)
+                return None
+            assert result.chunk is not None
+            self._handle = None
+            share = 1.0 if job.kind is Decision.START else max(1e-3, 1.0 - self.s_mid)
+            full = result.compute_s / share
+            self.expected_latency += self._alpha * (full - self.expected_latency)
+            self.compute_times.append(result.compute_s)
+            chunk = self.scheduler.prepare_chunk(result.chunk, now)
+            blocking = now - job.arrival if job.arrival is not None else 0.0
+            chunk = replace(chunk, inference_time=result.compute_s, blocking_time=blocking)
+            self.scheduler.on_chunk_ready(now)
+            self.scheduler.on_spliced(now)
+            self._plan_end = max(self._plan_end, float(chunk.times()[-1]))
+            return chunk
+
+    def reset(self) -> None:
+        """Episode start: memory cleared, plan forgotten; a job in flight is discarded."""
+        with self._lock:
+            self.episode += 1
+            if self.in_flight is None:
+                self.policy.reset()
+            else:  # never reset memory under a running inference
+                self._reset_pending = True
+            self._newest = None
+            self._handle = None
+            self._plan_end = -np.inf
+            cls = type(self.scheduler)
+            self.scheduler = cls(self.scheduler.config)
+
+    def stats(self) -> dict[str, float | int | str]:
+        out = dict(self.scheduler.stats())
+        ct = np.asarray(self.compute_times[-200:])
+        out["expected_latency_ms"] = self.expected_latency * 1e3
+        if ct.size:
+            out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
+            out["inference_ms.p99"] = float(np.percentile(ct, 99) * 1e3)
+        out.update({f"refused.{k}": v for k, v in self.refusals.items()})
+        return out
