@@ -114,7 +114,7 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         node("wam_policy", "wam_policy_node", checkpoint=args.checkpoint, backend=args.backend,
              memory=args.memory, scheduler=args.scheduler, mode=args.mode),
         node("wam_decoder", "wam_decoder_node", checkpoint=args.checkpoint),
-        node("wam_smoother", "wam_smoother_node", scheduler=args.scheduler),
+        node("wam_smoother", "wam_smoother_node"),
     ]
 
 

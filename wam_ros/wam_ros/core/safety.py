@@ -352,7 +352,8 @@ class CommandPipeline:
                     state = PipelineState.STOPPED if self.enforcer.stopped else (
                         PipelineState.STOPPING)
                 else:
-                    state = PipelineState.HOLDING
+                    # The watchdog's hold waits for a fresh plan: that is idling.
+                    state, idle = PipelineState.HOLDING, True
             else:
                 target = self.timeline.sample(now)
                 if target is None:

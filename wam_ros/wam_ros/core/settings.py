@@ -101,5 +101,18 @@ class DecoderSettings(_Settings):
         pass
 
 
-__all__ = ["BACKENDS", "MEMORIES", "MODES", "SCHEDULERS", "DecoderSettings",
+__all__ = ["BACKENDS", "MEMORIES", "MODES", "SCHEDULERS", "DecoderSettings", "SmootherSettings",
            "ObservationSettings", "PolicySettings"]
+
+
+@dataclass(frozen=True)
+class SmootherSettings(_Settings):
+    """The smoother's own parameters; the command pipeline's are the fields of TimelineConfig,
+    SmoothingConfig, LimitsConfig and SafetyConfig under timeline., smoothing., limits. and
+    safety."""
+
+    robot: str = "cobot_magic"
+    publish_commanded: bool = True  # /wam/commanded JointState, for plots and tests
+
+    def validate(self) -> None:
+        pass

@@ -21,6 +21,7 @@ _TYPES = {
     "bool": Parameter.Type.BOOL,
     "int": Parameter.Type.INTEGER,
     "float": Parameter.Type.DOUBLE,
+    "float | tuple[float, ...]": Parameter.Type.DOUBLE,  # one value for every joint
     "str": Parameter.Type.STRING,
     "tuple[str, ...]": Parameter.Type.STRING_ARRAY,
     "tuple[float, ...]": Parameter.Type.DOUBLE_ARRAY,
@@ -36,19 +37,19 @@ def declare_settings(node: Node, cls: type[T], prefix: str = "") -> T:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported parameter type {f.type}")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if not node.has_parameter(name):
-            if f.type == "float":
+            if f.type.startswith("float"):
                 default = float(default)
             node.declare_parameter(name, list(default) if isinstance(default, tuple)
                                    else default)
         value = node.get_parameter(name).value
         if f.type.startswith("tuple"):
             value = tuple(value or ())
-        elif f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        elif f.type.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         values[f.name] = value
     try:
         return cls(**values)
     except ConfigError as exc:
         raise ConfigError(f"node {node.get_name()}: {exc}") from exc
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"node {node.get_name()}: {cls.__name__}: {exc}") from exc

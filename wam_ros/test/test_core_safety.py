@@ -1,0 +1,350 @@
+"""SafetyMonitor and CommandPipeline with a fake clock and a fake robot that follows commands:
+e-stop mid-chunk, watchdog expiry, deviation faults, NaN guards, limits under random input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.safety import (
+    DEVIATION,
+    ESTOP,
+    WATCHDOG_CHUNK,
+    WATCHDOG_OBSERVATION,
+    CommandPipeline,
+    PipelineConfig,
+    PipelineOutput,
+    PipelineState,
+    SafetyConfig,
+    SafetyMonitor,
+    thresholds_per_joint,
+)
+from wam_ros.core.smoothing import SmoothingConfig
+from wam_ros.core.timeline import Rejection, TimelineConfig
+from wam_ros.core.types import ActionSpace, Chunk
+
+ROBOTS = ("cobot_magic", "agibot_g1")
+
+
+@pytest.fixture(scope="module", params=ROBOTS)
+def spec(request: pytest.FixtureRequest) -> RobotSpec:
+    return RobotSpec.load(request.param)
+
+
+class Rig:
+    """Pipeline + fake clock + a robot whose measured position is the last command."""
+
+    def __init__(self, spec: RobotSpec, **safety: object) -> None:
+        self.spec = spec
+        self.logs: list[str] = []
+        cfg = PipelineConfig(safety=SafetyConfig(**safety))  # type: ignore[arg-type]
+        self.pipe = CommandPipeline(spec, cfg, logger=self.logs.append)
+        self.now = 0.0
+        self.measured = spec.home_vector()
+        self.outputs: list[PipelineOutput] = []
+        first = self.pipe.step(self.now, self.measured)
+        assert first is not None
+        self.outputs.append(first)
+        self.measured = first.positions
+
+    def run(self, seconds: float) -> list[PipelineOutput]:
+        out = []
+        for _ in range(round(seconds / self.pipe.dt)):
+            self.now += self.pipe.dt
+            o = self.pipe.step(self.now, self.measured)
+            assert o is not None
+            out.append(o)
+            self.measured = o.positions
+        self.outputs += out
+        return out
+
+    def sweep_chunk(self, amplitude: float = 0.4, horizon: int = 48, stamp: float | None = None
+                    ) -> Chunk:
+        """A chunk moving every arm joint away from home at a fair speed."""
+        stamp = self.now if stamp is None else stamp
+        t = np.arange(horizon) * self.spec.action_dt
+        motion = amplitude * np.sin(1.5 * t)[:, None] * ~self.spec.gripper_mask()
+        acts = (self.spec.home_vector() + motion).astype(np.float32)
+        return Chunk(stamp=stamp, actions=acts, dt=self.spec.action_dt)
+
+    def positions(self) -> np.ndarray:
+        return np.array([o.positions for o in self.outputs])
+
+
+def assert_within_limits(spec: RobotSpec, positions: np.ndarray, dt: float) -> None:
+    """positions (T, D) consecutive commands, starting at rest."""
+    lo, hi = spec.limits_array("lower"), spec.limits_array("upper")
+    vmax, amax = spec.limits_array("velocity"), spec.limits_array("acceleration")
+    assert np.all(np.isfinite(positions))
+    assert np.all(positions >= lo - 1e-9) and np.all(positions <= hi + 1e-9)
+    p = np.vstack([positions[:1], positions])
+    v = np.diff(p, axis=0) / dt
+    assert np.all(np.abs(v) <= vmax * (1 + 1e-9) + 1e-9), "velocity limit exceeded"
+    acc = np.diff(v, axis=0) / dt
+    assert np.all(np.abs(acc) <= amax * (1 + 1e-6) + 1e-6), "acceleration limit exceeded"
+
+
+# ---- config ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"chunk_timeout_s": -1.0}, "chunk_timeout_s"),
+     ({"observation_timeout_s": float("nan")}, "observation_timeout_s"),
+     ({"deviation_threshold": 0.0}, "deviation_threshold"),
+     ({"deviation_threshold": (0.1, -0.2)}, "deviation_threshold"),
+     ({"deviation_cycles": 0}, "deviation_cycles")],
+)
+def test_safety_config_errors(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"SafetyConfig.{field}: got .*allowed"):
+        SafetyConfig(**kwargs)
+
+
+def test_pipeline_config_rejects_wrong_section_and_dt() -> None:
+    with pytest.raises(ValueError, match="PipelineConfig.smoothing: got .*allowed: a Smoothing"):
+        PipelineConfig(smoothing={"window": 21})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="PipelineConfig.control_dt: got 0.0"):
+        PipelineConfig(control_dt=0.0)
+
+
+def test_deviation_threshold_per_joint_length_checked(spec: RobotSpec) -> None:
+    per_joint = thresholds_per_joint(spec, arm=0.3, gripper=0.01)
+    assert len(per_joint) == spec.action_dim
+    SafetyMonitor(SafetyConfig(deviation_threshold=per_joint), spec.action_dim)
+    with pytest.raises(ValueError, match=f"allowed: 1 or {spec.action_dim}"):
+        SafetyMonitor(SafetyConfig(deviation_threshold=(0.1, 0.2)), spec.action_dim)
+
+
+# ---- start -------------------------------------------------------------------------------
+def test_waits_for_measurement_then_starts_without_jump(spec: RobotSpec) -> None:
+    pipe = CommandPipeline(spec)
+    assert pipe.step(0.0, None) is None
+    assert pipe.step(0.01, np.full(spec.action_dim, np.nan)) is None
+    assert pipe.monitor.counters()["bad_measurement"] == 1
+    # a chunk far from the current pose is already waiting before the first measurement
+    far = np.clip(spec.home_vector() + 0.5, spec.limits_array("lower"),
+                  spec.limits_array("upper"))
+    pipe.offer_chunk(Chunk(0.0, np.tile(far, (30, 1)).astype(np.float32), spec.action_dt),
+                     now=0.0)
+    measured = spec.home_vector()
+    out = pipe.step(0.02, measured)
+    assert out is not None
+    amax = spec.limits_array("acceleration")
+    # first command: at most one tick of acceleration away from the measured pose
+    assert np.all(np.abs(out.positions - measured) <= amax * pipe.dt**2 + 1e-12)
+
+
+# ---- e-stop ------------------------------------------------------------------------------
+def test_estop_mid_chunk_decelerates_and_stays_stopped_until_reenable(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(), rig.now).accepted
+    rig.run(0.5)
+    assert rig.pipe.state is PipelineState.RUNNING
+    speed_before = np.abs(rig.outputs[-1].velocities).max()
+    assert speed_before > 0.2  # really moving when the stop comes
+    rig.pipe.estop(rig.now, "operator pressed e-stop")
+    stopping = rig.run(1.5)
+    vel = np.array([o.velocities for o in stopping])
+    # decelerates: per joint, |v| never increases, and is zero at the end
+    assert np.all(np.diff(np.abs(vel), axis=0) <= 1e-9)
+    assert np.all(vel[-1] == 0.0)
+    assert stopping[0].state is PipelineState.STOPPING and stopping[0].reason == ESTOP
+    assert stopping[-1].state is PipelineState.STOPPED
+    # not an instant stop either: it took as many ticks as the acceleration limit requires
+    amax = spec.limits_array("acceleration").max()
+    ticks = sum(o.state is PipelineState.STOPPING for o in stopping)
+    assert ticks >= int(speed_before / (amax * rig.pipe.dt)) >= 1
+    held = stopping[-1].positions.copy()
+    # new chunks are refused while latched, the arm stays put
+    for k in range(5):
+        result = rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.3), rig.now)
+        assert not result.accepted and result.reason is Rejection.STOPPED
+        for o in rig.run(0.2):
+            np.testing.assert_array_equal(o.positions, held)
+            assert o.state is PipelineState.STOPPED, k
+    assert rig.pipe.monitor.counters()["chunk_stopped"] == 5
+    assert rig.pipe.diagnostics(rig.now)["stop_reason"] == ESTOP
+    # the e-stop is logged once, despite hundreds of stopped ticks
+    assert sum("refused (estop)" in m for m in rig.logs) == 1
+    # re-enable, new chunk: moves again, from the held pose, without a jump
+    assert rig.pipe.reenable(rig.now)
+    assert not rig.pipe.reenable(rig.now)  # nothing left to clear
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=-0.3), rig.now).accepted
+    resumed = rig.run(1.0)
+    assert resumed[-1].state is PipelineState.RUNNING
+    assert np.abs(resumed[-1].positions - held).max() > 0.05
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_monitor_estop_keeps_first_reason_and_counts() -> None:
+    mon = SafetyMonitor(SafetyConfig(), dim=2)
+    mon.estop(1.0, DEVIATION, "x")
+    mon.estop(2.0, ESTOP, "y")
+    assert mon.latched == DEVIATION and mon.stop_reason(3.0) == DEVIATION
+    assert mon.counters() == {DEVIATION: 1, ESTOP: 1}
+    assert mon.reenable(4.0) and mon.latched is None and mon.stop_reason(4.0) is None
+
+
+# ---- watchdog ----------------------------------------------------------------------------
+def test_chunk_watchdog_decelerates_to_hold_without_jump_then_recovers(spec: RobotSpec) -> None:
+    rig = Rig(spec, chunk_timeout_s=0.6, observation_timeout_s=0.0)
+    # a long chunk, so only the watchdog (not the end of the plan) can stop the arm
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now).accepted
+    running = rig.run(0.5)
+    assert all(o.state is PipelineState.RUNNING for o in running[5:])
+    assert np.abs(running[-1].velocities).max() > 0.2
+    expired = rig.run(1.5)
+    expired = expired[next(i for i, o in enumerate(expired) if o.reason):]
+    assert expired[0].reason == WATCHDOG_CHUNK and expired[0].state is PipelineState.HOLDING
+    vel = np.array([o.velocities for o in expired])
+    assert np.all(np.diff(np.abs(vel), axis=0) <= 1e-9) and np.all(vel[-1] == 0.0)
+    assert sum("refused (watchdog_chunk)" in m for m in rig.logs) == 1
+    assert rig.pipe.monitor.counters()[WATCHDOG_CHUNK] == 1
+    # a fresh chunk clears the watchdog (no re-enable needed) and motion resumes smoothly
+    held = expired[-1].positions.copy()
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=-0.3), rig.now).accepted
+    resumed = rig.run(0.5)
+    assert resumed[-1].state is PipelineState.RUNNING
+    assert np.abs(resumed[-1].positions - held).max() > 0.02
+    assert any("watchdog_chunk: cleared" in m for m in rig.logs)
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_observation_watchdog(spec: RobotSpec) -> None:
+    rig = Rig(spec, observation_timeout_s=0.3, chunk_timeout_s=0.0)
+    rig.pipe.offer_observation(rig.now)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=90), rig.now)
+    out = rig.run(0.25)
+    assert out[-1].state is PipelineState.RUNNING
+    out = rig.run(0.1)
+    assert out[-1].reason == WATCHDOG_OBSERVATION
+    rig.pipe.offer_observation(rig.now)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=90), rig.now)
+    out = rig.run(0.1)
+    assert out[-1].state is PipelineState.RUNNING
+
+
+def test_watchdogs_only_arm_after_first_message() -> None:
+    mon = SafetyMonitor(SafetyConfig(chunk_timeout_s=0.1, observation_timeout_s=0.1), dim=1)
+    assert mon.stop_reason(100.0) is None
+    mon.feed_chunk(100.0)
+    assert mon.stop_reason(100.05) is None
+    assert mon.stop_reason(100.2) == WATCHDOG_CHUNK
+
+
+# ---- deviation ---------------------------------------------------------------------------
+def test_deviation_latches_after_consecutive_cycles(spec: RobotSpec) -> None:
+    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
+    rig.run(0.2)
+    # one bad sample (sensor glitch) does not stop the robot
+    rig.measured = rig.measured + 0.5
+    rig.run(rig.pipe.dt)
+    assert rig.pipe.monitor.latched is None
+    # the arm is blocked: measured stays behind by 0.2 rad on joint 0
+    for _ in range(3):
+        rig.now += rig.pipe.dt
+        stuck = rig.outputs[-1].positions.copy()
+        stuck[0] -= 0.2
+        o = rig.pipe.step(rig.now, stuck)
+        assert o is not None
+        rig.outputs.append(o)
+        rig.measured = o.positions
+    assert rig.pipe.monitor.latched == DEVIATION
+    assert rig.outputs[-1].state in (PipelineState.STOPPING, PipelineState.STOPPED)
+    assert any("refused (deviation)" in m and "joints [0]" in m for m in rig.logs)
+    out = rig.run(1.0)
+    assert out[-1].state is PipelineState.STOPPED
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+# ---- guards and logging ------------------------------------------------------------------
+def test_nan_and_malformed_chunks_refused_counted_logged_throttled(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    bad = rig.sweep_chunk()
+    bad.actions[5, 2] = np.nan
+    for k in range(10):
+        bad.stamp = rig.now
+        result = rig.pipe.offer_chunk(bad, rig.now)
+        assert result.reason is Rejection.NON_FINITE
+        rig.run(0.1)
+        assert k < 9 or rig.pipe.timeline.empty
+    counters = rig.pipe.monitor.counters()
+    assert counters["chunk_non_finite"] == 10
+    assert sum("refused (chunk_non_finite)" in m for m in rig.logs) == 1  # throttled
+    rig.run(5.0)
+    bad.stamp = rig.now
+    rig.pipe.offer_chunk(bad, rig.now)
+    assert any("9 more since the last report" in m for m in rig.logs)
+    wrong = Chunk(rig.now, np.zeros((5, spec.action_dim + 1), np.float32), spec.action_dt)
+    assert rig.pipe.offer_chunk(wrong, rig.now).reason is Rejection.WRONG_DIM
+    delta = Chunk(rig.now, np.zeros((5, spec.action_dim), np.float32), spec.action_dt,
+                  space=ActionSpace.JOINT_DELTA)
+    assert rig.pipe.offer_chunk(delta, rig.now).reason is Rejection.WRONG_SPACE
+    diag = rig.pipe.diagnostics(rig.now)
+    assert diag["refused.chunk_non_finite"] == 11
+    assert diag["timeline.rejected_wrong_dim"] == 1
+    assert diag["refused.chunk_wrong_space"] == 1
+    # nothing bad was ever commanded: the arm never left home
+    np.testing.assert_allclose(rig.positions(), np.tile(spec.home_vector(), (len(rig.outputs), 1)))
+
+
+def test_out_of_limit_targets_are_clamped_and_counted(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    beyond = np.tile(spec.limits_array("upper") + 0.5, (60, 1)).astype(np.float32)
+    assert rig.pipe.offer_chunk(Chunk(rig.now, beyond, spec.action_dt), rig.now).accepted
+    rig.run(2.0)
+    assert rig.pipe.monitor.counters()["target_clamped"] > 10
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_limits_never_exceeded_under_random_chunks(spec: RobotSpec) -> None:
+    """Property-style (seeded): random chunks (noisy, jumping, out of limits, late, NaN),
+    random arrival times, e-stops and re-enables; every command stays in the limits."""
+    rng = np.random.default_rng(99)
+    cfg = PipelineConfig(
+        timeline=TimelineConfig(blend=str(rng.choice(["crossfade", "frozen_prefix"]))),
+        smoothing=SmoothingConfig(),
+        safety=SafetyConfig(chunk_timeout_s=0.5),
+    )
+    pipe = CommandPipeline(spec, cfg)
+    lo, hi = spec.limits_array("lower"), spec.limits_array("upper")
+    now, stamp = 0.0, 0.0
+    measured = spec.home_vector()
+    positions = []
+    for tick in range(4000):
+        now += pipe.dt
+        if rng.random() < 0.03:
+            stamp = max(stamp + 1e-3, now - rng.uniform(0.0, 0.5))
+            horizon = int(rng.integers(1, 60))
+            base = rng.uniform(lo - 0.2, hi + 0.2)
+            acts = base + np.cumsum(rng.normal(scale=0.1, size=(horizon, spec.action_dim)), 0)
+            if rng.random() < 0.1:
+                acts[rng.integers(horizon)] = np.nan
+            pipe.offer_chunk(Chunk(stamp, acts.astype(np.float32), spec.action_dt), now)
+        if tick % 1000 == 500:
+            pipe.estop(now)
+        if tick % 1000 == 700:
+            pipe.reenable(now)
+        out = pipe.step(now, measured)
+        assert out is not None
+        positions.append(out.positions)
+        measured = out.positions + rng.normal(scale=1e-3, size=spec.action_dim)
+    positions = np.array(positions)
+    assert_within_limits(spec, np.vstack([spec.home_vector(), positions]), pipe.dt)
+    assert np.ptp(positions, axis=0).max() > 0.5  # it really moved
+    assert pipe.timeline.counters()["accepted"] > 50
+
+
+def test_holds_when_plan_runs_out(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=10), rig.now)
+    out = rig.run(1.0)
+    assert out[-1].state is PipelineState.HOLDING and out[-1].idle
+    assert out[-1].reason == "no_plan"
+    assert np.all(out[-1].velocities == 0.0)
+    assert not out[2].idle
+    # the watchdog's hold is idling too (waiting for a plan), a latched stop is not
+    out = rig.run(1.5)
+    assert out[-1].reason == WATCHDOG_CHUNK and out[-1].idle
+    rig.pipe.estop(rig.now)
+    assert not rig.run(0.1)[-1].idle

@@ -1,0 +1,142 @@
+"""Smoother node: owns the execution timeline and commands ros2_control at the control rate.
+
+Everything between a decoded chunk and a command — splicing, blending, Savitzky-Golay, limits,
+watchdog, e-stop, deviation check — is core.safety.CommandPipeline; this node feeds it chunks,
+joint states and stop requests, and turns its output into controller messages.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
+from wam_ros.core.settings import SmootherSettings
+from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
+from wam_ros.core.timeline import TimelineConfig
+from wam_ros.nodes import conversions, topics
+from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.diagnostics import Diagnostics
+from wam_ros.nodes.params import declare_settings
+from wam_ros_msgs.msg import ActionChunk
+
+
+class SmootherNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("wam_smoother", **kwargs)
+        s = self.settings = declare_settings(self, SmootherSettings)
+        self.robot = RobotSpec.load(s.robot)
+        config = PipelineConfig(
+            timeline=declare_settings(self, TimelineConfig, "timeline"),
+            smoothing=declare_settings(self, SmoothingConfig, "smoothing"),
+            limits=declare_settings(self, LimitsConfig, "limits"),
+            safety=declare_settings(self, SafetyConfig, "safety"),
+        )
+        self.pipeline = CommandPipeline(self.robot, config, logger=self._log)
+        self.diag = Diagnostics(self, "smoother")
+        self.measured: np.ndarray | None = None
+        self.episode: int | None = None
+        self.period = 1.0 / self.robot.control_rate_hz
+        self.outputs = []
+        for c in self.robot.controllers:
+            idx = [self.robot.action_layout.index(j) for j in c.joints]
+            msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
+            self.outputs.append((c, idx, self.create_publisher(msg_type, c.topic,
+                                                               topics.COMMAND_QOS)))
+        self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 10)
+                              if s.publish_commanded else None)
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(ActionChunk, topics.CHUNK_JOINT, self.on_chunk,
+                                 topics.CHUNK_QOS, callback_group=inputs)
+        self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
+                                 topics.SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(Bool, topics.ESTOP, self.on_estop, topics.ESTOP_QOS,
+                                 callback_group=inputs)
+        self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
+        # the control tick has a group of its own: nothing else can delay a command
+        self.create_timer(self.period, self.tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._diagnostics, callback_group=inputs)
+        self.get_logger().info(
+            f"{self.robot.name}: {len(self.outputs)} controllers at "
+            f"{self.robot.control_rate_hz:g} Hz, blend {config.timeline.blend}")
+
+    def _log(self, message: str) -> None:
+        self.get_logger().warning(message)
+
+    def on_chunk(self, msg: ActionChunk) -> None:
+        now = stamp_sec(self)
+        try:
+            chunk = conversions.msg_to_chunk(msg)
+        except ValueError as exc:
+            self.diag.refuse("bad_chunk", str(exc))
+            return
+        if self.episode is not None and chunk.episode_id != self.episode:
+            self.pipeline.reset_episode(chunk.episode_id)
+        self.episode = chunk.episode_id
+        self.pipeline.offer_chunk(chunk, now)
+
+    def on_joints(self, msg: JointState) -> None:
+        try:
+            self.measured = conversions.joint_positions(msg, self.robot.action_layout)
+        except (KeyError, ValueError) as exc:
+            self.diag.refuse("joint_state", str(exc))
+            return
+        self.pipeline.offer_observation(stamp_sec(self))
+
+    def on_estop(self, msg: Bool) -> None:
+        if msg.data:
+            self.pipeline.estop(stamp_sec(self), "e-stop topic")
+            self.get_logger().error("E-STOP: decelerating to a hold; call "
+                                    f"{topics.ENABLE_SERVICE} to re-enable")
+
+    def on_enable(self, request: Trigger.Request, response: Trigger.Response
+                  ) -> Trigger.Response:
+        response.success = self.pipeline.reenable(stamp_sec(self))
+        response.message = ("re-enabled" if response.success
+                            else "cannot re-enable yet (still decelerating or no stop latched)")
+        self.get_logger().info(f"enable: {response.message}")
+        return response
+
+    def tick(self) -> None:
+        now = stamp_sec(self)
+        try:
+            out = self.pipeline.step(now, self.measured)
+        except RuntimeError as exc:  # command guard: latched inside the pipeline
+            self.diag.refuse("command_guard", str(exc))
+            return
+        if out is None:  # no joint state yet: nothing is commanded
+            return
+        for controller, idx, pub in self.outputs:
+            q = out.positions[idx]
+            if controller.type == "joint_trajectory":
+                msg = JointTrajectory(joint_names=list(controller.joints))
+                # stamp zero = start now; one point one period ahead: the controller
+                # interpolates between our ticks
+                msg.points = [JointTrajectoryPoint(
+                    positions=q.tolist(), velocities=out.velocities[idx].tolist(),
+                    time_from_start=conversions.to_duration(self.period))]
+            else:
+                msg = Float64MultiArray(data=q.tolist())
+            pub.publish(msg)
+        if self.commanded_pub is not None:
+            self.commanded_pub.publish(conversions.make_joint_state(
+                self.robot.action_layout, out.positions, now, out.velocities))
+
+    def _diagnostics(self) -> None:
+        self.diag.set_counters(self.pipeline.diagnostics(stamp_sec(self)))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_nodes([SmootherNode], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
