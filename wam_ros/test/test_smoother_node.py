@@ -1,0 +1,98 @@
+"""Smoother node + kinematic fake robot in one process: chunks in, ros2_control commands out,
+within limits at all times; e-stop decelerates to a latched hold until re-enabled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from wam_ros.core.robot import RobotSpec  # noqa: E402
+from wam_ros.core.safety import PipelineState  # noqa: E402
+from wam_ros.core.types import ActionSpace, Chunk  # noqa: E402
+from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.smoother_node import SmootherNode  # noqa: E402
+from wam_ros.sim.fake_robot import FakeRobotNode  # noqa: E402
+from wam_ros_msgs.msg import ActionChunk  # noqa: E402
+
+from ros_helpers import spin_until  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
+def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, robot):
+    spec = RobotSpec.load(robot)
+    params = [Parameter("robot", value=robot)]
+    smoother = SmootherNode(context=rclpy_context, parameter_overrides=params)
+    fake = FakeRobotNode(context=rclpy_context,
+                         parameter_overrides=[*params, Parameter("camera_scale", value=0.05)])
+    client = rclpy.create_node("test_client", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    for n in (smoother, fake, client):
+        executor.add_node(n)
+    commanded: list[tuple[float, np.ndarray]] = []
+    client.create_subscription(
+        JointState, topics.COMMANDED,
+        lambda m: commanded.append((conversions.to_sec(m.header.stamp), np.array(m.position))),
+        10)
+    chunk_pub = client.create_publisher(ActionChunk, topics.CHUNK_JOINT, topics.CHUNK_QOS)
+    estop_pub = client.create_publisher(Bool, topics.ESTOP, topics.ESTOP_QOS)
+    enable = client.create_client(Trigger, topics.ENABLE_SERVICE)
+    try:
+        assert spin_until(executor, lambda: len(commanded) > 5
+                          and chunk_pub.get_subscription_count() > 0, 10.0)
+        home = spec.home_vector()
+        lower, upper = spec.limits_array("lower"), spec.limits_array("upper")
+        # aim well past the upper limit on some joints: commands must clamp, never exceed
+        target = np.clip(home + 0.6, lower - 0.5, upper + 0.5)
+        ramp = np.linspace(0.0, 1.0, 30)[:, None]
+        now = client.get_clock().now().nanoseconds * 1e-9
+        chunk = Chunk(stamp=now, actions=(home + ramp * (target - home)).astype(np.float32),
+                      dt=spec.action_dt, space=ActionSpace.JOINT_ABSOLUTE,
+                      names=spec.action_layout, chunk_id=1)
+        chunk_pub.publish(conversions.chunk_to_msg(chunk))
+        start = len(commanded)
+        spin_until(executor, lambda: False, 1.2)
+        moving = commanded[start:]
+        assert len(moving) > 30
+        q = np.array([c[1] for c in moving])
+        assert np.all(q >= lower - 1e-9) and np.all(q <= upper + 1e-9)
+        step_limit = spec.limits_array("velocity") / spec.control_rate_hz
+        assert np.all(np.abs(np.diff(q, axis=0)) <= step_limit * 1.05 + 1e-9)
+        assert np.abs(q[-1] - home).max() > 0.2  # really moved
+        # the fake robot followed the controllers it was sent
+        assert np.abs(fake.joints.q - home).max() > 0.2
+        assert sum(c.accepted for c in fake.joints.controllers.values()) > 30
+        assert fake.rejected == 0
+
+        estop_pub.publish(Bool(data=True))
+        assert spin_until(executor, lambda: smoother.pipeline.state is PipelineState.STOPPED,
+                          5.0)
+        # a new chunk is refused while stopped, and commands stay put
+        chunk_pub.publish(conversions.chunk_to_msg(Chunk(
+            stamp=client.get_clock().now().nanoseconds * 1e-9, actions=chunk.actions,
+            dt=chunk.dt, names=spec.action_layout, chunk_id=2)))
+        n = len(commanded)
+        spin_until(executor, lambda: False, 0.5)
+        held = np.array([c[1] for c in commanded[n:]])
+        assert len(held) > 5 and np.ptp(held, axis=0).max() < 1e-9
+        assert smoother.pipeline.monitor.counters().get("chunk_stopped", 0) >= 1
+
+        assert enable.wait_for_service(timeout_sec=5.0)
+        future = enable.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 5.0)
+        assert future.result().success
+        assert smoother.pipeline.state is not PipelineState.STOPPED or spin_until(
+            executor, lambda: smoother.pipeline.state is not PipelineState.STOPPED, 1.0)
+    finally:
+        executor.shutdown()
+        for n in (smoother, fake, client):
+            n.destroy_node()
