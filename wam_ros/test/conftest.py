@@ -47,3 +47,32 @@ def rclpy_context(ros_domain: int):
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """Factory: an untrained tiny-config checkpoint for a robot (safetensors + YAML), made once
+    per robot and session. Enough to drive the node graph; training is tested elsewhere."""
+    made: dict[str, Path] = {}
+
+    def make(robot: str = "cobot_magic", action_space: str = "delta") -> Path:
+        key = f"{robot}_{action_space}"
+        if key not in made:
+            import torch
+
+            from wam_ros.core.robot import RobotSpec
+            from wam_ros.model.checkpoint import save_checkpoint
+            from wam_ros.model.config import load_config, with_robot
+            from wam_ros.model.wam import WorldActionModel
+
+            spec = RobotSpec.load(robot)
+            model_cfg, train_cfg = load_config("tiny")
+            model_cfg.action_space = action_space
+            model_cfg = with_robot(model_cfg, robot=spec.name, action_layout=spec.action_layout,
+                                   camera_names=spec.camera_names, dt=spec.action_dt)
+            torch.manual_seed(0)
+            out = tmp_path_factory.mktemp(f"ckpt_{key}")
+            made[key] = save_checkpoint(WorldActionModel(model_cfg), out, train_cfg)
+        return made[key]
+
+    return make

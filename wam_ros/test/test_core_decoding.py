@@ -135,7 +135,7 @@ def test_latent_errors(spec: RobotSpec) -> None:
 def test_config_and_shape_errors(spec: RobotSpec) -> None:
     with pytest.raises(ValueError, match="latent_output_space: got 'joint'; allowed: absolute"):
         DecoderConfig(latent_output_space="joint")
-    with pytest.raises(ValueError, match="Normalisation.std"):
+    with pytest.raises(ValueError, match=r"Normalisation\.std"):
         Normalisation(np.zeros(3), np.array([1.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="allowed: equal"):
         Normalisation(np.zeros(3), np.ones(4))

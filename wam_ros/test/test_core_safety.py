@@ -100,9 +100,9 @@ def test_safety_config_errors(kwargs: dict, field: str) -> None:
 
 
 def test_pipeline_config_rejects_wrong_section_and_dt() -> None:
-    with pytest.raises(ValueError, match="PipelineConfig.smoothing: got .*allowed: a Smoothing"):
+    with pytest.raises(ValueError, match=r"PipelineConfig\.smoothing: got .*allowed: a Smoothing"):
         PipelineConfig(smoothing={"window": 21})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="PipelineConfig.control_dt: got 0.0"):
+    with pytest.raises(ValueError, match=r"PipelineConfig\.control_dt: got 0\.0"):
         PipelineConfig(control_dt=0.0)
 
 
@@ -348,3 +348,54 @@ def test_holds_when_plan_runs_out(spec: RobotSpec) -> None:
     assert out[-1].reason == WATCHDOG_CHUNK and out[-1].idle
     rig.pipe.estop(rig.now)
     assert not rig.run(0.1)[-1].idle
+
+
+def test_command_guard_latches_and_holds_instead_of_sending(spec: RobotSpec,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    rig = Rig(spec)
+    rig.pipe.offer_chunk(rig.sweep_chunk(), rig.now)
+    rig.run(0.3)
+    last = rig.outputs[-1].positions.copy()
+    monkeypatch.setattr(rig.pipe.enforcer, "step",
+                        lambda target: np.full(spec.action_dim, np.nan))  # a broken limiter
+    out = rig.run(0.1)
+    np.testing.assert_array_equal(out[0].positions, last)
+    assert out[0].state is PipelineState.STOPPED and out[0].reason == "command_guard"
+    assert rig.pipe.monitor.latched == "command_guard"
+    assert all(np.all(np.isfinite(o.positions)) for o in out)
+    assert sum("refused (command_guard)" in m for m in rig.logs) == 1
+
+
+def test_async_stream_tracks_reference_without_idling(spec: RobotSpec) -> None:
+    """Chunks from a noisy smooth reference arrive every 0.4 s with 0.25 s latency (the
+    policy's view of the world); the commanded motion stays on the reference, never idles,
+    and stays within limits."""
+    rng = np.random.default_rng(11)
+    rig = Rig(spec)
+    arm = ~spec.gripper_mask()
+    home = spec.home_vector()
+
+    def reference(t: np.ndarray) -> np.ndarray:
+        return home + 0.3 * np.sin(0.8 * t)[:, None] * arm
+
+    latency, period, horizon = 0.25, 0.4, 48
+    next_obs = 0.0
+    pending: list[tuple[float, Chunk]] = []
+    errors, idle = [], []
+    for _ in range(round(8.0 / rig.pipe.dt)):
+        if rig.now >= next_obs - 1e-9:
+            times = rig.now + spec.action_dt * np.arange(horizon)
+            acts = reference(times) + rng.normal(scale=0.005, size=(horizon, spec.action_dim))
+            pending.append((rig.now + latency, Chunk(rig.now, acts.astype(np.float32),
+                                                     spec.action_dt)))
+            next_obs += period
+        while pending and pending[0][0] <= rig.now + 1e-9:
+            assert rig.pipe.offer_chunk(pending.pop(0)[1], rig.now).accepted
+        out = rig.run(rig.pipe.dt)[0]
+        if rig.now > 1.0:  # after the start-up catch-up
+            errors.append(np.abs(out.positions - reference(np.array([rig.now]))[0]).max())
+            idle.append(out.idle)
+    assert max(errors) < 0.02
+    assert not any(idle)
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)

@@ -254,7 +254,8 @@ class PipelineOutput:
     velocities: np.ndarray  # (D,)
     state: PipelineState
     reason: str = ""  # stop reason or "no_plan"
-    idle: bool = False  # holding for lack of plan (feeds the idle fraction)
+    idle: bool = False  # holding for lack of a (fresh) plan, incl. the watchdog's hold; feeds
+    # the schedulers' idle fraction. False during a latched stop, which is deliberate.
 
 
 class CommandPipeline:
@@ -342,6 +343,8 @@ class CommandPipeline:
                 assert self.enforcer.position is not None
                 self.monitor.check_deviation(now, self.enforcer.position, measured)
 
+            assert self.enforcer.position is not None
+            previous = self.enforcer.position.copy()
             reason = self.monitor.stop_reason(now) or ""
             idle = False
             if reason:
@@ -372,9 +375,14 @@ class CommandPipeline:
                     reason = "no_plan" if idle else ""
             if not (np.all(np.isfinite(command)) and np.all(command >= self._lower)
                     and np.all(command <= self._upper)):
-                # Unreachable while LimitEnforcer keeps its guarantees; latch rather than send.
-                self.monitor.estop(now, COMMAND_GUARD, f"command {command} failed the guard")
-                raise RuntimeError(f"command guard: {command} outside limits or non-finite")
+                # Unreachable while LimitEnforcer keeps its guarantees. Never send it: latch a
+                # fault and hold the last valid command (the enforcer's state is suspect, so it
+                # restarts from there at rest).
+                self.monitor.estop(now, COMMAND_GUARD, f"command {command} failed the guard "
+                                   "(non-finite or outside the position limits)")
+                self.enforcer.reset(previous)
+                command = previous
+                state, reason, idle = PipelineState.STOPPED, COMMAND_GUARD, False
             self._state = state
             return PipelineOutput(command, self.enforcer.velocity_cmd.copy(), state, reason,
                                   idle)

@@ -71,7 +71,11 @@ class SchedulerConfig:
 
 
 class Scheduler:
-    """Base: statistics and the runner-facing callbacks; subclasses implement `decide`."""
+    """Base: statistics and the runner-facing callbacks; subclasses implement `decide`.
+
+    Not locked: the policy runner owns its scheduler and serialises the calls (decide and the
+    on_* callbacks from one thread, or under the runner's own lock).
+    """
 
     name: ClassVar[str] = ""
 
@@ -171,7 +175,8 @@ class SyncScheduler(Scheduler):
 
     def prepare_chunk(self, chunk: Chunk, now: float) -> Chunk:
         """First E actions only, re-timed to start at `now`: the robot waited for this chunk,
-        so none of it is stale (dropping its head, as async must, would skip motion)."""
+        so none of it is stale (dropping its head, as async must, would skip motion). Pass
+        now + the timeline's drop margin when that margin is not 0."""
         actions = chunk.actions
         if self.config.execute_actions:
             actions = actions[: self.config.execute_actions]
