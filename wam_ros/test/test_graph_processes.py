@@ -18,10 +18,9 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
-from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes import topics  # noqa: E402
+from wam_ros.nodes.process import NodeProcess, spin_until  # noqa: E402
 from wam_ros_msgs.msg import ActionChunk  # noqa: E402
-
-from ros_helpers import NodeProcess, spin_until  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

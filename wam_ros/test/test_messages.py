@@ -18,10 +18,9 @@ from std_msgs.msg import UInt32  # noqa: E402
 
 from wam_ros.core.types import ActionSpace, Chunk, Observation  # noqa: E402
 from wam_ros.nodes import conversions  # noqa: E402
+from wam_ros.nodes.process import NodeProcess, spin_until  # noqa: E402
 from wam_ros_msgs.msg import ActionChunk  # noqa: E402
 from wam_ros_msgs.msg import Observation as ObservationMsg  # noqa: E402
-
-from ros_helpers import NodeProcess, spin_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 ECHO = str(Path(__file__).with_name("echo_process.py"))

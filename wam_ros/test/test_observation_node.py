@@ -15,9 +15,8 @@ from wam_ros.core.config import ConfigError  # noqa: E402
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
 from wam_ros.nodes.observation_node import ObservationNode  # noqa: E402
+from wam_ros.nodes.process import spin_until  # noqa: E402
 from wam_ros_msgs.msg import Observation as ObservationMsg  # noqa: E402
-
-from ros_helpers import spin_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -18,11 +18,10 @@ from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.core.safety import PipelineState  # noqa: E402
 from wam_ros.core.types import ActionSpace, Chunk  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.process import spin_until  # noqa: E402
 from wam_ros.nodes.smoother_node import SmootherNode  # noqa: E402
 from wam_ros.sim.fake_robot import FakeRobotNode  # noqa: E402
 from wam_ros_msgs.msg import ActionChunk  # noqa: E402
-
-from ros_helpers import spin_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -92,28 +92,33 @@ class MoTBlock(nn.Module):
         self.experts = nn.ModuleList([Expert(d, mlp_ratio), Expert(d, mlp_ratio)])
 
     def forward(
-        self, xv: torch.Tensor, xa: torch.Tensor, pos: torch.Tensor,
+        self, xv: torch.Tensor | None, xa: torch.Tensor | None, pos: torch.Tensor,
         prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None, bias: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """xv (B, Nv, d) video-expert tokens, xa (B, Na, d) action-expert tokens, pos (Nv+Na,),
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """xv (B, Nv, d) video-expert tokens, xa (B, Na, d) action-expert tokens (either may be
+        None: no zero-size segments, which exported graphs handle badly), pos (Nv+Na,),
         prefix_k/v (B, h, P, hd) already rotated, bias (B or 1, 1, Nv+Na, P+Nv+Na) additive.
         Returns new xv, xa and this segment's rotated keys and values (B, h, Nv+Na, hd)."""
-        b, nv, d = xv.shape
-        na = xa.shape[1]
+        parts = [(e, x) for e, x in ((VIDEO, xv), (ACTION, xa)) if x is not None]
+        b, _, d = parts[0][1].shape
+        sizes = [x.shape[1] for _, x in parts]
+        n = sum(sizes)
         h = self.heads
-        ev, ea = self.experts
-        qkv = torch.cat([ev.qkv(ev.norm1(xv)), ea.qkv(ea.norm1(xa))], dim=1)  # (B, N, 3d)
-        q, k, v = qkv.view(b, nv + na, 3, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, N, hd)
+        qkv = torch.cat([self.experts[e].qkv(self.experts[e].norm1(x)) for e, x in parts], 1)
+        q, k, v = qkv.view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)  # (B, h, N, hd)
         q, k = rope(q, pos), rope(k, pos)
         keys = k if prefix_k is None else torch.cat([prefix_k, k], dim=2)
         vals = v if prefix_v is None else torch.cat([prefix_v, v], dim=2)
         att = (q @ keys.transpose(-1, -2)) * (1.0 / math.sqrt(d // h)) + bias
-        out = (torch.softmax(att, dim=-1) @ vals).transpose(1, 2).reshape(b, nv + na, d)
-        xv = xv + ev.proj(out[:, :nv])
-        xa = xa + ea.proj(out[:, nv:])
-        xv = xv + ev.mlp(ev.norm2(xv))
-        xa = xa + ea.mlp(ea.norm2(xa))
-        return xv, xa, k, v
+        out = (torch.softmax(att, dim=-1) @ vals).transpose(1, 2).reshape(b, n, d)
+        outs: list[torch.Tensor | None] = [None, None]
+        start = 0
+        for (e, x), size in zip(parts, sizes):
+            ex = self.experts[e]
+            x = x + ex.proj(out[:, start:start + size])
+            outs[e] = x + ex.mlp(ex.norm2(x))
+            start += size
+        return outs[VIDEO], outs[ACTION], k, v
 
 
 class WorldActionModel(nn.Module):
@@ -320,14 +325,15 @@ class WorldActionModel(nn.Module):
         return self.loss(feats, state, actions, task_vec, memory)
 
     # ---- inference pieces (mirrored one-to-one by the ONNX graphs) ------------------------
-    def _run(self, xv: torch.Tensor, xa: torch.Tensor, pos: torch.Tensor,
+    def _run(self, xv: torch.Tensor | None, xa: torch.Tensor | None, pos: torch.Tensor,
              prefix_k: torch.Tensor | None, prefix_v: torch.Tensor | None,
              prefix_bias: torch.Tensor | None,
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Run a segment after a cached prefix; returns xv, xa, stacked keys/values
         (L, B, h, Nv+Na, hd). prefix_k/v (L, B, h, P, hd), prefix_bias (B, P)."""
-        b, n = xv.shape[0], xv.shape[1] + xa.shape[1]
-        own = torch.zeros(b, n, dtype=xv.dtype, device=xv.device)
+        parts = [x for x in (xv, xa) if x is not None]
+        b, n = parts[0].shape[0], sum(x.shape[1] for x in parts)
+        own = torch.zeros(b, n, dtype=parts[0].dtype, device=parts[0].device)
         bias = own if prefix_bias is None else torch.cat([prefix_bias, own], dim=1)
         bias = bias[:, None, None, :]
         posv = pos.reshape(1).expand(n)
@@ -369,8 +375,7 @@ class WorldActionModel(nn.Module):
         xv = self.embed_latent(x_lat, s)
         if w is not None:
             xv = self.ttt.read(w, xv)
-        xa = xv[:, :0]
-        xv, _, k, v = self._run(xv, xa, pos, prefix_k, prefix_v, prefix_bias)
+        xv, _, k, v = self._run(xv, None, pos, prefix_k, prefix_v, prefix_bias)
         return self.lat_out(xv), k, v
 
     def step_action(self, x_act: torch.Tensor, s: torch.Tensor, pos: torch.Tensor,
@@ -380,8 +385,7 @@ class WorldActionModel(nn.Module):
         xa = self.embed_action(x_act, s)
         if w is not None:
             xa = self.ttt.read(w, xa)
-        xv = xa[:, :0]
-        _, xa, _, _ = self._run(xv, xa, pos, prefix_k, prefix_v, prefix_bias)
+        _, xa, _, _ = self._run(None, xa, pos, prefix_k, prefix_v, prefix_bias)
         return self.act_out(xa)
 
     def absorb_latent(self, w: FastWeights, x_lat: torch.Tensor) -> FastWeights:

@@ -51,13 +51,16 @@ class FakeRobotNode(Node):
         robot = self.declare_parameter("robot", "cobot_magic").value
         self.spec = RobotSpec.load(robot)
         scale = float(self.declare_parameter("camera_scale", 1.0).value)
+        # explicit frame size (0 = the robot's camera size times camera_scale)
+        width = int(self.declare_parameter("camera_width", 0).value)
+        height = int(self.declare_parameter("camera_height", 0).value)
         self.joints = RobotJoints(self.spec)
         self.js_pub = self.create_publisher(JointState, self.spec.joint_state_topic,
                                             topics.SENSOR_QOS)
         self.cam_pubs = [(c, self.create_publisher(Image, c.topic, topics.SENSOR_QOS))
                          for c in self.spec.cameras]
-        self.size = [(max(8, int(c.height * scale)), max(8, int(c.width * scale)))
-                     for c in self.spec.cameras]
+        self.size = [(height or max(8, int(c.height * scale)),
+                      width or max(8, int(c.width * scale))) for c in self.spec.cameras]
         self.rejected = 0
         for c in self.spec.controllers:
             ctrl = self.joints.controllers[c.name]

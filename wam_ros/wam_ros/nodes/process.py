@@ -1,4 +1,5 @@
-"""Helpers for tests that talk over DDS: spin until a condition holds, start node processes."""
+"""Node processes and spinning helpers shared by tests, benchmarks and the demo: start a node as
+its own process (keeping its output for error messages), spin until a condition holds."""
 
 from __future__ import annotations
 

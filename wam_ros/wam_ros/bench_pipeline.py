@@ -1,0 +1,231 @@
+"""`wam-ros bench pipeline`: the whole node graph as processes over DDS, per scheduler.
+
+Fake robot (3 cameras at the model resolution, 30 Hz) -> observation -> policy -> decoder ->
+smoother -> controllers, with a probe node in this process that timestamps every stage. For each
+chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> raw chunk out ->
+decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
+scheduler's wait (the part the stack itself adds). Idle fraction and blocking latency come from
+the policy node's own runner statistics (/diagnostics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+SCHEDULERS = ("sync", "async", "sai")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--robot", default="agibot_g1")
+    p.add_argument("--checkpoint", default="",
+                   help="checkpoint dir; empty = an untrained model of --config (latency only)")
+    p.add_argument("--config", default="default", help="model preset when no checkpoint")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--memory", default="kv")
+    p.add_argument("--schedulers", default=",".join(SCHEDULERS))
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per scheduler")
+    p.add_argument("--json", dest="json_out", default="", help="write the results here")
+
+
+def make_untrained_checkpoint(robot: str, preset: str, out: Path) -> Path:
+    import torch
+
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.model.checkpoint import save_checkpoint
+    from wam_ros.model.config import load_config, with_robot
+    from wam_ros.model.wam import WorldActionModel
+
+    spec = RobotSpec.load(robot)
+    model_cfg, train_cfg = load_config(preset)
+    model_cfg = with_robot(model_cfg, robot=spec.name, action_layout=spec.action_layout,
+                           camera_names=spec.camera_names, dt=spec.action_dt)
+    torch.manual_seed(0)
+    return save_checkpoint(WorldActionModel(model_cfg), out, train_cfg)
+
+
+def _pct(values, q) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
+            duration: float, workdir: Path) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.graph import GraphArgs, NodeSpec, build_graph
+    from wam_ros.model.checkpoint import read_checkpoint_config
+    from wam_ros.nodes import conversions, topics
+    from wam_ros.nodes.process import NodeProcess
+    from wam_ros_msgs.msg import ActionChunk
+    from wam_ros_msgs.msg import Observation as ObservationMsg
+
+    spec = RobotSpec.load(robot)
+    cfg, _ = read_checkpoint_config(checkpoint)
+    h, w = cfg.image_size
+    params = workdir / f"params_{scheduler}.yaml"
+    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
+        "image_height": h, "image_width": w}}}))
+    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
+                                  memory=memory, scheduler=scheduler, params_file=str(params)))
+    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
+                    {"robot": robot, "camera_width": w, "camera_height": h})
+    procs = [NodeProcess(s.command(), log_path=str(workdir / f"{scheduler}_{s.name}.log"))
+             for s in [fake, *graph]]
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("wam_bench_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    now = time.time  # all processes share the system clock
+    obs_rx: dict[int, float] = {}
+    raw: dict[int, tuple[float, float, float]] = {}
+    joint_rx: list[tuple[int, float]] = []
+    commanded: list[tuple[float, np.ndarray]] = []
+    policy_stats: dict[str, str] = {}
+
+    def key(stamp) -> int:
+        return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+    node.create_subscription(ObservationMsg, topics.OBSERVATION,
+                             lambda m: obs_rx.setdefault(key(m.header.stamp), now()),
+                             topics.OBSERVATION_QOS)
+    node.create_subscription(
+        ActionChunk, topics.CHUNK_RAW,
+        lambda m: raw.setdefault(key(m.header.stamp), (now(), m.inference_time,
+                                                       m.blocking_time)), topics.CHUNK_QOS)
+    node.create_subscription(ActionChunk, topics.CHUNK_JOINT,
+                             lambda m: joint_rx.append((key(m.header.stamp), now())),
+                             topics.CHUNK_QOS)
+    node.create_subscription(
+        JointState, topics.COMMANDED,
+        lambda m: commanded.append((conversions.to_sec(m.header.stamp), np.array(m.position))),
+        100)
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name == "wam_ros/policy":
+                policy_stats.update({kv.key: kv.value for kv in st.values})
+
+    node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
+    try:
+        deadline = time.monotonic() + 180.0
+        while not joint_rx and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            if not all(p.alive() for p in procs):
+                raise RuntimeError("a node died:\n" + "\n".join(p.output() for p in procs))
+        if not joint_rx:
+            raise RuntimeError("no chunk within 180 s:\n" + "\n".join(p.output() for p in procs))
+        t_start = now()
+        first_chunk = len(joint_rx)
+        stats_at_start = None
+        while now() - t_start < duration:
+            executor.spin_once(timeout_sec=0.05)
+            if stats_at_start is None and policy_stats:
+                stats_at_start = dict(policy_stats)
+        end = now() + 1.5  # the last diagnostics of the window
+        while now() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
+        for p in procs:
+            p.stop()
+
+    cmd_t = np.array([c[0] for c in commanded])
+    cmd_q = np.array([c[1] for c in commanded])
+    e2e, overhead, model, wait, stages = [], [], [], [], {k: [] for k in (
+        "camera_to_observation", "scheduler_wait", "model", "chunk_transport", "decoder",
+        "smoother_first_command")}
+    boundary_jumps = []
+    for k, t_joint in joint_rx[first_chunk:]:
+        if k not in raw or k not in obs_rx:
+            continue
+        t_cam = k * 1e-9
+        t_raw, inference, blocking = raw[k]
+        i = int(np.searchsorted(cmd_t, t_joint))
+        if i >= len(cmd_t) or i == 0:
+            continue
+        t_cmd = cmd_t[i]
+        waited = max(0.0, blocking - inference)
+        total = t_cmd - t_cam
+        e2e.append(total)
+        model.append(inference)
+        wait.append(waited)
+        overhead.append(total - inference - waited)
+        stages["camera_to_observation"].append(obs_rx[k] - t_cam)
+        stages["scheduler_wait"].append(waited)
+        stages["model"].append(inference)
+        stages["chunk_transport"].append(t_raw - (obs_rx[k] + waited + inference))
+        stages["decoder"].append(t_joint - t_raw)
+        stages["smoother_first_command"].append(t_cmd - t_joint)
+        boundary_jumps.append(float(np.abs(cmd_q[i] - cmd_q[i - 1]).max()))
+    ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
+    return {
+        "chunks": len(e2e),
+        "end_to_end_ms": {"p50": _pct(ms(e2e), 50), "p99": _pct(ms(e2e), 99)},
+        "stack_overhead_ms": {"p50": _pct(ms(overhead), 50), "p99": _pct(ms(overhead), 99)},
+        "model_ms": {"p50": _pct(ms(model), 50), "p99": _pct(ms(model), 99)},
+        "stages_ms_p50": {k: _pct(ms(v), 50) for k, v in stages.items()},
+        "stages_ms_p99": {k: _pct(ms(v), 99) for k, v in stages.items()},
+        "blocking_latency_ms": {"p50": float(policy_stats.get("blocking_latency_ms.p50", "nan")),
+                                "p99": float(policy_stats.get("blocking_latency_ms.p99", "nan"))},
+        "idle_fraction": float(policy_stats.get("idle_fraction", "nan")),
+        "chunk_boundary_max_jump_rad": max(boundary_jumps, default=float("nan")),
+        "control_period_velocity_limit_rad": float(
+            (spec.limits_array("velocity") / spec.control_rate_hz).min()),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    schedulers = [s for s in args.schedulers.split(",") if s]
+    bad = [s for s in schedulers if s not in SCHEDULERS]
+    if bad:
+        print(f"error: unknown scheduler {bad[0]!r}; allowed: {', '.join(SCHEDULERS)}")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="wam_bench_") as tmp:
+        workdir = Path(tmp)
+        checkpoint = (Path(args.checkpoint) if args.checkpoint else
+                      make_untrained_checkpoint(args.robot, args.config, workdir / "ckpt"))
+        per = {}
+        for s in schedulers:
+            print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s}: "
+                  f"{args.duration:g} s ...", flush=True)
+            per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
+                             args.duration, workdir)
+    ref = per.get("async") or next(iter(per.values()))
+    out = {
+        "robot": args.robot, "backend": args.backend, "memory": args.memory,
+        "stack_overhead_ms": ref["stack_overhead_ms"],
+        "model_ms": ref["model_ms"],
+        "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
+        "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
+        "chunk_boundary_max_jump_rad": {s: r["chunk_boundary_max_jump_rad"]
+                                        for s, r in per.items()},
+        "per_scheduler": per,
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))
