@@ -150,7 +150,8 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     e2e, overhead, model, wait, stages = [], [], [], [], {k: [] for k in (
         "camera_to_observation", "scheduler_wait", "model", "chunk_transport", "decoder",
         "smoother_first_command")}
-    boundary_jumps = []
+    boundary_jumps, boundary_ratios = [], []
+    step_limit = spec.limits_array("velocity") / spec.control_rate_hz
     for k, t_joint in joint_rx[first_chunk:]:
         if k not in raw or k not in obs_rx:
             continue
@@ -172,7 +173,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         stages["chunk_transport"].append(t_raw - (obs_rx[k] + waited + inference))
         stages["decoder"].append(t_joint - t_raw)
         stages["smoother_first_command"].append(t_cmd - t_joint)
-        boundary_jumps.append(float(np.abs(cmd_q[i] - cmd_q[i - 1]).max()))
+        jump = np.abs(cmd_q[i] - cmd_q[i - 1])
+        boundary_jumps.append(float(jump.max()))
+        boundary_ratios.append(float((jump / step_limit).max()))
     ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
     return {
         "chunks": len(e2e),
@@ -185,8 +188,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
                                 "p99": float(policy_stats.get("blocking_latency_ms.p99", "nan"))},
         "idle_fraction": float(policy_stats.get("idle_fraction", "nan")),
         "chunk_boundary_max_jump_rad": max(boundary_jumps, default=float("nan")),
-        "control_period_velocity_limit_rad": float(
-            (spec.limits_array("velocity") / spec.control_rate_hz).min()),
+        # largest boundary step relative to that joint's velocity limit x control period
+        # (<= 1: no jump beyond what one control period allows)
+        "chunk_boundary_max_jump_ratio": max(boundary_ratios, default=float("nan")),
     }
 
 
@@ -216,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
         "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
         "chunk_boundary_max_jump_rad": {s: r["chunk_boundary_max_jump_rad"]
                                         for s, r in per.items()},
+        "chunk_boundary_max_jump_ratio": {s: r["chunk_boundary_max_jump_ratio"]
+                                          for s, r in per.items()},
         "per_scheduler": per,
     }
     text = json.dumps(out, indent=2)

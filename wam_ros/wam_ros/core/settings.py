@@ -75,7 +75,7 @@ class PolicySettings(_Settings):
     sai_s_mid: float = 0.5  # share of the flow ODE integrated speculatively
     task: str = ""
     execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
-    latency_margin_s: float = 0.03  # async: start inference this much before it is needed
+    latency_margin_s: float = 0.1  # async: start inference this much before it is needed
     max_observation_age_s: float = 0.5  # older observations are not used for inference
     device: str = "cpu"
 
