@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "robots": "wam_ros.cli_robots",
     "graph": "wam_ros.graph",
+    "demo": "wam_ros.demo",
 }
 
 
