@@ -399,3 +399,17 @@ def test_async_stream_tracks_reference_without_idling(spec: RobotSpec) -> None:
     assert max(errors) < 0.02
     assert not any(idle)
     assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_reenable_does_not_resume_the_old_plan(spec: RobotSpec) -> None:
+    """After a stop the old plan is gone: re-enabling alone must not move the arm, even though
+    the interrupted chunk still had seconds to run."""
+    rig = Rig(spec)
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now).accepted  # 4 s
+    rig.run(0.3)
+    rig.pipe.estop(rig.now)
+    held = rig.run(0.5)[-1].positions.copy()
+    assert rig.pipe.reenable(rig.now)
+    for o in rig.run(0.5):
+        np.testing.assert_array_equal(o.positions, held)
+        assert o.state is PipelineState.HOLDING and o.reason == "no_plan"

@@ -262,8 +262,8 @@ def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
                            seed: int = 0) -> Path:
     """A small learnable dataset for tests and smoke runs (not a simulator).
 
-    Each episode moves the joints from a random start towards the goal of its task (three tasks,
-    goals jittered per episode) with a first-order controller; every camera shows one blob whose position encodes the goal (two joints) and
+    Each episode moves the joints from its task's start towards its task's goal (three tasks,
+    start and goal jittered per episode) with a first-order controller; every camera shows one blob whose position encodes the goal (two joints) and
     one that encodes the current state (two other joints), so both the next observation and
     the actions are predictable from the images and the state.
     """
@@ -284,9 +284,10 @@ def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
         return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.08 * h) ** 2))
 
     task_goals = [mid + span * rng.uniform(-0.5, 0.5, mid.shape) for _ in range(3)]
+    task_starts = [mid + span * rng.uniform(-0.5, 0.5, mid.shape) for _ in range(3)]
     for e in range(n_episodes):
-        goal = task_goals[e % 3] + span * rng.uniform(-0.03, 0.03, mid.shape)
-        state = mid + span * rng.uniform(-0.5, 0.5, mid.shape)
+        goal = task_goals[e % 3] + span * rng.uniform(-0.05, 0.05, mid.shape)
+        state = task_starts[e % 3] + span * rng.uniform(-0.1, 0.1, mid.shape)
         gn = (goal - mid) / span  # in [-0.5, 0.5]
         with writer.new_episode(task=f"reach goal {'abc'[e % 3]}") as ep:
             for t in range(length):

@@ -273,8 +273,8 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
         opt.step()
-        bar.set_postfix(lat=f"{float(losses['latent']):.3f}",
-                        act=f"{float(losses['action']):.3f}", mem=memory)
+        bar.set_postfix(lat=f"{losses['latent'].item():.3f}",
+                        act=f"{losses['action'].item():.3f}", mem=memory)
         done = step + 1
         if rank == 0 and (done % tcfg.val_every == 0 or done == tcfg.steps):
             val = evaluate(model, val_data, tcfg, dev, latent_encoder)

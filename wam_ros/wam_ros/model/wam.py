@@ -9,6 +9,8 @@ Attention (one softmax shared by both experts, MoT):
     context -> context of chunks c-W+1 .. c       (block-causal across chunks, window W)
     latent  -> context as above + latent of c     (bidirectional within the latent block)
     actions -> context as above + actions of c (+ latent of c unless the chunk is `fast`)
+Each layer reaches one window further back through the cached context blocks (sliding-window
+attention), so the receptive field is n_layers * (W - 1) past chunks while the cache holds W - 1.
 The context never attends to noisy tokens, so its keys/values are computed once per chunk and
 reused by every flow step (Fast-WAM) and by later chunks (KV cache, DreamZero). With the TTT
 memory the window is 1 (the chunk itself) and history enters through the TTT layer instead.

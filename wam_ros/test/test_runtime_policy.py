@@ -1,0 +1,176 @@
+"""The policy runner: chunk fields, reset, SAI, step caching, input checks, name registries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wam_ros.core.types import ActionSpace
+from wam_ros.model.testing import fake_observation, make_tiny_checkpoint
+from wam_ros.runtime import load_policy
+from wam_ros.runtime.backends import BackendUnavailable
+
+ROBOT = "cobot_magic"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def _obs(policy, i: int):
+    return fake_observation(ROBOT, policy.meta.image_size, i)
+
+
+def test_meta_and_chunk_fields(ckpt) -> None:
+    policy = load_policy(ckpt, memory="kv", mode="joint")
+    meta = policy.meta
+    assert meta.robot == ROBOT and meta.action_space == ActionSpace.JOINT_DELTA
+    assert meta.camera_names == ("cam_high", "cam_left_wrist", "cam_right_wrist")
+    assert meta.action_dim == 14 and len(meta.action_names) == 14
+    ids = []
+    for i in range(3):
+        obs = _obs(policy, i)
+        chunk = policy.infer(obs)
+        ids.append(chunk.chunk_id)
+        assert chunk.stamp == obs.stamp
+        assert chunk.actions.shape == (meta.horizon, meta.action_dim)
+        assert chunk.actions.dtype == np.float32 and np.all(np.isfinite(chunk.actions))
+        assert chunk.space == ActionSpace.JOINT_DELTA and chunk.dt == meta.dt
+        assert chunk.inference_time > 0 and chunk.names == meta.action_names
+        assert "skipped_steps" in chunk.extras
+        # reference is the joint state in action units (grippers normalised)
+        spec = policy.robot
+        assert np.allclose(chunk.reference, spec.joint_to_action(obs.joint_positions),
+                           atol=1e-6)
+    assert ids == [0, 1, 2]
+    episode = policy.episode_id
+    policy.reset()
+    assert policy.episode_id == episode + 1 and policy.infer(_obs(policy, 0)).chunk_id == 0
+
+
+def test_same_inputs_same_chunk(ckpt) -> None:
+    a = load_policy(ckpt, memory="ttt", mode="two_stage")
+    b = load_policy(ckpt, memory="ttt", mode="two_stage")
+    for i in range(3):
+        assert np.array_equal(a.infer(_obs(a, i)).actions, b.infer(_obs(b, i)).actions)
+
+
+@pytest.mark.parametrize("memory", ["kv", "ttt"])
+@pytest.mark.parametrize("mode", ["joint", "fast", "two_stage"])
+def test_sai_with_s_mid_zero_equals_infer(ckpt, memory: str, mode: str) -> None:
+    plain = load_policy(ckpt, memory=memory, mode=mode, flow_steps=4)
+    spec = load_policy(ckpt, memory=memory, mode=mode, flow_steps=4)
+    for i in range(4):
+        expected = plain.infer(_obs(plain, i))
+        handle = spec.speculate(s_mid=0.0)
+        got = spec.complete(handle, _obs(spec, i))
+        np.testing.assert_allclose(got.actions, expected.actions, rtol=0, atol=1e-6)
+        assert got.chunk_id == expected.chunk_id
+        assert got.extras["speculative_steps"] == 0.0
+
+
+@pytest.mark.parametrize("memory", ["kv", "ttt"])
+def test_sai_speculates_without_polluting_long_term_memory(ckpt, memory: str) -> None:
+    plain = load_policy(ckpt, memory=memory, mode="joint", flow_steps=4)
+    spec = load_policy(ckpt, memory=memory, mode="joint", flow_steps=4)
+    plain.infer(_obs(plain, 0))
+    spec.infer(_obs(spec, 0))
+    expected = plain.infer(_obs(plain, 1))
+    handle = spec.speculate(s_mid=0.5)
+    assert handle.steps_done == 2
+    got = spec.complete(handle, _obs(spec, 1))
+    assert got.extras["speculative_steps"] == 2.0
+    assert np.all(np.isfinite(got.actions))
+    assert np.abs(got.actions - expected.actions).max() > 1e-7  # surrogate context was used
+    # long-term memory holds only the real observations: identical to the plain runner
+    if memory == "ttt":
+        for a, b in zip(plain.ttt.weights, spec.ttt.weights):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    else:
+        for (ka, va), (kb, vb) in zip(plain.kv.entries, spec.kv.entries):
+            np.testing.assert_allclose(ka, kb, atol=1e-6)
+            np.testing.assert_allclose(va, vb, atol=1e-6)
+
+
+def test_stale_handle_and_bad_s_mid(ckpt) -> None:
+    policy = load_policy(ckpt)
+    policy.infer(_obs(policy, 0))
+    handle = policy.speculate(0.5)
+    policy.reset()
+    with pytest.raises(ValueError, match="stale"):
+        policy.complete(handle, _obs(policy, 1))
+    with pytest.raises(ValueError, match="s_mid"):
+        policy.speculate(1.5)
+    with pytest.raises(RuntimeError, match="previous chunk"):
+        policy.speculate(0.5)  # nothing predicted yet in this episode
+
+
+def test_step_caching_reports_skipped_steps(ckpt) -> None:
+    never = load_policy(ckpt, mode="fast", flow_steps=8, step_cache_threshold=2.0)
+    always = load_policy(ckpt, mode="fast", flow_steps=8, step_cache_threshold=-1.0)
+    a = never.infer(_obs(never, 0))
+    b = always.infer(_obs(always, 0))
+    assert a.extras["skipped_steps"] == 0
+    # steps 0, 1 computed, then every other step reused: 2, 4, 6 skipped
+    assert b.extras["skipped_steps"] == 3
+    assert np.abs(a.actions - b.actions).max() > 0
+
+
+def test_bad_inputs_give_clear_errors(ckpt) -> None:
+    policy = load_policy(ckpt)
+    obs = _obs(policy, 0)
+    del obs.images["cam_high"]
+    with pytest.raises(ValueError, match="cam_high"):
+        policy.infer(obs)
+    obs = _obs(policy, 0)
+    obs.images["cam_high"] = np.zeros((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="expects"):
+        policy.infer(obs)
+    obs = _obs(policy, 0)
+    obs.joint_positions = obs.joint_positions.copy()
+    obs.joint_positions[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        policy.infer(obs)
+    obs.joint_positions = np.zeros(5)
+    with pytest.raises(ValueError, match="joint_positions"):
+        policy.infer(obs)
+
+
+@pytest.mark.parametrize("kw, word", [({"backend": "tflite"}, "backend"),
+                                      ({"memory": "lstm"}, "memory"),
+                                      ({"mode": "slow"}, "mode")])
+def test_unknown_names_list_choices(ckpt, kw: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=f"unknown {word}.*allowed"):
+        load_policy(ckpt, **kw)
+
+
+def test_tensorrt_backend_clear_error_without_gpu(ckpt) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: covered by the gpu-marked test")
+    with pytest.raises(BackendUnavailable, match="TensorRT|GPU"):
+        load_policy(ckpt, backend="tensorrt")
+
+
+def test_cuda_device_without_gpu_is_clear(ckpt) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        load_policy(ckpt, backend="torch", device="cuda")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_matches_cpu(ckpt) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cpu = load_policy(ckpt, device="cpu")
+    gpu = load_policy(ckpt, device="cuda")
+    for i in range(3):
+        np.testing.assert_allclose(gpu.infer(_obs(gpu, i)).actions,
+                                   cpu.infer(_obs(cpu, i)).actions, atol=1e-3)
