@@ -233,7 +233,8 @@ def test_watchdogs_only_arm_after_first_message() -> None:
 
 # ---- deviation ---------------------------------------------------------------------------
 def test_deviation_latches_after_consecutive_cycles(spec: RobotSpec) -> None:
-    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3)
+    # no lag allowance: compare with the current command only
+    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.0)
     rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
     rig.run(0.2)
     # one bad sample (sensor glitch) does not stop the robot
@@ -255,6 +256,26 @@ def test_deviation_latches_after_consecutive_cycles(spec: RobotSpec) -> None:
     out = rig.run(1.0)
     assert out[-1].state is PipelineState.STOPPED
     assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_deviation_tolerates_tracking_lag_but_not_a_stuck_arm(spec: RobotSpec) -> None:
+    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.3)
+    rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.8, horizon=120), rig.now)
+    lag = round(0.15 / rig.pipe.dt)  # the arm follows its commands 150 ms late
+    behind = 0.0
+    for _ in range(round(1.5 / rig.pipe.dt)):
+        rig.now += rig.pipe.dt
+        late = rig.outputs[-lag].positions if len(rig.outputs) > lag else rig.outputs[0].positions
+        rig.outputs.append(rig.pipe.step(rig.now, late))
+        behind = max(behind, np.abs(rig.outputs[-1].positions - late).max())
+    assert behind > 0.1  # the lag alone exceeds the threshold...
+    assert rig.pipe.monitor.latched is None  # ...and is not a fault
+    # the arm blocks: its measurement freezes while the commands move on
+    stuck = rig.outputs[-lag].positions.copy()
+    for _ in range(round(1.0 / rig.pipe.dt)):
+        rig.now += rig.pipe.dt
+        rig.outputs.append(rig.pipe.step(rig.now, stuck))
+    assert rig.pipe.monitor.latched == DEVIATION
 
 
 # ---- guards and logging ------------------------------------------------------------------

@@ -102,3 +102,47 @@ def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
         codes = [p.stop() for p in procs]
     assert all(c in (0, -2) for c in codes), (codes, logs())
     assert "Traceback" not in logs(), logs()
+
+
+def test_composed_bringup_runs_all_nodes_in_one_process(rclpy_context, tmp_path,
+                                                        tiny_checkpoint):
+    """wam_bringup: the same four node classes on one executor, same parameters."""
+    spec = RobotSpec.load("cobot_magic")
+    checkpoint = tiny_checkpoint("cobot_magic")
+    cfg, _ = read_checkpoint_config(checkpoint)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
+        "image_height": cfg.image_size[0], "image_width": cfg.image_size[1]}}}))
+    (policy,) = [n for n in build_graph(GraphArgs(checkpoint=str(checkpoint),
+                                                  params_file=str(params)))
+                 if n.name == "wam_policy"]
+    composed = NodeSpec("wam_bringup", "wam_bringup", "wam_ros.nodes.bringup",
+                        policy.parameters, policy.params_files)
+    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
+                    {"robot": spec.name, "camera_scale": 0.25})
+    cmd = composed.command()
+    cmd.remove("__node:=wam_bringup")  # keep each node's own name
+    cmd.remove("-r")
+    procs = [NodeProcess(fake.command(), log_path=str(tmp_path / "fake.log")),
+             NodeProcess(cmd, log_path=str(tmp_path / "bringup.log"))]
+    node = rclpy.create_node("composed_probe", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    chunks: list[ActionChunk] = []
+    commanded: list[np.ndarray] = []
+    node.create_subscription(ActionChunk, topics.CHUNK_JOINT, chunks.append, topics.CHUNK_QOS)
+    node.create_subscription(JointState, topics.COMMANDED,
+                             lambda m: commanded.append(np.array(m.position)), 50)
+    try:
+        assert spin_until(executor, lambda: len(chunks) >= 3 and len(commanded) > 20, 90.0), \
+            procs[1].output()
+        q = np.array(commanded)
+        assert np.all(q >= spec.limits_array("lower") - 1e-9)
+        assert np.all(q <= spec.limits_array("upper") + 1e-9)
+        names = set(node.get_node_names())
+        assert {"wam_observation", "wam_policy", "wam_decoder", "wam_smoother"} <= names
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        codes = [p.stop() for p in procs]
+    assert all(c in (0, -2) for c in codes), (codes, procs[1].output())

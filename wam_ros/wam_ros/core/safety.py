@@ -16,6 +16,7 @@ a stream of bad chunks cannot flood the log at the control rate.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -61,9 +62,13 @@ class SafetyConfig:
     deviation_threshold: float | tuple[float, ...] = 0.3
     deviation_cycles: int = 3
     log_interval_s: float = 5.0
+    # The measured joints trail the commands (transport, controller, motor): a measurement is
+    # compared with the closest of the commands sent in this window, so lag alone is not a fault.
+    tracking_window_s: float = 0.3
 
     def __post_init__(self) -> None:
-        for name in ("chunk_timeout_s", "observation_timeout_s", "log_interval_s"):
+        for name in ("chunk_timeout_s", "observation_timeout_s", "log_interval_s",
+                     "tracking_window_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0.0):
                 raise ValueError(
@@ -276,6 +281,7 @@ class CommandPipeline:
         # runs on the control timer; both are short (< 1 ms), so nobody waits noticeably.
         self._lock = threading.RLock()
         self._state = PipelineState.WAITING
+        self._sent: deque[tuple[float, np.ndarray]] = deque()  # recent commands
 
     @property
     def dt(self) -> float:
@@ -341,7 +347,7 @@ class CommandPipeline:
                 self.enforcer.reset(measured)
             elif measured is not None:
                 assert self.enforcer.position is not None
-                self.monitor.check_deviation(now, self.enforcer.position, measured)
+                self.monitor.check_deviation(now, self._tracking_reference(measured), measured)
 
             assert self.enforcer.position is not None
             previous = self.enforcer.position.copy()
@@ -384,8 +390,22 @@ class CommandPipeline:
                 command = previous
                 state, reason, idle = PipelineState.STOPPED, COMMAND_GUARD, False
             self._state = state
+            self._sent.append((now, command.copy()))
+            window = self.config.safety.tracking_window_s
+            while self._sent and self._sent[0][0] < now - window:
+                self._sent.popleft()
             return PipelineOutput(command, self.enforcer.velocity_cmd.copy(), state, reason,
                                   idle)
+
+    def _tracking_reference(self, measured: np.ndarray) -> np.ndarray:
+        """Per joint, the recent command closest to the measurement (the current command when
+        there is no history)."""
+        assert self.enforcer.position is not None
+        if not self._sent:
+            return self.enforcer.position
+        sent = np.stack([c for _, c in self._sent])  # (K, D)
+        closest = np.argmin(np.abs(sent - measured), axis=0)
+        return sent[closest, np.arange(sent.shape[1])]
 
     def diagnostics(self, now: float) -> dict[str, float | int | str]:
         """Flat key -> value map for /diagnostics."""

@@ -1,0 +1,109 @@
+"""Episode dataset: writer/reader round trip, crash safety, training windows, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.data.dataset import (
+    DatasetInfo,
+    DatasetWriter,
+    EpisodeReader,
+    WindowDataset,
+    make_synthetic_dataset,
+    split_episodes,
+)
+
+
+def _info() -> DatasetInfo:
+    return DatasetInfo("cobot_magic", tuple(f"j{i}" for i in range(3)), ("a", "b"), (8, 6),
+                       0.1)
+
+
+def _frame(t: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    images = {c: np.full((8, 6, 3), (t * 7 + k) % 256, np.uint8) for k, c in enumerate("ab")}
+    return images, np.array([t, t + 0.5, -t], np.float32), np.array([t + 1, 0, 1], np.float32)
+
+
+def test_round_trip_across_parts(tmp_path) -> None:
+    writer = DatasetWriter(tmp_path, _info(), part_frames=4)
+    with writer.new_episode("stack cups") as ep:
+        for t in range(10):
+            ep.add(t * 0.1, *_frame(t))
+    reader = EpisodeReader(tmp_path)
+    assert len(reader) == 1 and reader.length(0) == 10 and reader.task(0) == "stack cups"
+    data = reader.episode(0)
+    assert data["image.a"].shape == (10, 8, 6, 3) and data["image.a"].dtype == np.uint8
+    for t in range(10):
+        images, state, action = _frame(t)
+        assert np.array_equal(data["image.b"][t], images["b"])
+        assert np.array_equal(data["state"][t], state)
+        assert np.array_equal(data["action"][t], action)
+    assert np.allclose(data["stamp"], np.arange(10) * 0.1)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [n for _, n in index["episodes"][0]["parts"]] == [4, 4, 2]
+    assert index["episodes"][0]["complete"] is True
+
+
+def test_killed_writer_leaves_flushed_parts_readable(tmp_path) -> None:
+    writer = DatasetWriter(tmp_path, _info(), part_frames=4)
+    ep = writer.new_episode("pour")
+    for t in range(9):  # never closed: 8 frames flushed in two parts, 1 lost in the buffer
+        ep.add(t * 0.1, *_frame(t))
+    reader = EpisodeReader(tmp_path)
+    assert reader.length(0) == 8
+    assert np.array_equal(reader.episode(0)["state"][7], _frame(7)[1])
+    assert not json.loads((tmp_path / "index.json").read_text())["episodes"][0]["complete"]
+    # appending later continues the dataset
+    with DatasetWriter(tmp_path, _info()).new_episode("pour") as ep2:
+        ep2.add(0.0, *_frame(0))
+    assert len(EpisodeReader(tmp_path)) == 2
+
+
+def test_writer_rejects_bad_frames_and_mismatched_dataset(tmp_path) -> None:
+    writer = DatasetWriter(tmp_path, _info())
+    ep = writer.new_episode("x")
+    images, state, action = _frame(0)
+    with pytest.raises(ValueError, match="camera 'a'"):
+        ep.add(0.0, {"a": np.zeros((8, 6), np.uint8), "b": images["b"]}, state, action)
+    with pytest.raises(ValueError, match="state"):
+        ep.add(0.0, images, np.array([np.nan, 0, 0]), action)
+    other = DatasetInfo("agibot_g1", _info().action_layout, ("a", "b"), (8, 6), 0.1)
+    with pytest.raises(ValueError, match="cannot append"):
+        DatasetWriter(tmp_path, other)
+
+
+def test_window_dataset_samples(tmp_path) -> None:
+    spec = RobotSpec.load("cobot_magic")
+    make_synthetic_dataset(tmp_path, spec, n_episodes=4, length=20, image_size=(16, 16))
+    reader = EpisodeReader(tmp_path)
+    assert reader.info.camera_names == spec.camera_names
+    data = WindowDataset(reader, [0, 1, 2, 3], horizon=8, chunks=3, samples_per_epoch=10)
+    item = data[3]
+    assert item["images"].shape == (4, 3, 3, 16, 16) and item["images"].dtype == np.uint8
+    assert item["state"].shape == (3, 14) and item["actions"].shape == (3, 8, 14)
+    assert item["task"].startswith("reach goal")
+    assert np.array_equal(data[3]["actions"], item["actions"])  # deterministic per index
+    full = reader.episode(0)
+    assert np.all(full["action"][:, spec.gripper_mask()] >= 0)
+    assert np.all(full["action"][:, spec.gripper_mask()] <= 1)
+    train, val = split_episodes(10, 0.2)
+    assert len(val) == 2 and sorted(train + val) == list(range(10))
+
+
+def test_windows_past_the_end_hold_the_last_frame(tmp_path) -> None:
+    writer = DatasetWriter(tmp_path, _info())
+    with writer.new_episode("x") as ep:
+        for t in range(10):
+            ep.add(t * 0.1, *_frame(t))
+    data = WindowDataset(EpisodeReader(tmp_path), [0], horizon=4, chunks=3, samples_per_epoch=5)
+    for i in range(5):
+        item = data[i]
+        assert np.array_equal(item["actions"][-1, -1], _frame(9)[2])  # frame 9 held
+        t0 = int(item["state"][0][0])
+        assert np.array_equal(item["state"][1], _frame(min(t0 + 4, 9))[1])
+        assert np.array_equal(item["images"][3, 0, 0], np.full((8, 6), (min(t0 + 12, 9) * 7)
+                                                               % 256))
