@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "robots": "wam_ros.cli_robots",
     "graph": "wam_ros.graph",
     "demo": "wam_ros.demo",
+    "train": "wam_ros.model.train",
+    "export": "wam_ros.model.export",
+    "bench": "wam_ros.cli_bench",
 }
 
 

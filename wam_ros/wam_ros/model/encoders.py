@@ -10,7 +10,8 @@ ONNX).
 
 Users with local weights of another backbone (DINOv2/v3, a timm model) add a builder with
 `register_encoder(name, builder)`; the builder receives the ModelConfig and returns an
-`nn.Module` with attributes `out_channels` and `feature_stride`.
+`nn.Module` mapping (N, 3, H, W) 0..255 to (N, grid*grid, C) with an attribute `out_channels`
+(subclassing `_PooledEncoder` and writing `features` is the short way).
 """
 
 from __future__ import annotations
@@ -34,40 +35,61 @@ def available_encoders() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def fixed_pool(feat: torch.Tensor, grid: int) -> torch.Tensor:
-    """(N, C, h, w) -> (N, grid*grid, C) by average pooling with a kernel/stride fixed from the
-    (static) feature size: stride = n // grid, kernel = n - (grid - 1) * stride, so the windows
-    cover the whole map (overlapping by at most one cell)."""
-    n, c, h, w = feat.shape
+def pool_geometry(h: int, w: int, grid: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Kernel and stride that average an (h, w) map into grid x grid cells: stride = n // grid,
+    kernel = n - (grid - 1) * stride, so the windows cover the whole map (overlapping by at most
+    one cell). Plain ints, fixed at construction: exported graphs see constant shapes."""
     if h < grid or w < grid:
-        raise ValueError(f"feature map {h}x{w} is smaller than the token grid {grid}x{grid}")
+        raise ValueError(f"feature map {h}x{w} is smaller than the token grid {grid}x{grid}; "
+                         "use a larger image_size or a smaller grid")
     sh, sw = h // grid, w // grid
-    kh, kw = h - (grid - 1) * sh, w - (grid - 1) * sw
-    pooled = F.avg_pool2d(feat, kernel_size=(kh, kw), stride=(sh, sw))  # (N, C, grid, grid)
-    return pooled.flatten(2).transpose(1, 2)
+    return (h - (grid - 1) * sh, w - (grid - 1) * sw), (sh, sw)
 
 
-class ConvEncoder(nn.Module):
+class _PooledEncoder(nn.Module):
+    """Backbone (`features`) + fixed-shape pooling to grid*grid tokens per image."""
+
+    grid: int
+
+    def _init_pool(self, image_size: tuple[int, int]) -> None:
+        with torch.no_grad():
+            was = self.training
+            self.eval()
+            fmap = self.features(torch.zeros(1, 3, *image_size))
+            self.train(was)
+        self.out_channels = fmap.shape[1]
+        self.pool_kernel, self.pool_stride = pool_geometry(fmap.shape[2], fmap.shape[3],
+                                                           self.grid)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) 0..255
+        fmap = self.features(images)
+        pooled = F.avg_pool2d(fmap, self.pool_kernel, self.pool_stride)  # (N, C, g, g)
+        return pooled.flatten(2).transpose(1, 2)  # (N, g*g, C)
+
+
+class ConvEncoder(_PooledEncoder):
     """Four stride-2 conv layers; a cheap stand-in for a pretrained backbone."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.conv_channels
         self.grid = cfg.grid
-        self.out_channels = c
         self.feature_stride = 16
         layers: list[nn.Module] = []
-        chans = [3, c // 2, c, c, c]
+        chans = [3, max(1, c // 2), c, c, c]
         for i in range(4):
             layers += [nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1), nn.GELU()]
         self.net = nn.Sequential(*layers)
+        self._init_pool(cfg.image_size)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) 0..255
-        x = images / 127.5 - 1.0
-        return fixed_pool(self.net(x), self.grid)
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images / 127.5 - 1.0)
 
 
-class EfficientNetLite0Encoder(nn.Module):
+class EfficientNetLite0Encoder(_PooledEncoder):
     """Stem + MBConv blocks of EfficientNet-Lite0 (ReLU6, no SE), ImageNet weights."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -90,17 +112,15 @@ class EfficientNetLite0Encoder(nn.Module):
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.grid = cfg.grid
-        self.out_channels = net._blocks[-1]._bn2.num_features  # 320
         self.feature_stride = 32
-        # TF-Lite preprocessing of these weights: (x - 127) / 128
-        self.register_buffer("mean", torch.tensor(127.0), persistent=False)
-        self.register_buffer("scale", torch.tensor(1.0 / 128.0), persistent=False)
+        self._init_pool(cfg.image_size)  # out_channels: 320
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) 0..255
-        x = self.stem((images - self.mean) * self.scale)
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        # TF-Lite preprocessing of these weights: (x - 127) / 128
+        x = self.stem((images - 127.0) * (1.0 / 128.0))
         for block in self.blocks:
             x = block(x)  # inference: no drop-connect
-        return fixed_pool(x, self.grid)
+        return x
 
 
 register_encoder("conv", ConvEncoder)

@@ -186,7 +186,7 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
           steps: int | None = None, batch_size: int | None = None,
           action_space: str | None = None, progress: bool = True,
           log: Any = print) -> dict[str, Any]:
-    """Train and write a checkpoint; returns {"history": [...], "checkpoint": path}."""
+    """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}."""
     out = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -290,7 +290,7 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
         log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
     if world > 1:
         torch.distributed.destroy_process_group()
-    return {"history": history, "checkpoint": out}
+    return {"history": history, "checkpoint": out, "model": model}
 
 
 def run(args: argparse.Namespace) -> int:
