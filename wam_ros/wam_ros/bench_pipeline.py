@@ -205,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
         workdir = Path(tmp)
         checkpoint = (Path(args.checkpoint) if args.checkpoint else
                       make_untrained_checkpoint(args.robot, args.config, workdir / "ckpt"))
+        if args.backend in ("onnxruntime", "tensorrt") and not (checkpoint / "onnx").is_dir():
+            from wam_ros.model.export import export_onnx
+
+            export_onnx(checkpoint)
         per = {}
         for s in schedulers:
             print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s}: "

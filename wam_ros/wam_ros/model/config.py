@@ -103,7 +103,8 @@ class TrainConfig:
     save_every: int = 500
     num_workers: int = 0
     seed: int = 0
-    stats_samples: int = 256  # frames used to compute normalisation statistics
+    stats_samples: int = 256  # windows used to compute normalisation statistics
+    latent_steps: int = 1500  # latent-action autoencoder steps (action_space: latent)
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -114,7 +115,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "task_buckets": 64, "memory_window": 4, "ttt_expansion": 2, "flow_steps": 4,
         },
         "train": {"steps": 300, "batch_size": 16, "lr": 2e-3, "warmup_steps": 20,
-                  "val_every": 100, "save_every": 100, "stats_samples": 64},
+                  "val_every": 100, "save_every": 100, "stats_samples": 64,
+                  "latent_steps": 300},
     },
     "default": {"model": {}, "train": {}},
 }
@@ -190,7 +192,7 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("camera_names", "distinct names")
     else:
         for name in ("steps", "batch_size", "train_chunks", "val_every", "val_batches",
-                     "save_every", "stats_samples"):
+                     "save_every", "stats_samples", "latent_steps"):
             if getattr(obj, name) < 1:
                 raise bad(name, ">= 1")
         if obj.lr <= 0:

@@ -234,7 +234,8 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
         from wam_ros.model.latent_decoder import ensure_latent_autoencoder
 
         latent_encoder = ensure_latent_autoencoder(mcfg, out / "latent_decoder", dev,
-                                                   progress=progress and rank == 0, log=log)
+                                                   progress=progress and rank == 0, log=log,
+                                                   steps=tcfg.latent_steps, save=rank == 0)
     history: list[dict[str, float]] = []
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)

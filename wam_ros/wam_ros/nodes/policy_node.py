@@ -44,7 +44,9 @@ class PolicyNode(Node):
         try:
             self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
                                       mode=s.mode, flow_steps=s.flow_steps, device=s.device)
-        except ValueError as exc:
+        except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+            # unknown names, a checkpoint without the backend's export, a backend that is not
+            # installed here: one line for the operator instead of a traceback
             raise ConfigError(f"policy: {exc}") from exc
         meta = self.policy.meta
         if tuple(meta.action_names) != tuple(self.robot.action_layout):

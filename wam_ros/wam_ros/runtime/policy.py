@@ -371,7 +371,9 @@ class Policy:
         names = tuple(self.cfg.action_layout) if space != ActionSpace.LATENT else ()
         chunk = Chunk(stamp=obs.stamp, actions=out.astype(np.float32), dt=self.cfg.dt,
                       space=space, names=names, chunk_id=self.chunk_index,
-                      episode_id=self.episode_id, reference=state_act.astype(np.float64),
+                      episode_id=self.episode_id,
+                      # joint units, as ActionChunk.reference documents (decoders add deltas)
+                      reference=np.asarray(obs.joint_positions, np.float64),
                       extras={"skipped_steps": float(skipped),
                               "flow_steps": float(self.flow_steps * len(self._phases()))})
         # what the next speculative pass uses as its surrogate observation
