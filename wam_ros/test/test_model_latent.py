@@ -63,11 +63,11 @@ def test_latent_space_policy_and_decoder(tmp_path) -> None:
     # the decoder inverts the encoder on a demonstration chunk it never trained on
     reader = EpisodeReader(data)
     ep = reader.episode(0)
-    state, actions = ep["state"][0], ep["action"][:8]
+    state, actions = ep["state"][0], ep["action"][:8]  # action units
     enc = decoder.model
     with torch.no_grad():
         lat = enc.encode(torch.from_numpy(actions - state)[None], torch.from_numpy(state)[None])
-    back = decoder.decode(lat[0].numpy(), state)
+    back = decoder.decode(lat[0].numpy(), spec.action_to_joint(state))  # joint units in
     assert np.abs(back - actions).max() < np.abs(actions - state).max() + 0.05
     with pytest.raises(ValueError, match="latent chunk"):
         decoder.decode(np.zeros((3, 3)), state)

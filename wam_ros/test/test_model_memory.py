@@ -29,6 +29,8 @@ def _window_inputs(model, c: int, seed: int = 0):
         "s_lat": torch.rand(1, c, generator=g),
         "x_act": torch.randn(1, c, cfg.horizon, cfg.model_action_dim, generator=g),
         "s_act": torch.rand(1, c, generator=g),
+        "prev": torch.randn(1, c, cfg.horizon, cfg.model_action_dim, generator=g),
+        "has_prev": (torch.arange(c) > 0).float()[None],
     }
 
 
@@ -56,7 +58,9 @@ def _incremental(model, inp, c: int, memory: str, see_latent: list[bool]):
             prefix_v = v if pv is None else torch.cat([pv, v], 3)
             wr = None
         else:
-            prefix_k, prefix_v, w = model.context(obs, state, inp["task"], pos, w=w)
+            prefix_k, prefix_v, w = model.context(obs, state, inp["task"], pos, w=w,
+                                                  prev_actions=inp["prev"][:, i],
+                                                  has_prev=inp["has_prev"][:, i])
             wr = w
         bias = torch.zeros(1, prefix_k.shape[3])
         v_lat, lk, lv = model.step_latent(inp["x_lat"][:, i], inp["s_lat"][:, i], pos,
@@ -82,7 +86,8 @@ def test_incremental_equals_full_recomputation(memory: str) -> None:
         full_lat, full_act = model.forward_full(
             inp["obs"], torch.ones(1, c), inp["state"], inp["task"], inp["x_lat"],
             inp["s_lat"], inp["x_act"], inp["s_act"], torch.tensor([see]),
-            torch.zeros(1, c, dtype=torch.bool), memory)
+            torch.zeros(1, c, dtype=torch.bool), memory, prev_actions=inp["prev"],
+            has_prev=inp["has_prev"])
         inc_lat, inc_act = _incremental(model, inp, c, memory, see)
     assert torch.allclose(inc_lat, full_lat, atol=ATOL), (inc_lat - full_lat).abs().max()
     assert torch.allclose(inc_act, full_act, atol=ATOL), (inc_act - full_act).abs().max()
@@ -124,6 +129,22 @@ def test_ttt_closed_form_gradient_matches_autograd() -> None:
     for auto, mine in zip(w, closed):
         assert torch.allclose(auto.grad, mine, atol=1e-5)
     assert mlp(k, tuple(w)).shape == (b, n, d)
+
+
+def test_ttt_token_weights_ignore_padding() -> None:
+    """A zero-weight token (no previous chunk at an episode start) changes nothing."""
+    model = tiny_model()
+    with torch.no_grad():
+        z = torch.randn(1, 5, model.cfg.d_model)
+        pad = torch.randn(1, 3, model.cfg.d_model)
+        w0 = model.ttt.initial(1)
+        plain = model.ttt.absorb(w0, z)
+        weight = torch.tensor([[1.0] * 5 + [0.0] * 3])
+        padded = model.ttt.absorb(w0, torch.cat([z, pad], 1), weight)
+        counted = model.ttt.absorb(w0, torch.cat([z, pad], 1), torch.ones(1, 8))
+    for a, b, c in zip(plain, padded, counted):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert max((a - c).abs().max() for a, c in zip(plain, counted)) > 1e-6
 
 
 def test_ttt_absorb_reduces_self_supervised_loss() -> None:

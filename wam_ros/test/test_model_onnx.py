@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from wam_ros.model.export import export_onnx  # noqa: E402
-from wam_ros.model.testing import fake_observation, make_tiny_checkpoint  # noqa: E402
-from wam_ros.runtime import load_policy  # noqa: E402
+from wam_ros.model.export import export_onnx
+from wam_ros.model.testing import fake_observation, make_tiny_checkpoint
+from wam_ros.runtime import load_policy
 
 ATOL = 1e-4
 ROBOT = "cobot_magic"
@@ -62,3 +62,18 @@ def test_onnx_backend_without_export_is_clear(tmp_path) -> None:
     path = make_tiny_checkpoint(tmp_path / "ckpt")
     with pytest.raises(FileNotFoundError, match="wam-ros export"):
         load_policy(path, backend="onnxruntime")
+
+
+def test_export_cli(tmp_path, capsys) -> None:
+    import torch
+
+    from wam_ros.cli import main
+
+    path = make_tiny_checkpoint(tmp_path / "ckpt")
+    assert main(["export", str(path), "--format", "onnx"]) == 0
+    assert (path / "onnx" / "step_action_ttt.onnx").is_file()
+    assert main(["export", str(tmp_path / "missing")]) == 1
+    if not torch.cuda.is_available():
+        # TensorRT engines need TensorRT and a GPU: one clear line, exit code 1
+        assert main(["export", str(path), "--format", "tensorrt"]) == 1
+        assert "tensorrt" in capsys.readouterr().err.lower()

@@ -39,10 +39,8 @@ def test_meta_and_chunk_fields(ckpt) -> None:
         assert chunk.space == ActionSpace.JOINT_DELTA and chunk.dt == meta.dt
         assert chunk.inference_time > 0 and chunk.names == meta.action_names
         assert "skipped_steps" in chunk.extras
-        # reference is the joint state in action units (grippers normalised)
-        spec = policy.robot
-        assert np.allclose(chunk.reference, spec.joint_to_action(obs.joint_positions),
-                           atol=1e-6)
+        # reference: the joint state at the observation, joint units
+        assert np.array_equal(chunk.reference, obs.joint_positions)
     assert ids == [0, 1, 2]
     episode = policy.episode_id
     policy.reset()

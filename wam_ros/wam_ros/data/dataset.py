@@ -117,8 +117,8 @@ class EpisodeWriter:
                 got = None if img is None else (img.shape, img.dtype)
                 raise ValueError(f"camera {cam!r}: expected ({h}, {w}, 3) uint8, got {got}")
             self._buf.setdefault(f"image.{cam}", []).append(img)
-        for key, vec in (("state", state), ("action", action)):
-            vec = np.asarray(vec, np.float32)
+        for key, raw in (("state", state), ("action", action)):
+            vec = np.asarray(raw, np.float32)
             if vec.shape != (info.action_dim,) or not np.all(np.isfinite(vec)):
                 raise ValueError(f"{key}: expected ({info.action_dim},) finite values, got "
                                  f"{vec.shape}")
@@ -253,7 +253,7 @@ class WindowDataset:
 def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """Deterministic train/validation split by episode (at least one of each when n >= 2)."""
     order = np.random.default_rng(seed).permutation(n).tolist()
-    n_val = min(max(1, int(round(n * val_fraction))), n - 1) if n >= 2 else 0
+    n_val = min(max(1, round(n * val_fraction)), n - 1) if n >= 2 else 0
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
@@ -263,9 +263,10 @@ def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
     """A small learnable dataset for tests and smoke runs (not a simulator).
 
     Each episode moves the joints from its task's start towards its task's goal (three tasks,
-    start and goal jittered per episode) with a first-order controller; every camera shows one blob whose position encodes the goal (two joints) and
-    one that encodes the current state (two other joints), so both the next observation and
-    the actions are predictable from the images and the state.
+    start and goal jittered per episode) with a first-order controller; every camera shows one
+    blob whose position encodes the goal (two joints) and one that encodes the current state
+    (two other joints), so both the next observation and the actions are predictable from the
+    images, the state and the task.
     """
     rng = np.random.default_rng(seed)
     lo, hi = robot.limits_array("lower"), robot.limits_array("upper")

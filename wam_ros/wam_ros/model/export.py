@@ -41,31 +41,31 @@ class _Encode(nn.Module):
 
 
 class _ContextKV(_Encode):
-    def forward(self, obs, state, task, pos, past_k, past_v, past_bias):  # noqa: ANN001, ANN201
+    def forward(self, obs, state, task, pos, past_k, past_v, past_bias):
         k, v, _ = self.m.context(obs, state, task, pos, past_k, past_v, past_bias)
         return k, v
 
 
 class _ContextTTT(_Encode):
-    def forward(self, obs, state, task, pos, w1, b1, w2, b2):  # noqa: ANN001, ANN201
+    def forward(self, obs, state, task, pos, w1, b1, w2, b2):
         k, v, w = self.m.context(obs, state, task, pos, w=(w1, b1, w2, b2))
         return (k, v, *w)
 
 
 class _StepLatent(_Encode):
-    def forward(self, x, s, pos, prefix_k, prefix_v, prefix_bias, *w):  # noqa: ANN001, ANN201
+    def forward(self, x, s, pos, prefix_k, prefix_v, prefix_bias, *w):
         return self.m.step_latent(x, s, pos, prefix_k, prefix_v, prefix_bias,
                                   tuple(w) if w else None)
 
 
 class _StepAction(_Encode):
-    def forward(self, x, s, pos, prefix_k, prefix_v, prefix_bias, *w):  # noqa: ANN001, ANN201
+    def forward(self, x, s, pos, prefix_k, prefix_v, prefix_bias, *w):
         return self.m.step_action(x, s, pos, prefix_k, prefix_v, prefix_bias,
                                   tuple(w) if w else None)
 
 
 class _Absorb(_Encode):
-    def forward(self, x, w1, b1, w2, b2):  # noqa: ANN001, ANN201
+    def forward(self, x, w1, b1, w2, b2):
         return self.m.absorb_latent((w1, b1, w2, b2), x)
 
 
@@ -81,7 +81,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                           do_constant_folding=True)
 
 
-def export_onnx(ckpt_dir: str | Path, log=print) -> Path:  # noqa: ANN001
+def export_onnx(ckpt_dir: str | Path, log=print) -> Path:
     """Write CKPT/onnx/*.onnx; returns the folder."""
     ckpt = Path(ckpt_dir)
     model = load_model(ckpt)
@@ -90,7 +90,7 @@ def export_onnx(ckpt_dir: str | Path, log=print) -> Path:  # noqa: ANN001
     out.mkdir(exist_ok=True)
     h, w = cfg.image_size
     ncam, n_obs, n_ctx = len(cfg.camera_names), cfg.n_obs_tokens, cfg.n_ctx_tokens
-    L, heads, hd = cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads  # noqa: N806
+    L, heads, hd = cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads
     cf, a, dim, d = model.feature_dim, cfg.model_action_dim, cfg.action_dim, cfg.d_model
     past = (cfg.memory_window - 1) * n_ctx
     f = torch.float32

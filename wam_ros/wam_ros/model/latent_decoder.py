@@ -200,10 +200,11 @@ class LatentActionDecoder:
         decoder = LatentActionDecoder.load(checkpoint_dir)
         absolute = decoder.decode(chunk.actions, chunk.reference)
 
-    decode(latent (H, Dl), joint_state (D,)) returns (H, D) float64 *absolute* target
-    positions in the robot's action layout (grippers normalised 0..1, joints rad / m), clipped
-    to the joint limits. `joint_state` is the state the chunk was conditioned on, in the same
-    units (`Chunk.reference` of a LATENT chunk). `decode_delta` returns the offsets instead.
+    decode(latent (H, Dl), joint_state (D,)) -> (H, D) float64 *absolute* target positions in
+    the robot's action layout with grippers normalised 0..1 (joints rad / m), i.e. the units of
+    a JOINT_ABSOLUTE chunk, clipped to the joint limits. `joint_state` is the state the chunk
+    was conditioned on in joint units (Observation.joint_positions, Chunk.reference).
+    `decode_delta` returns the offsets to robot.joint_to_action(joint_state) instead.
     """
 
     def __init__(self, model: LatentActionAutoencoder) -> None:
@@ -211,25 +212,28 @@ class LatentActionDecoder:
         self.horizon = model.cfg.horizon
         self.latent_dim = model.cfg.latent_dim
         self.action_dim = model.cfg.action_dim
-        self.robot = model.cfg.robot
+        self.robot = RobotSpec.load(model.cfg.robot)
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path) -> LatentActionDecoder:
         return cls(load_latent_autoencoder(checkpoint_dir))
 
+    def _state(self, joint_state: np.ndarray) -> np.ndarray:
+        state = np.asarray(joint_state, np.float64)
+        if state.shape != (self.action_dim,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"joint_state {state.shape}; expected ({self.action_dim},) finite")
+        return self.robot.joint_to_action(state)
+
     def decode_delta(self, latent: np.ndarray, joint_state: np.ndarray) -> np.ndarray:
         latent = np.asarray(latent, np.float32)
-        state = np.asarray(joint_state, np.float32)
         if latent.shape != (self.horizon, self.latent_dim):
             raise ValueError(f"latent chunk {latent.shape}; expected "
                              f"({self.horizon}, {self.latent_dim})")
-        if state.shape != (self.action_dim,) or not np.all(np.isfinite(state)):
-            raise ValueError(f"joint_state {state.shape}; expected ({self.action_dim},) finite")
+        state = torch.from_numpy(self._state(joint_state).astype(np.float32))[None]
         with torch.no_grad():
-            out = self.model.decode(torch.from_numpy(latent)[None], torch.from_numpy(state)[None])
+            out = self.model.decode(torch.from_numpy(latent)[None], state)
         return out[0].numpy().astype(np.float64)
 
     def decode(self, latent: np.ndarray, joint_state: np.ndarray) -> np.ndarray:
-        absolute = np.asarray(joint_state, np.float64)[None] + self.decode_delta(latent,
-                                                                                 joint_state)
+        absolute = self._state(joint_state)[None] + self.decode_delta(latent, joint_state)
         return np.clip(absolute, self.model.lower.numpy(), self.model.upper.numpy())

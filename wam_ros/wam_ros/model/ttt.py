@@ -7,8 +7,9 @@ gradient step on the self-supervised loss
     l_self(W; z) = mean_tokens || f(theta_K z; W) - theta_V z ||^2,     W <- W - eta * grad
 
 and reading is the gated residual  tanh(alpha) * f(theta_Q z; W) + z  with alpha initialised 0.1.
-The dual state: long-term W absorbs only real observations; a working copy forked from it per
-chunk may absorb the model's predicted latent (two-stage generation) and is thrown away.
+The dual state: long-term W absorbs only real history (the encoded observation, the joint
+state and the actions of the chunk that was executed); a working copy forked from it per chunk
+may absorb the model's predicted latent (two-stage generation) and is thrown away.
 
 The inner gradient is written out in closed form (not autograd) so the update is an ordinary,
 differentiable tensor expression: the outer training loop learns theta, alpha, eta and the
@@ -45,18 +46,26 @@ def mlp(x: torch.Tensor, w: FastWeights) -> torch.Tensor:
     return _gelu(x @ w1 + b1[:, None]) @ w2 + b2[:, None]
 
 
-def self_loss(k: torch.Tensor, v: torch.Tensor, w: FastWeights) -> torch.Tensor:
-    """(B,) mean over tokens of ||f(k; W) - v||^2."""
-    return ((mlp(k, w) - v) ** 2).sum(-1).mean(-1)
+def _token_weights(k: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """(B, N, 1) weights summing to 1 over the tokens that count (padding has weight 0)."""
+    if weight is None:
+        weight = torch.ones(k.shape[:2], dtype=k.dtype, device=k.device)
+    return (weight / weight.sum(1, keepdim=True).clamp(min=1e-6))[..., None]
 
 
-def self_grad(k: torch.Tensor, v: torch.Tensor, w: FastWeights) -> FastWeights:
-    """Closed-form d l_self / dW for each batch element."""
+def self_loss(k: torch.Tensor, v: torch.Tensor, w: FastWeights,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) (weighted) mean over tokens of ||f(k; W) - v||^2."""
+    return (((mlp(k, w) - v) ** 2) * _token_weights(k, weight)).sum((-1, -2))
+
+
+def self_grad(k: torch.Tensor, v: torch.Tensor, w: FastWeights,
+              weight: torch.Tensor | None = None) -> FastWeights:
+    """Closed-form d l_self / dW for each batch element; weight (B, N) masks tokens."""
     w1, b1, w2, b2 = w
-    n = k.shape[1]
     pre = k @ w1 + b1[:, None]  # (B, N, m)
     h = _gelu(pre)
-    err = (h @ w2 + b2[:, None] - v) * (2.0 / n)  # (B, N, d)
+    err = (h @ w2 + b2[:, None] - v) * (2.0 * _token_weights(k, weight))  # (B, N, d)
     g_w2 = h.transpose(1, 2) @ err  # (B, m, d)
     g_b2 = err.sum(1)
     d_pre = (err @ w2.transpose(1, 2)) * _gelu_grad(pre)  # (B, N, m)
@@ -90,11 +99,13 @@ class TTTMemory(nn.Module):
         return tuple(p.unsqueeze(0).expand(batch, *p.shape) for p in
                      (self.w1, self.b1, self.w2, self.b2))  # type: ignore[return-value]
 
-    def absorb(self, w: FastWeights, z: torch.Tensor) -> FastWeights:
-        """One inner gradient step on tokens z (B, N, d); returns the new fast weights."""
+    def absorb(self, w: FastWeights, z: torch.Tensor,
+               weight: torch.Tensor | None = None) -> FastWeights:
+        """One inner gradient step on tokens z (B, N, d) (token weights (B, N), 0 = ignore);
+        returns the new fast weights."""
         x = self.norm(z)
         k, v = self.theta_k(x), self.theta_v(x)
-        grads = self_grad(k, v, w)
+        grads = self_grad(k, v, w, weight)
         sq = sum((g.flatten(1) ** 2).sum(1) for g in grads)  # (B,)
         scale = torch.clamp(self.grad_clip / torch.sqrt(sq + 1e-12), max=1.0)  # norm clip
         eta = F.softplus(self.eta_raw) * scale

@@ -115,9 +115,9 @@ class MoTBlock(nn.Module):
         out = (torch.softmax(att, dim=-1) @ vals).transpose(1, 2).reshape(b, n, d)
         outs: list[torch.Tensor | None] = [None, None]
         start = 0
-        for (e, x), size in zip(parts, sizes):
+        for (e, x_in), size in zip(parts, sizes):
             ex = self.experts[e]
-            x = x + ex.proj(out[:, start:start + size])
+            x = x_in + ex.proj(out[:, start:start + size])
             outs[e] = x + ex.mlp(ex.norm2(x))
             start += size
         return outs[VIDEO], outs[ACTION], k, v
@@ -196,19 +196,33 @@ class WorldActionModel(nn.Module):
     def embed_action(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return self.act_in(x) + self.act_slot + self.t_act(s)[..., None, :]
 
+    def history_tokens(self, ctx: torch.Tensor, prev_actions: torch.Tensor,
+                       has_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens the long-term TTT memory absorbs for one chunk, with their weights:
+        the context tokens (B, n_ctx, d) and the executed previous chunk's clean actions
+        (B, H, A), weighted by has_prev (B,) (0 at an episode start)."""
+        one = torch.ones(ctx.shape[0], dtype=ctx.dtype, device=ctx.device)
+        acts = self.embed_action(prev_actions, one)
+        weight = torch.cat([torch.ones(ctx.shape[:2], dtype=ctx.dtype, device=ctx.device),
+                            has_prev[:, None].expand(-1, acts.shape[1])], dim=1)
+        return torch.cat([ctx, acts], dim=1), weight
+
     # ---- training: one masked pass over C chunks ------------------------------------------
     def forward_full(
         self, obs: torch.Tensor, obs_level: torch.Tensor, state: torch.Tensor,
         task_vec: torch.Tensor, x_lat: torch.Tensor, s_lat: torch.Tensor, x_act: torch.Tensor,
         s_act: torch.Tensor, see_latent: torch.Tensor, absorb_latent: torch.Tensor,
-        memory: str, pos0: float = 0.0,
+        memory: str, pos0: float = 0.0, prev_actions: torch.Tensor | None = None,
+        has_prev: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocities for every chunk of a window, as one block-masked sequence.
 
         obs (B, C, n_obs, Cf) context observation tokens, obs_level (B, C), state (B, C, D),
         task_vec (B, d), x_lat (B, C, n_obs, Cf) with s_lat (B, C), x_act (B, C, H, A) with
         s_act (B, C), see_latent / absorb_latent (B, C) bool. memory kv: window memory_window;
-        ttt: window 1 and the TTT layer carries the history. Returns v_lat, v_act.
+        ttt: window 1 and the TTT layer carries the history; long-term memory absorbs each
+        chunk's context and the clean actions executed before it: prev_actions (B, C, H, A),
+        has_prev (B, C) (0 at an episode start; default: none). Returns v_lat, v_act.
         """
         cfg = self.cfg
         b, c, n_obs, _ = obs.shape
@@ -220,10 +234,15 @@ class WorldActionModel(nn.Module):
         if memory == "ttt":
             window = 1
             w = self.ttt.initial(b)
+            if prev_actions is None or has_prev is None:
+                prev_actions = torch.zeros_like(x_act)
+                has_prev = torch.zeros(b, c, dtype=obs.dtype, device=obs.device)
             ctx_v_l, ctx_a_l, lat_l, act_l = [], [], [], []
             for i in range(c):
                 ctx_i = torch.cat([ctx_v[:, i], ctx_a[:, i]], dim=1)
-                w = self.ttt.absorb(w, ctx_i)  # long-term: real context only
+                # long-term: real history only (this observation, the executed actions)
+                w = self.ttt.absorb(w, *self.history_tokens(ctx_i, prev_actions[:, i],
+                                                            has_prev[:, i]))
                 ctx_i = self.ttt.read(w, ctx_i)
                 ctx_v_l.append(ctx_i[:, :n_obs])
                 ctx_a_l.append(ctx_i[:, n_obs:])
@@ -313,8 +332,12 @@ class WorldActionModel(nn.Module):
         sl, sa = s_lat[..., None, None], s_act[..., None, None]
         x_lat = (1 - sl) * n_lat + sl * target
         x_act = (1 - sa) * n_act + sa * actions
+        # the clean actions of the chunk before each one (none before the window's first)
+        prev = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], dim=1)
+        has_prev = (torch.arange(c, device=dev) > 0).to(dt)[None].expand(b, c)
         v_lat, v_act = self.forward_full(ctx, level, state, task_vec, x_lat, s_lat, x_act,
-                                         s_act, ~fast, clean, memory)
+                                         s_act, ~fast, clean, memory, prev_actions=prev,
+                                         has_prev=has_prev)
         lat_err = ((v_lat - (target - n_lat)) ** 2).mean(dim=(2, 3))  # (B, C)
         keep = (~clean).to(dt)
         latent_loss = (lat_err * keep).sum() / keep.sum().clamp(min=1.0)
@@ -351,19 +374,27 @@ class WorldActionModel(nn.Module):
     def context(self, obs: torch.Tensor, state: torch.Tensor, task_vec: torch.Tensor,
                 pos: torch.Tensor, past_k: torch.Tensor | None = None,
                 past_v: torch.Tensor | None = None, past_bias: torch.Tensor | None = None,
-                w: FastWeights | None = None,
+                w: FastWeights | None = None, prev_actions: torch.Tensor | None = None,
+                has_prev: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, FastWeights | None]:
         """Context block of the current chunk -> its keys/values (L, B, h, n_ctx, hd).
 
         kv memory: pass the cached past keys/values (L, B, h, P, hd) and bias (B, P).
-        ttt memory: pass the long-term fast weights w; they absorb this (real) context and the
-        updated weights are returned (the caller keeps or discards them)."""
+        ttt memory: pass the long-term fast weights w and the previous (executed) chunk's
+        normalised actions prev_actions (B, H, A) with has_prev (B,) (0 at an episode start);
+        w absorbs them with this context and the updated weights are returned (the caller
+        keeps them for real observations, discards them for a speculative surrogate)."""
         n_obs = obs.shape[1]
         level = torch.ones(obs.shape[0], dtype=obs.dtype, device=obs.device)
         xv, xa = self.embed_context(obs, level, state, task_vec)
         if w is not None:
             ctx = torch.cat([xv, xa], dim=1)
-            w = self.ttt.absorb(w, ctx)
+            if prev_actions is None or has_prev is None:
+                b = obs.shape[0]
+                prev_actions = torch.zeros(b, self.cfg.horizon, self.cfg.model_action_dim,
+                                           dtype=obs.dtype, device=obs.device)
+                has_prev = torch.zeros(b, dtype=obs.dtype, device=obs.device)
+            w = self.ttt.absorb(w, *self.history_tokens(ctx, prev_actions, has_prev))
             ctx = self.ttt.read(w, ctx)
             xv, xa = ctx[:, :n_obs], ctx[:, n_obs:]
         _, _, k, v = self._run(xv, xa, pos, past_k, past_v, past_bias)

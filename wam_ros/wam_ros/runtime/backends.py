@@ -2,7 +2,7 @@
 
     encode(images (1, ncam, 3, H, W) f32 0..255)              -> obs tokens (1, n_obs, Cf)
     context_kv(obs, state, task, pos, past_k, past_v, bias)   -> ctx_k, ctx_v (L, 1, h, n_ctx, hd)
-    context_ttt(obs, state, task, pos, w)                     -> ctx_k, ctx_v, w_new
+    context_ttt(obs, state, task, pos, prev, has_prev, w)     -> ctx_k, ctx_v, w_new
     step_latent(x, s, pos, prefix_k, prefix_v, bias, w|None)  -> v_lat, lat_k, lat_v
     step_action(x, s, pos, prefix_k, prefix_v, bias, w|None)  -> v_act
     absorb_latent(w, x_lat)                                   -> w_new
@@ -74,31 +74,32 @@ class TorchBackend:
         return self._n(*self.model.ttt.initial(1))
 
     @torch.inference_mode()
-    def context_kv(self, obs, state, task, pos, past_k, past_v, past_bias):  # noqa: ANN001
+    def context_kv(self, obs, state, task, pos, past_k, past_v, past_bias):
         k, v, _ = self.model.context(self._t(obs), self._t(state), self._t(task), self._t(pos),
                                      self._t(past_k), self._t(past_v), self._t(past_bias))
         return self._n(k, v)
 
     @torch.inference_mode()
-    def context_ttt(self, obs, state, task, pos, w):  # noqa: ANN001
+    def context_ttt(self, obs, state, task, pos, prev, has_prev, w):
         k, v, w2 = self.model.context(self._t(obs), self._t(state), self._t(task), self._t(pos),
-                                      w=self._w(w))
+                                      w=self._w(w), prev_actions=self._t(prev),
+                                      has_prev=self._t(has_prev))
         return (*self._n(k, v), self._n(*w2))
 
     @torch.inference_mode()
-    def step_latent(self, x, s, pos, pk, pv, bias, w=None):  # noqa: ANN001
+    def step_latent(self, x, s, pos, pk, pv, bias, w=None):
         out = self.model.step_latent(self._t(x), self._t(s), self._t(pos), self._t(pk),
                                      self._t(pv), self._t(bias), self._w(w))
         return self._n(*out)
 
     @torch.inference_mode()
-    def step_action(self, x, s, pos, pk, pv, bias, w=None):  # noqa: ANN001
+    def step_action(self, x, s, pos, pk, pv, bias, w=None):
         out = self.model.step_action(self._t(x), self._t(s), self._t(pos), self._t(pk),
                                      self._t(pv), self._t(bias), self._w(w))
         return self._n(out)[0]
 
     @torch.inference_mode()
-    def absorb_latent(self, w, x):  # noqa: ANN001
+    def absorb_latent(self, w, x):
         return self._n(*self.model.absorb_latent(self._w(w), self._t(x)))
 
 
@@ -166,29 +167,30 @@ class OnnxBackend:
     def ttt_initial(self) -> Weights:
         return self._ttt0
 
-    def context_kv(self, obs, state, task, pos, past_k, past_v, past_bias):  # noqa: ANN001
+    def context_kv(self, obs, state, task, pos, past_k, past_v, past_bias):
         k, v = self._run("context_kv", {"obs": obs, "state": state, "task": task, "pos": pos,
                                         "past_k": past_k, "past_v": past_v,
                                         "past_bias": past_bias})
         return k, v
 
-    def context_ttt(self, obs, state, task, pos, w):  # noqa: ANN001
+    def context_ttt(self, obs, state, task, pos, prev, has_prev, w):
         out = self._run("context_ttt", {"obs": obs, "state": state, "task": task, "pos": pos,
+                                        "prev_actions": prev, "has_prev": has_prev,
                                         **self._wfeed(w)})
         return out[0], out[1], tuple(out[2:])
 
-    def step_latent(self, x, s, pos, pk, pv, bias, w=None):  # noqa: ANN001
+    def step_latent(self, x, s, pos, pk, pv, bias, w=None):
         name = "step_latent_kv" if w is None else "step_latent_ttt"
         v, k, vv = self._run(name, {"x": x, "s": s, "pos": pos, "prefix_k": pk,
                                     "prefix_v": pv, "prefix_bias": bias, **self._wfeed(w)})
         return v, k, vv
 
-    def step_action(self, x, s, pos, pk, pv, bias, w=None):  # noqa: ANN001
+    def step_action(self, x, s, pos, pk, pv, bias, w=None):
         name = "step_action_kv" if w is None else "step_action_ttt"
         return self._run(name, {"x": x, "s": s, "pos": pos, "prefix_k": pk, "prefix_v": pv,
                                 "prefix_bias": bias, **self._wfeed(w)})[0]
 
-    def absorb_latent(self, w, x):  # noqa: ANN001
+    def absorb_latent(self, w, x):
         return tuple(self._run("absorb_latent", {"x": x, **self._wfeed(w)}))
 
 

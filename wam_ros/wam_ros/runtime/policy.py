@@ -7,10 +7,11 @@
     policy.reset()                            # new episode
 
 Units: chunk actions use the robot's action layout with grippers normalised 0..1 (joints in
-rad / m). `absolute`: target positions. `delta` (space JOINT_DELTA): offsets to
-`chunk.reference`, the joint state at the observation in the same units. `latent` (space
-LATENT): (H, latent_action_dim) latent actions for `LatentActionDecoder.decode(latent,
-chunk.reference)`.
+rad / m). `chunk.reference` is the joint state at the observation in joint units (as
+ActionChunk.reference documents). `absolute`: target positions. `delta` (space JOINT_DELTA):
+offsets to robot.joint_to_action(chunk.reference), i.e. to the state with grippers normalised.
+`latent` (space LATENT): (H, latent_action_dim) latent actions for
+`LatentActionDecoder.decode(latent, chunk.reference)`.
 
 Flow integration: Euler steps from s=0 (noise) to s=1 on a uniform grid. Modes:
   joint      latent and actions denoised together; actions attend to the current noisy latent
@@ -157,6 +158,7 @@ class Policy:
         self._last_obs_tokens: np.ndarray | None = None
         self._pred_latent: np.ndarray | None = None
         self._pred_state: np.ndarray | None = None
+        self._prev_actions: np.ndarray | None = None  # last chunk's normalised model actions
         self._last_task = ""
 
     @property
@@ -181,7 +183,7 @@ class Policy:
             raise ValueError(f"s_mid must be within [0, 1], got {s_mid}")
         t0 = time.perf_counter()
         x_lat, x_act = self._noise()
-        n_spec = int(round(s_mid * self.flow_steps))
+        n_spec = round(s_mid * self.flow_steps)
         cache = _StepCache(self.step_cache_threshold)
         if n_spec > 0:
             if self._last_obs_tokens is None:
@@ -263,7 +265,15 @@ class Policy:
             bias = np.concatenate([past_bias, np.zeros((1, k.shape[3]), np.float32)], axis=1)
             return {"k": prefix_k, "v": prefix_v, "bias": bias, "pos": pos, "w": None,
                     "commit": (k, v) if commit else None}
-        k, v, w_new = self.backend.context_ttt(obs_tok, state, task, pos, self.ttt.weights)
+        # long-term memory absorbs the real history: this context and the chunk executed
+        # before it (the previous output, what was sent to the robot)
+        if self._prev_actions is None:
+            prev = np.zeros((1, self.cfg.horizon, self.cfg.model_action_dim), np.float32)
+            has_prev = np.zeros(1, np.float32)
+        else:
+            prev, has_prev = self._prev_actions, np.ones(1, np.float32)
+        k, v, w_new = self.backend.context_ttt(obs_tok, state, task, pos, prev, has_prev,
+                                               self.ttt.weights)
         bias = np.zeros((1, k.shape[3]), np.float32)
         # long-term memory keeps w_new only for real observations; speculative ones are a
         # working copy that is dropped with the handle
@@ -380,6 +390,7 @@ class Policy:
         self._last_obs_tokens = obs_tok
         self._pred_latent = x_lat
         self._pred_state = np.asarray(last_state, np.float32)
+        self._prev_actions = x_act.astype(np.float32)
         self.chunk_index += 1
         return chunk
 

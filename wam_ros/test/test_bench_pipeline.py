@@ -1,0 +1,30 @@
+"""`wam-ros bench pipeline` runs end to end and writes the keys the issue asks for (short run,
+tiny model; the figures themselves are reported from a full run, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from wam_ros.cli import main
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
+    out = tmp_path / "pipeline.json"
+    assert main(["bench", "pipeline", "--robot", "cobot_magic", "--config", "tiny",
+                 "--backend", "torch", "--schedulers", "async,sai", "--duration", "3",
+                 "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    for key in ("p50", "p99"):
+        assert math.isfinite(data["stack_overhead_ms"][key])
+        assert data["model_ms"][key] > 0
+    for s in ("async", "sai"):
+        assert math.isfinite(data["blocking_latency_ms"][s]["p50"])
+        assert 0.0 <= data["idle_fraction"][s] <= 1.0
+        assert data["per_scheduler"][s]["chunks"] > 0
+        # commands never step further than a control period's velocity limit allows
+        assert data["chunk_boundary_max_jump_ratio"][s] <= 1.0 + 1e-6
