@@ -1,8 +1,8 @@
 """torch vs ONNX Runtime parity, memory state included.
 
-Tolerance: |torch - onnxruntime| <= 1e-4 absolute on normalised-scale quantities (actions,
-KV-cache keys/values, TTT fast weights), i.e. float32 state tolerance after several chunks of
-recurrence; observed differences are ~1e-6."""
+Tolerance (float32 state tolerance after several chunks of recurrence): actions within 1e-5
+absolute (action units, std ~0.05; observed ~3e-8), KV-cache keys/values and TTT fast weights
+within 1e-4 absolute (observed ~2e-6 and ~3e-8)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from wam_ros.model.export import export_onnx
 from wam_ros.model.testing import fake_observation, make_tiny_checkpoint
 from wam_ros.runtime import load_policy
 
-ATOL = 1e-4
+ATOL = 1e-4  # memory state
+ATOL_ACTIONS = 1e-5
 ROBOT = "cobot_magic"
 
 
@@ -41,12 +42,12 @@ def test_torch_onnxruntime_parity(ckpt, memory: str, mode: str) -> None:
     for i in range(n):
         obs = fake_observation(ROBOT, pt.meta.image_size, i)
         a, b = pt.infer(obs), ort.infer(obs)
-        np.testing.assert_allclose(b.actions, a.actions, atol=ATOL)
+        np.testing.assert_allclose(b.actions, a.actions, atol=ATOL_ACTIONS)
     h_pt, h_ort = pt.speculate(0.5), ort.speculate(0.5)
     np.testing.assert_allclose(h_ort.x_act, h_pt.x_act, atol=ATOL)
     obs = fake_observation(ROBOT, pt.meta.image_size, n)
     np.testing.assert_allclose(ort.complete(h_ort, obs).actions,
-                               pt.complete(h_pt, obs).actions, atol=ATOL)
+                               pt.complete(h_pt, obs).actions, atol=ATOL_ACTIONS)
     # the memory state that went in and out of the graphs agrees
     if memory == "kv":
         assert len(pt.kv) == len(ort.kv) == pt.cfg.memory_window - 1

@@ -5,7 +5,8 @@ memory bookkeeping and step caching stay in Python, shared by every backend:
 
     encode            images (1, ncam, 3, H, W) f32 0..255 -> obs (1, n_obs, Cf)
     context_kv        obs, state, task, pos, past_k, past_v, past_bias -> ctx_k, ctx_v
-    context_ttt       obs, state, task, pos, w1, b1, w2, b2 -> ctx_k, ctx_v, w1', b1', w2', b2'
+    context_ttt       obs, state, task, pos, prev_actions, has_prev, w1, b1, w2, b2
+                      -> ctx_k, ctx_v, w1', b1', w2', b2'
     step_latent_{kv,ttt}   x, s, pos, prefix_k, prefix_v, prefix_bias[, w..] -> v, k, v_
     step_action_{kv,ttt}   x, s, pos, prefix_k, prefix_v, prefix_bias[, w..] -> v
     absorb_latent     x, w1, b1, w2, b2 -> w1', b1', w2', b2'
@@ -47,8 +48,9 @@ class _ContextKV(_Encode):
 
 
 class _ContextTTT(_Encode):
-    def forward(self, obs, state, task, pos, w1, b1, w2, b2):
-        k, v, w = self.m.context(obs, state, task, pos, w=(w1, b1, w2, b2))
+    def forward(self, obs, state, task, pos, prev_actions, has_prev, w1, b1, w2, b2):
+        k, v, w = self.m.context(obs, state, task, pos, w=(w1, b1, w2, b2),
+                                 prev_actions=prev_actions, has_prev=has_prev)
         return (k, v, *w)
 
 
@@ -113,8 +115,10 @@ def export_onnx(ckpt_dir: str | Path, log=print) -> Path:
                 out / "context_kv.onnx",
                 ["obs", "state", "task", "pos", "past_k", "past_v", "past_bias"],
                 ["ctx_k", "ctx_v"])
-        _export(_ContextTTT(model), (obs, state, task, pos, *wts), out / "context_ttt.onnx",
-                ["obs", "state", "task", "pos", *W_NAMES],
+        prev, has_prev = torch.randn(1, cfg.horizon, a), torch.ones(1)
+        _export(_ContextTTT(model), (obs, state, task, pos, prev, has_prev, *wts),
+                out / "context_ttt.onnx",
+                ["obs", "state", "task", "pos", "prev_actions", "has_prev", *W_NAMES],
                 ["ctx_k", "ctx_v", *[n + "_out" for n in W_NAMES]])
         for mem, extra in (("kv", ()), ("ttt", wts)):
             names = step_in + (W_NAMES if extra else [])

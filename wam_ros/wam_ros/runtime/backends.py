@@ -148,8 +148,11 @@ class OnnxBackend:
         if sess is None:
             raise FileNotFoundError(f"ONNX graph {name}.onnx missing from the export")
         wanted = {i.name for i in sess.get_inputs()}
+        if wanted != set(feeds):  # an export from another version of the model
+            raise ValueError(f"{name}.onnx takes inputs {sorted(wanted)}, the runtime feeds "
+                             f"{sorted(feeds)}: re-export the checkpoint (wam-ros export)")
         return sess.run(None, {k: np.ascontiguousarray(v, dtype=np.float32)
-                               for k, v in feeds.items() if k in wanted})
+                               for k, v in feeds.items()})
 
     @staticmethod
     def _wfeed(w: Weights | None) -> dict[str, np.ndarray]:
