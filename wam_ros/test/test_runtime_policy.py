@@ -159,6 +159,14 @@ def test_cuda_device_without_gpu_is_clear(ckpt) -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(BackendUnavailable, match="CUDA"):
         load_policy(ckpt, backend="torch", device="cuda")
+    import onnxruntime
+
+    from wam_ros.model.export import export_onnx
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        export_onnx(ckpt, log=lambda *_: None)
+        with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+            load_policy(ckpt, backend="onnxruntime", device="cuda")
 
 
 @pytest.mark.gpu

@@ -96,7 +96,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    train_chunks: int = 3  # consecutive chunks per training sample (block-causal window)
+    # consecutive chunks per training sample: as many as the KV window holds, so training
+    # sees the history lengths inference sees (and several TTT updates)
+    train_chunks: int = 8
     val_fraction: float = 0.1
     val_every: int = 200
     val_batches: int = 4
@@ -115,6 +117,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "task_buckets": 64, "memory_window": 4, "ttt_expansion": 2, "flow_steps": 4,
         },
         "train": {"steps": 300, "batch_size": 16, "lr": 2e-3, "warmup_steps": 20,
+                  "train_chunks": 4,
                   "val_every": 100, "save_every": 100, "stats_samples": 64,
                   "latent_steps": 300},
     },

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="episode dataset directory")
-    p.add_argument("--config", default="tiny", help="tiny | default | path to a YAML file")
+    p.add_argument("--config", default="default",
+                   help="tiny | default | path to a YAML file (default: default)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--resume", action="store_true", help="continue from --out's train state")
     p.add_argument("--steps", type=int, help="override train.steps")

@@ -21,6 +21,8 @@ Flow integration: Euler steps from s=0 (noise) to s=1 on a uniform grid. Modes:
 DiT step caching: when the cosine similarity of the last two computed velocities exceeds the
 threshold, the next step reuses the last velocity instead of running the model (counted in
 chunk.extras["skipped_steps"]).
+A Policy is not thread-safe: call infer / speculate / complete / reset from one worker thread.
+
 SAI (CLWM): `speculate` integrates the first round(s_mid * steps) steps of the first ODE against
 a surrogate context (the previous chunk's predicted latent and its last action as state);
 `complete` encodes the real observation, updates long-term memory with it, replaces the
