@@ -58,21 +58,10 @@ def tiny_checkpoint(tmp_path_factory):
     def make(robot: str = "cobot_magic", action_space: str = "delta") -> Path:
         key = f"{robot}_{action_space}"
         if key not in made:
-            import torch
+            from wam_ros.model.testing import make_tiny_checkpoint
 
-            from wam_ros.core.robot import RobotSpec
-            from wam_ros.model.checkpoint import save_checkpoint
-            from wam_ros.model.config import load_config, with_robot
-            from wam_ros.model.wam import WorldActionModel
-
-            spec = RobotSpec.load(robot)
-            model_cfg, train_cfg = load_config("tiny")
-            model_cfg.action_space = action_space
-            model_cfg = with_robot(model_cfg, robot=spec.name, action_layout=spec.action_layout,
-                                   camera_names=spec.camera_names, dt=spec.action_dt)
-            torch.manual_seed(0)
             out = tmp_path_factory.mktemp(f"ckpt_{key}")
-            made[key] = save_checkpoint(WorldActionModel(model_cfg), out, train_cfg)
+            made[key] = make_tiny_checkpoint(out, robot, action_space=action_space)
         return made[key]
 
     return make

@@ -19,31 +19,22 @@ from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
 from wam_ros.nodes import topics  # noqa: E402
-from wam_ros.nodes.process import NodeProcess, spin_until  # noqa: E402
+from wam_ros.nodes.process import (  # noqa: E402
+    NodeProcess,
+    spin_until,
+    start_graph_processes,
+)
 from wam_ros_msgs.msg import ActionChunk  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-def start_graph(tmp_path, robot: str, checkpoint, scheduler: str) -> list[NodeProcess]:
-    cfg, _ = read_checkpoint_config(checkpoint)
-    h, w = cfg.image_size
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": h, "image_width": w}}}))
-    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint),
-                                  scheduler=scheduler, params_file=str(params)))
-    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
-                    {"robot": robot, "camera_scale": 0.25})
-    return [NodeProcess(spec.command(), log_path=str(tmp_path / f"{spec.name}.log"))
-            for spec in [fake, *graph]]
 
 
 @pytest.mark.parametrize("robot, scheduler", [("cobot_magic", "async"), ("agibot_g1", "sai")])
 def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
                                                         tiny_checkpoint, robot, scheduler):
     spec = RobotSpec.load(robot)
-    procs = start_graph(tmp_path, robot, tiny_checkpoint(robot), scheduler)
+    procs = start_graph_processes(tmp_path, robot, tiny_checkpoint(robot),
+                                  scheduler=scheduler)
     node = rclpy.create_node("graph_probe", context=rclpy_context)
     executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(node)

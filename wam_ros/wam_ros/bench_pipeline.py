@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 SCHEDULERS = ("sync", "async", "sai")
 
@@ -37,19 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def make_untrained_checkpoint(robot: str, preset: str, out: Path) -> Path:
-    import torch
+    """Latency does not depend on the weights: an untrained checkpoint of the preset."""
+    if preset == "default":
+        from wam_ros.cli_bench import build_default_checkpoint
 
-    from wam_ros.core.robot import RobotSpec
-    from wam_ros.model.checkpoint import save_checkpoint
-    from wam_ros.model.config import load_config, with_robot
-    from wam_ros.model.wam import WorldActionModel
+        return build_default_checkpoint(out, robot)
+    if preset == "tiny":
+        from wam_ros.model.testing import make_tiny_checkpoint
 
-    spec = RobotSpec.load(robot)
-    model_cfg, train_cfg = load_config(preset)
-    model_cfg = with_robot(model_cfg, robot=spec.name, action_layout=spec.action_layout,
-                           camera_names=spec.camera_names, dt=spec.action_dt)
-    torch.manual_seed(0)
-    return save_checkpoint(WorldActionModel(model_cfg), out, train_cfg)
+        return make_tiny_checkpoint(out, robot)
+    raise ValueError(f"unknown preset {preset!r}; allowed: default, tiny")
 
 
 def _pct(values, q) -> float:
@@ -64,25 +60,18 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     from sensor_msgs.msg import JointState
 
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.graph import GraphArgs, NodeSpec, build_graph
     from wam_ros.model.checkpoint import read_checkpoint_config
     from wam_ros.nodes import conversions, topics
-    from wam_ros.nodes.process import NodeProcess
+    from wam_ros.nodes.process import start_graph_processes
     from wam_ros_msgs.msg import ActionChunk
     from wam_ros_msgs.msg import Observation as ObservationMsg
 
     spec = RobotSpec.load(robot)
     cfg, _ = read_checkpoint_config(checkpoint)
     h, w = cfg.image_size
-    params = workdir / f"params_{scheduler}.yaml"
-    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": h, "image_width": w}}}))
-    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
-                                  memory=memory, scheduler=scheduler, params_file=str(params)))
-    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
-                    {"robot": robot, "camera_width": w, "camera_height": h})
-    procs = [NodeProcess(s.command(), log_path=str(workdir / f"{scheduler}_{s.name}.log"))
-             for s in [fake, *graph]]
+    procs = start_graph_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
+                                  scheduler=scheduler,
+                                  fake_robot={"camera_width": w, "camera_height": h})
 
     context = rclpy.context.Context()
     rclpy.init(context=context)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,13 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
-    from wam_ros.bench_pipeline import make_untrained_checkpoint
     from wam_ros.core.config import ConfigError
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.graph import GraphArgs, NodeSpec, build_graph
-    from wam_ros.model.checkpoint import read_checkpoint_config
+    from wam_ros.model.testing import make_tiny_checkpoint
     from wam_ros.nodes import conversions, topics
-    from wam_ros.nodes.process import NodeProcess
+    from wam_ros.nodes.process import start_graph_processes
     from wam_ros.paths import resolve_checkpoint
     from wam_ros_msgs.msg import ActionChunk
 
@@ -62,22 +59,13 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError:
             if args.checkpoint:
                 raise
-            checkpoint = make_untrained_checkpoint(spec.name, "tiny", work / "ckpt")
+            checkpoint = make_tiny_checkpoint(work / "ckpt", spec.name)
             note = "no default checkpoint shipped yet: untrained tiny model"
-        cfg, _ = read_checkpoint_config(checkpoint)
-        h, w = cfg.image_size
-        params = work / "params.yaml"
-        params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-            "image_height": h, "image_width": w}}}))
-        graph = build_graph(GraphArgs(robot=spec.name, checkpoint=str(checkpoint),
-                                      backend=args.backend, memory=args.memory,
-                                      scheduler=args.scheduler, params_file=str(params)))
-        stand_in = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
-                            {"robot": spec.name, "camera_scale": 0.5})
         print(f"[demo] {spec.name}, scheduler {args.scheduler}, memory {args.memory}, "
               f"backend {args.backend}; {note}", flush=True)
-        procs = [NodeProcess(s.command(), log_path=str(out_dir / f"{s.name}.log"))
-                 for s in [stand_in, *graph]]
+        procs = start_graph_processes(out_dir, spec.name, checkpoint, backend=args.backend,
+                                      memory=args.memory, scheduler=args.scheduler,
+                                      fake_robot={"camera_scale": 0.5})
         rclpy.init()
         node = rclpy.create_node("wam_demo_probe")
         executor = SingleThreadedExecutor()

@@ -8,7 +8,6 @@ never blocks an executor callback.
 from __future__ import annotations
 
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -74,7 +73,6 @@ class PolicyNode(Node):
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self._lock = threading.Lock()
         self.get_logger().info(
             f"{checkpoint.name}: backend {s.backend}, memory {s.memory}, mode {s.mode}, "
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "

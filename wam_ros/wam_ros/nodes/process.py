@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rclpy.executors import SingleThreadedExecutor
 
@@ -62,3 +63,26 @@ class NodeProcess:
 
 def python_module_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
+                          backend: str = "torch", memory: str = "kv", scheduler: str = "async",
+                          fake_robot: dict[str, object] | None = None) -> list[NodeProcess]:
+    """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes, with
+    the observation node sized to the checkpoint's input; logs go to `workdir`."""
+    import yaml
+
+    from wam_ros.graph import GraphArgs, NodeSpec, build_graph
+    from wam_ros.model.checkpoint import read_checkpoint_config
+
+    cfg, _ = read_checkpoint_config(checkpoint)
+    h, w = cfg.image_size
+    params = workdir / f"params_{scheduler}.yaml"
+    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
+        "image_height": h, "image_width": w}}}))
+    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
+                                  memory=memory, scheduler=scheduler, params_file=str(params)))
+    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
+                    {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})
+    return [NodeProcess(s.command(), log_path=str(workdir / f"{scheduler}_{s.name}.log"))
+            for s in [fake, *graph]]
