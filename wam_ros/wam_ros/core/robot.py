@@ -16,6 +16,9 @@ from wam_ros.core.config import ConfigError, Section, load_yaml
 
 CONTROLLER_TYPES = ("joint_trajectory", "forward_command")
 CAMERA_ENCODINGS = ("rgb8", "bgr8", "mono8", "jpeg", "png")
+TELEOP_TYPES = {"joint_state": "sensor_msgs/msg/JointState",
+                "joint_trajectory": "trajectory_msgs/msg/JointTrajectory"}
+TELEOP_SPACES = ("absolute", "delta")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,37 @@ class Controller:
 
 
 @dataclass(frozen=True)
+class TeleopSource:
+    """One operator command topic (a leader arm, or any command stream) recorded as the action.
+
+    Entry i of a message named `names[i]` drives our joint `joints[i]`, in joint units:
+    value = scale[i] * message value (space absolute), or follower position + scale[i] *
+    message value (space delta). joint_trajectory messages count by their first point.
+    """
+
+    name: str
+    topic: str
+    type: str  # joint_state | joint_trajectory
+    space: str  # absolute | delta
+    names: tuple[str, ...]
+    joints: tuple[str, ...]
+    scale: tuple[float, ...]
+
+    @property
+    def msgtype(self) -> str:
+        return TELEOP_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class TeleopSpec:
+    sources: tuple[TeleopSource, ...]
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(s.topic for s in self.sources)
+
+
+@dataclass(frozen=True)
 class RobotSpec:
     name: str
     description: str
@@ -90,6 +124,7 @@ class RobotSpec:
     action_layout: tuple[str, ...]
     home: dict[str, float]
     fixed_joints: dict[str, float] = field(default_factory=dict)
+    teleop: TeleopSpec | None = None  # the operator's command topics (recording)
 
     # ---- derived views (cheap, computed on demand) -------------------------------------
     @property
@@ -290,6 +325,8 @@ def _parse(top: Section, path: Path) -> RobotSpec:
     if overlap:
         raise top.error("fixed_joints", f"joints {overlap} are also commanded")
     fixed_sec.finish()
+    teleop = _parse_teleop(top.section("teleop"), commanded) if top.has("teleop") else None
+    top.raw("teleop", None)
     top.finish()
 
     return RobotSpec(
@@ -297,11 +334,52 @@ def _parse(top: Section, path: Path) -> RobotSpec:
         action_rate_hz=action_rate, control_rate_hz=control_rate,
         joint_state_topic=joint_state_topic, joints=joints, arms=tuple(arms),
         cameras=tuple(cameras), controllers=tuple(controllers), action_layout=layout,
-        home=home, fixed_joints=fixed,
+        home=home, fixed_joints=fixed, teleop=teleop,
     )
+
+
+def _parse_teleop(sec: Section, commanded: list[str]) -> TeleopSpec:
+    """`teleop.leaders.<name>`: topic, type, space, joints (message name -> our joint, or a list
+    of our joint names used as they are; default: every commanded joint), scale."""
+    sources, covered = [], []
+    for src_name, s in sec.sections("leaders").items():
+        if s.has("joints") and isinstance(s.data["joints"], dict):
+            mapping = s.section("joints")
+            names = tuple(mapping.data)
+            joints = tuple(mapping.choice(n, commanded) for n in names)
+            mapping.finish()
+        else:
+            joints = s.str_list("joints", tuple(commanded), allowed=commanded)
+            names = joints
+        scale_sec = s.section("scale", {})
+        scale = []
+        for n in names:
+            value = scale_sec.float(n, 1.0)
+            if value == 0.0:
+                raise scale_sec.error(n, "got 0.0; allowed: any finite value but 0")
+            scale.append(value)
+        scale_sec.finish()
+        sources.append(TeleopSource(src_name, s.str("topic"), s.choice("type", TELEOP_TYPES),
+                                    s.choice("space", TELEOP_SPACES, "absolute"), names, joints,
+                                    tuple(scale)))
+        s.finish()
+        covered += joints
+    sec.finish()
+    if not sources:
+        raise sec.error("leaders", "at least one leader (command topic) is required")
+    twice = sorted({j for j in covered if covered.count(j) > 1})
+    if twice:
+        raise sec.error("leaders", f"joints {twice} are driven by more than one leader")
+    missing = [j for j in commanded if j not in covered]
+    if missing:
+        raise sec.error("leaders", f"joints {missing} are driven by no leader")
+    topics = [s.topic for s in sources]
+    if len(set(topics)) != len(topics):
+        raise sec.error("leaders", f"two leaders share a topic: {topics}")
+    return TeleopSpec(tuple(sources))
 
 
 __all__ = [
     "Arm", "Camera", "ConfigError", "Controller", "Gripper", "JointLimits", "RobotSpec",
-    "available_robots",
+    "TeleopSource", "TeleopSpec", "available_robots",
 ]
