@@ -44,3 +44,10 @@ ESTOP_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+# Recording (nodes/recorder_node.py): std_srvs/Trigger, except MARK (SetBool: true = success).
+RECORD_START = "/wam/record/start"
+RECORD_STOP = "/wam/record/stop"  # stop and keep the episode
+RECORD_DISCARD = "/wam/record/discard"
+RECORD_MARK = "/wam/record/mark_success"
+RECORD_STATUS = "/wam/record/status"  # std_msgs/String, JSON (RecorderStatus), 1 Hz
