@@ -48,13 +48,56 @@ def parse_keys(text: str) -> list[str]:
     return keys
 
 
+class _Reader:
+    """The one thread that reads the terminal; every subscriber gets every key."""
+
+    def __init__(self, fd: int) -> None:
+        import termios
+        import tty
+
+        self.fd = fd
+        self.saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        self.subscribers: list[queue.Queue[str]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, name="terminal_keys", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                text = os.read(self.fd, 64).decode(errors="replace")
+            except OSError:
+                return
+            with self.lock:
+                for key in parse_keys(text):
+                    for q in self.subscribers:
+                        q.put(key)
+
+    def restore(self) -> None:
+        import termios
+
+        self.stop.set()
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+_readers: dict[int, _Reader] = {}
+_readers_lock = threading.Lock()
+
+
 class TerminalKeys:
+    """Keys pressed in this process's terminal. Several TerminalKeys (the recorder's episode
+    keys and a keyboard operator's jog keys, composed in one process) share one reader and
+    each sees every key; the terminal is restored when the last one closes."""
+
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdin
         self.keys: queue.Queue[str] = queue.Queue()
-        self._saved: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reader: _Reader | None = None
         try:
             self.fd = self.stream.fileno()
             self.available = os.isatty(self.fd)
@@ -69,35 +112,28 @@ class TerminalKeys:
         self.close()
 
     def open(self) -> None:
-        if not self.available:
+        if not self.available or self._reader is not None:
             return
-        import termios
-        import tty
-
-        self._saved = termios.tcgetattr(self.fd)
-        tty.setcbreak(self.fd)
-        self._thread = threading.Thread(target=self._read, name="terminal_keys", daemon=True)
-        self._thread.start()
+        with _readers_lock:
+            reader = _readers.get(self.fd)
+            if reader is None:
+                reader = _readers[self.fd] = _Reader(self.fd)
+            with reader.lock:
+                reader.subscribers.append(self.keys)
+        self._reader = reader
 
     def close(self) -> None:
-        self._stop.set()
-        if self._saved is not None:
-            import termios
-
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                text = os.read(self.fd, 64).decode(errors="replace")
-            except OSError:
-                return
-            for key in parse_keys(text):
-                self.keys.put(key)
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        with _readers_lock:
+            with reader.lock:
+                if self.keys in reader.subscribers:
+                    reader.subscribers.remove(self.keys)
+                last = not reader.subscribers
+            if last:
+                reader.restore()
+                _readers.pop(self.fd, None)
 
     def pending(self) -> list[str]:
         """Keys pressed since the last call (never blocks)."""

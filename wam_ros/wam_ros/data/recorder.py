@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag import (
     EpisodeBagWriter,
     RecordingRefused,
@@ -39,6 +40,17 @@ from wam_ros.data.bag import (
 )
 
 RECORDER_FORMAT = "wam_ros.episode/1"
+
+
+def recorded_topics(spec: RobotSpec, teleop: bool = True) -> dict[str, str]:
+    """topic -> message type of what the recorder records for a robot: the cameras, the
+    follower joint states and (teleop) the robot config's teleop topics."""
+    out = {c.topic: ("sensor_msgs/msg/CompressedImage" if c.compressed
+                     else "sensor_msgs/msg/Image") for c in spec.cameras}
+    out[spec.joint_state_topic] = "sensor_msgs/msg/JointState"
+    if teleop and spec.teleop is not None:
+        out.update({s.topic: s.msgtype for s in spec.teleop.sources})
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,7 @@ class RecorderConfig:
     max_episode_s: stop (and keep) an episode after this long (0 = no limit).
     """
 
-    output_dir: str
+    output_dir: str = "episodes"
     flush_interval_s: float = 1.0
     fsync: bool = True
     queue_mb: float = 512.0
@@ -73,6 +85,52 @@ class RecorderConfig:
                                  "allowed: >= 0")
         if not self.output_dir:
             raise ValueError("RecorderConfig.output_dir: allowed: a non-empty path")
+
+
+KEY_ACTIONS = ("toggle", "start", "stop", "discard", "success", "failure", "quit")
+DEFAULT_KEYS = ("space:toggle,pagedown:toggle,s:start,e:stop,d:discard,pageup:discard,"
+                "y:success,n:failure,q:quit")
+
+
+def parse_key_bindings(text: str) -> dict[str, str]:
+    """"key:action,..." -> {key: action}; ValueError names a bad entry and the choices."""
+    out = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        key, sep, action = entry.rpartition(":")
+        if not sep or not key or action not in KEY_ACTIONS:
+            raise ValueError(f"keys: bad entry {entry!r}; allowed: key:action with action in "
+                             f"{', '.join(KEY_ACTIONS)}")
+        out[key] = action
+    return out
+
+
+@dataclass(frozen=True)
+class RecorderNodeSettings:
+    """The recorder node's own parameters (RecorderConfig's are declared beside them).
+    extra_topics: more topics to record, "name" (type looked up on the graph) or
+        "name:package/msg/Type".
+    keys: episode control keys, "key:action,..." (actions: toggle, start, stop, discard,
+        success, failure, quit); foot pedals usually send pagedown / pageup or letters.
+    """
+
+    robot: str = "cobot_magic"
+    task: str = ""
+    note: str = ""
+    record_teleop: bool = True  # the robot config's teleop topics (the action)
+    extra_topics: tuple[str, ...] = ()
+    keyboard: bool = True  # episode control from the terminal, when there is one
+    keys: str = DEFAULT_KEYS
+    autostart: bool = False  # start an episode as soon as the node is up
+    status_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        parse_key_bindings(self.keys)
+        if not self.status_period_s > 0:
+            raise ValueError(f"status_period_s: got {self.status_period_s!r}; allowed: > 0")
+        for entry in self.extra_topics:
+            if not entry.startswith("/"):
+                raise ValueError(f"extra_topics: {entry!r}; allowed: '/name' or "
+                                 "'/name:package/msg/Type'")
 
 
 @dataclass
@@ -398,5 +456,6 @@ class Recorder:
         return self.last_bag
 
 
-__all__ = ["RECORDER_FORMAT", "Recorder", "RecorderConfig", "RecorderStatus",
-           "RecordingRefused"]
+__all__ = ["DEFAULT_KEYS", "KEY_ACTIONS", "RECORDER_FORMAT", "Recorder", "RecorderConfig",
+           "RecorderNodeSettings", "RecorderStatus", "RecordingRefused", "parse_key_bindings",
+           "recorded_topics"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag import EpisodeBagWriter, serialize, typestore
+from wam_ros.data.recorder import recorded_topics
 from wam_ros.data.teleop import LeaderMap, ScriptedOperator
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -92,15 +93,6 @@ def leader_cdr(spec: RobotSpec, leaders: LeaderMap, action: np.ndarray, stamp_ns
     return out
 
 
-def bag_topics(spec: RobotSpec) -> dict[str, str]:
-    """What a recorder records for a robot: cameras, follower joint states, teleop topics."""
-    topics = {c.topic: (COMPRESSED_IMAGE if c.compressed else IMAGE) for c in spec.cameras}
-    topics[spec.joint_state_topic] = JOINT_STATE
-    if spec.teleop is not None:
-        topics.update({s.topic: s.msgtype for s in spec.teleop.sources})
-    return topics
-
-
 def write_synthetic_episode(path: str | Path, spec: RobotSpec | str, seconds: float = 4.0, *,
                             storage: str = "mcap", image_size: tuple[int, int] = (48, 64),
                             camera_hz: float = 30.0, joint_hz: float = 50.0,
@@ -116,7 +108,7 @@ def write_synthetic_episode(path: str | Path, spec: RobotSpec | str, seconds: fl
     operator = ScriptedOperator(spec, seed=seed, ramp_s=0.5)
     home = spec.joint_to_action(spec.home_vector())
     h, w = image_size
-    topics = bag_topics(spec)
+    topics = recorded_topics(spec)
     events: list[tuple[int, str, bytes]] = []
     to_ns = 1_000_000_000
 
@@ -176,5 +168,5 @@ def write_synthetic_episode(path: str | Path, spec: RobotSpec | str, seconds: fl
     return path
 
 
-__all__ = ["bag_topics", "frame_of", "image_cdr", "joint_state_cdr", "leader_cdr",
+__all__ = ["frame_of", "image_cdr", "joint_state_cdr", "leader_cdr",
            "trajectory_cdr", "write_synthetic_episode"]

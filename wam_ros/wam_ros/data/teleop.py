@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -216,6 +217,37 @@ class KeyboardOperator:
         return self.target.copy()
 
 
+@dataclass(frozen=True)
+class TeleopSettings:
+    """The teleop node's parameters.
+    operator: scripted | keyboard | "package.module:Factory" (Factory(spec) -> operator).
+    rate_hz: leader messages (and follower commands) per second.
+    drive_follower: also command the follower arms through the robot's controller topics, as
+        the leader-follower hardware does (simulator / fake robot); off on a real CobotMagic.
+    duration_s: the scripted operator holds its last action after this long (0 = never).
+    """
+
+    robot: str = "cobot_magic"
+    operator: str = "scripted"
+    seed: int = 0
+    amplitude: float = 0.3
+    rate_hz: float = 50.0
+    drive_follower: bool = True
+    duration_s: float = 0.0
+    jog_step: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.rate_hz <= 1000.0:
+            raise ValueError(f"rate_hz: got {self.rate_hz!r}; allowed: 0 < rate_hz <= 1000")
+        if not 0.0 <= self.amplitude <= 1.0:
+            raise ValueError(f"amplitude: got {self.amplitude!r}; allowed: 0..1")
+        if self.duration_s < 0:
+            raise ValueError(f"duration_s: got {self.duration_s!r}; allowed: >= 0")
+        if self.operator not in OPERATORS and ":" not in self.operator:
+            raise ValueError(f"operator: got {self.operator!r}; allowed: "
+                             f"{', '.join(OPERATORS)} or 'package.module:Factory'")
+
+
 OPERATORS: dict[str, Callable[..., Any]] = {
     "scripted": ScriptedOperator,
     "keyboard": KeyboardOperator,
@@ -243,4 +275,4 @@ def make_operator(name: str, spec: RobotSpec, **options: Any) -> Any:
 
 
 __all__ = ["OPERATORS", "KeyboardOperator", "LeaderMap", "Operator", "ScriptedOperator",
-           "make_operator"]
+           "TeleopSettings", "make_operator"]

@@ -1,0 +1,104 @@
+"""`wam-ros dataset`: episode bags -> the training dataset `wam-ros train` reads.
+
+    wam-ros dataset build episodes/ --out data/cups --image-size 224
+    wam-ros dataset build ep1 ep2 ep3 --out data/cups --robot cobot_magic --task "stack the cups"
+    wam-ros dataset info episodes/ep1
+
+`build` time-aligns each bag to the robot's action rate (images resized to the model's input,
+actions from the teleop topics in absolute joint positions; `space: delta` sources are turned
+into absolute ones), prints a per-episode summary (length, rates, gaps, dropped / late) and
+appends to DIR when it exists (same robot, cameras, image size). `wam-ros train --action-space
+absolute|delta` then chooses what the model learns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(x) for x in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or HxW") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or HxW, each >= 8")
+    return parts[0], parts[1]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dataset", help="convert episode bags into a training dataset",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
+    b = dsub.add_parser("build", help="bags -> dataset")
+    b.add_argument("bags", nargs="+", help="bag directories / files, or directories of bags")
+    b.add_argument("--out", required=True, help="dataset directory (created or appended to)")
+    b.add_argument("--robot", default="", help="robot config (default: the bag's metadata)")
+    b.add_argument("--image-size", type=_size, default=(224, 224),
+                   help="stored image size, N or HxW: the model's input (default 224)")
+    b.add_argument("--resize", choices=("center_crop", "resize"), default="center_crop")
+    b.add_argument("--rate", type=float, default=0.0,
+                   help="frames per second (default: the robot's action_rate_hz)")
+    b.add_argument("--action-source", choices=("auto", "teleop", "follower"), default="auto",
+                   help="teleop topics, or where the follower went (rollout bags)")
+    b.add_argument("--task", default="", help="task for every episode (default: the bag's)")
+    b.add_argument("--skip-incomplete", action="store_true",
+                   help="leave out bags whose recorder stopped abruptly")
+    b.add_argument("--only-success", action="store_true", help="only episodes marked success")
+    b.add_argument("--no-partial", action="store_true",
+                   help="ignore an unfinished segment left by a killed recorder")
+    b.add_argument("--json", help="write the per-episode summaries here")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+    i = dsub.add_parser("info", help="what a bag holds (topics, counts, episode metadata)")
+    i.add_argument("bags", nargs="+")
+    i.set_defaults(func=run_info)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from wam_ros.core.config import ConfigError
+    from wam_ros.data.convert import BuildOptions, build_dataset, summaries_json
+
+    try:
+        options = BuildOptions(robot=args.robot, image_size=args.image_size,
+                               resize_mode=args.resize, rate_hz=args.rate,
+                               action_source=args.action_source, task=args.task,
+                               include_partial=not args.no_partial,
+                               skip_incomplete=args.skip_incomplete,
+                               only_success=args.only_success)
+        summaries = build_dataset(args.bags, args.out, options, progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        Path(args.json).write_text(summaries_json(summaries))
+    return 0 if any(not s.skipped for s in summaries) else 1
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from wam_ros.data.bag import open_bag
+    from wam_ros.data.convert import find_bags
+
+    try:
+        paths = find_bags(args.bags)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        bag = open_bag(path, include_partial=True)
+        print(f"{path}  ({bag.storage})")
+        for key, value in bag.custom.items():
+            print(f"  {key}: {value}")
+        for topic, msgtype in sorted(bag.topics.items()):
+            print(f"  {topic:40s} {msgtype:38s} {bag.counts.get(topic, 0):7d}")
+        if bag.partial_messages:
+            print(f"  + {bag.partial_messages} messages in an unfinished segment")
+    return 0
+
+
+__all__ = ["register", "run_build", "run_info"]

@@ -1,0 +1,440 @@
+"""Offline bag replay: a recorded episode through the policy on a simulated clock (`wam-ros
+replay BAG --checkpoint CKPT`), compared with the actions the operator recorded.
+
+The runtime is the robot's: observations are built like the observation node builds them
+(core.image.prepare_image + core.sync.ApproximateSync, settings from config/wam_ros.yaml), the
+policy is driven by runtime.chunk_runner.ChunkRunner with the chosen scheduler, chunks are
+decoded by core.decoding.ChunkDecoder and executed by core.safety.CommandPipeline (timeline,
+smoothing, limits) at the robot's control rate. Only the clock is simulated: events happen at
+the bag's own times (message arrival = bag timestamp), the scheduler ticks at 100 Hz like the
+policy node, and an inference handed out at time t finishes at t + `latency_ms` (split f / 1-f
+for sai's speculative and completing parts) of simulated time, whatever it took on this
+machine. With a fixed latency the replay is deterministic (same bag, checkpoint and options ->
+same chunks); the time each inference really took is reported as `latency_ms.p50` / `.p99`.
+
+Metrics, in action units (joints rad / m, grippers normalised 0..1), against the recorded
+action (the teleop command at the same time; a bag without teleop topics falls back to where
+the follower went, state at t + dt):
+  action_mse, per_joint_mae      every action of every chunk at its own time
+  horizon_mae[k]                 mean abs error of the k-th action of the chunks
+  boundary_mae                   error of each chunk's first executed action (at the splice)
+  boundary_jump.mean / .max      how far a new chunk started from the plan it replaced
+  executed_mae                   the pipeline's commands (what the robot would have done)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from wam_ros.core.image import prepare_image
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.types import Observation
+from wam_ros.data.bag import deserialize, header_stamp_ns, image_to_rgb, open_bag
+from wam_ros.data.convert import _interp, _read_streams, camera_topics
+from wam_ros.data.teleop import LeaderMap
+
+TICK_HZ = 100.0  # as the policy node: scheduler decisions
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    scheduler: str = "async"
+    memory: str = "kv"
+    mode: str = "joint"
+    backend: str = "torch"
+    flow_steps: int = 4
+    latency_ms: float = 100.0  # simulated inference latency; <= 0: the measured one
+    task: str = ""  # empty: the bag's task
+    device: str = "cpu"
+    include_partial: bool = True
+    seed: int = 0
+
+
+@dataclass
+class _Trace:
+    chunks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # times, (H, D)
+    executed_t: list[float] = field(default_factory=list)
+    executed_q: list[np.ndarray] = field(default_factory=list)
+    compute_ms: list[float] = field(default_factory=list)
+    boundary_jumps: list[float] = field(default_factory=list)
+    first_action: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    rejected: int = 0
+
+
+def _node_params(node: str) -> dict[str, Any]:
+    from wam_ros.paths import config_dir
+
+    doc = yaml.safe_load((config_dir() / "wam_ros.yaml").read_text()) or {}
+    return dict((doc.get(node) or {}).get("ros__parameters") or {})
+
+
+def _settings(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in params.items():
+        if prefix and not key.startswith(prefix + "."):
+            continue
+        name = key[len(prefix) + 1:] if prefix else key
+        if name in names:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    values.update({k: v for k, v in overrides.items() if k in names})
+    return cls(**values)
+
+
+class Recorded:
+    """The recorded action as a function of time (action units)."""
+
+    def __init__(self, times: np.ndarray, actions: np.ndarray) -> None:
+        self.times, self.actions = times, actions
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        return _interp(np.asarray(t, np.float64), self.times, self.actions)
+
+    def covers(self, t: np.ndarray) -> np.ndarray:
+        return (t >= self.times[0]) & (t <= self.times[-1])
+
+
+def recorded_actions(bag: Any, spec: RobotSpec, cams: dict[str, str]) -> tuple[Recorded, str]:
+    leader_map = LeaderMap(spec) if spec.teleop is not None else None
+    teleop = leader_map is not None and all(s.topic in bag.topics for s in leader_map.sources)
+    streams = _read_streams(bag, spec, cams, leader_map if teleop else None)
+    if len(streams.follower_t) < 2:
+        raise ValueError(f"{bag.path}: fewer than two follower joint states")
+    state = spec.joint_to_action(streams.follower_q)
+    if not teleop:
+        dt = spec.action_dt
+        return Recorded(streams.follower_t - dt, state), "follower"
+    # the leader streams on their union of times, follower interpolated for delta sources
+    times = np.unique(np.concatenate([t for t, _ in streams.leaders.values()]))
+    follower = spec.joint_to_action(_interp(times, streams.follower_t, streams.follower_q))
+    values = {k: _interp(times, t, v) for k, (t, v) in streams.leaders.items()}
+    actions = np.stack([leader_map.to_action({k: v[i] for k, v in values.items()},  # type: ignore[union-attr]
+                                             follower[i]) for i in range(len(times))])
+    return Recorded(times, leader_map.clip(actions)), "teleop"  # type: ignore[union-attr]
+
+
+def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
+                   log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One bag through the policy; (metrics, trace for the plot)."""
+    from wam_ros.core.decoding import ChunkDecoder
+    from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
+    from wam_ros.core.settings import ObservationSettings, PolicySettings
+    from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
+    from wam_ros.core.sync import ApproximateSync
+    from wam_ros.core.timeline import TimelineConfig
+    from wam_ros.runtime.chunk_runner import ChunkRunner
+    from wam_ros.runtime.scheduler import Decision, SchedulerConfig, make_scheduler
+
+    bag = open_bag(bag_path, include_partial=options.include_partial)
+    meta = policy.meta
+    spec = RobotSpec.load(meta.robot)
+    robot = bag.custom.get("robot")
+    if robot and robot != spec.name:
+        raise ValueError(f"{bag_path}: recorded on {robot}, the checkpoint is for {spec.name}")
+    cams = camera_topics(spec, bag.topics)
+    missing = [c for c in meta.camera_names if c not in cams]
+    if missing:
+        raise ValueError(f"{bag_path}: cameras {missing} are not in the bag")
+    recorded, source = recorded_actions(bag, spec, cams)
+    task = options.task or bag.custom.get("task", "")
+
+    obs_s = _settings(ObservationSettings, _node_params("wam_observation"), robot=spec.name)
+    pol_s = _settings(PolicySettings, _node_params("wam_policy"), robot=spec.name)
+    smoother_params = _node_params("wam_smoother")
+    pipeline = CommandPipeline(spec, PipelineConfig(
+        timeline=_settings(TimelineConfig, smoother_params, "timeline"),
+        smoothing=_settings(SmoothingConfig, smoother_params, "smoothing"),
+        limits=_settings(LimitsConfig, smoother_params, "limits"),
+        safety=_settings(SafetyConfig, smoother_params, "safety")), logger=lambda _m: None)
+    scheduler = make_scheduler(options.scheduler, SchedulerConfig(
+        margin_s=pol_s.latency_margin_s, execute_actions=pol_s.execute_steps,
+        speculative_fraction=pol_s.sai_s_mid))
+    sim_latency = options.latency_ms * 1e-3
+    policy.reset()
+    runner = ChunkRunner(policy, scheduler, s_mid=pol_s.sai_s_mid,
+                         max_observation_age=pol_s.max_observation_age_s,
+                         initial_latency=sim_latency if sim_latency > 0 else 0.1)
+    decoder = ChunkDecoder(spec)
+    h, w = meta.image_size
+    sync = ApproximateSync(meta.camera_names, obs_s.slop_s, obs_s.max_age_s, obs_s.joint_slop_s)
+    layout = list(spec.action_layout)
+    cam_of = {cams[c]: c for c in meta.camera_names}
+    trace = _Trace()
+    state: dict[str, Any] = {"measured": None, "pending": None, "sequence": 0,
+                             "started": False}
+    f_spec = pol_s.sai_s_mid
+
+    def finish_job(now: float) -> None:
+        result, _, measured = state["pending"]
+        state["pending"] = None
+        chunk = runner.finish(result, now)
+        if chunk is None:
+            return
+        trace.compute_ms.append(measured * 1e3)
+        out = decoder.decode(chunk)
+        splice = pipeline.offer_chunk(out, now)
+        if not splice.accepted:
+            trace.rejected += 1
+            return
+        times = out.times()
+        trace.chunks.append((times, spec.joint_to_action(out.actions)))
+        if len(trace.chunks) > 1:
+            trace.boundary_jumps.append(splice.boundary_jump)
+        kept = times >= now
+        if kept.any():
+            k = int(np.argmax(kept))
+            trace.first_action.append((float(times[k]),
+                                       spec.joint_to_action(out.actions[k].astype(float))))
+
+    def advance(until: float) -> None:
+        """Ticks, control steps and job completions up to (excluding) `until`."""
+        while True:
+            pending = state["pending"]
+            events = [state["next_tick"], state["next_control"]]
+            if pending is not None:
+                events.append(pending[1])
+            now = min(events)
+            if now >= until:
+                return
+            if pending is not None and now == pending[1]:
+                finish_job(now)
+                continue
+            if now == state["next_control"]:
+                out = pipeline.step(now, None if state["started"] else state["measured"])
+                if out is not None:
+                    state["started"] = True
+                    trace.executed_t.append(now)
+                    trace.executed_q.append(spec.joint_to_action(out.positions))
+                state["next_control"] += pipeline.dt
+                continue
+            state["next_tick"] += 1.0 / TICK_HZ
+            if state["pending"] is None:
+                job = runner.poll(now)
+                if job is not None:
+                    result = runner.execute(job)
+                    if result.error:
+                        log(f"inference failed: {result.error}")
+                    measured = result.compute_s
+                    share = 1.0
+                    if job.kind is Decision.SPECULATE:
+                        share = f_spec
+                    elif job.kind is Decision.COMPLETE:
+                        share = 1.0 - f_spec
+                    if sim_latency > 0:
+                        result.compute_s = sim_latency * share
+                    # the scheduler learns the simulated latency, as it would learn the real
+                    state["pending"] = (result, now + max(result.compute_s, 1e-6), measured)
+
+    wall0 = time.perf_counter()
+    first = last = None
+    observations = 0
+    for m in bag.messages(set(cam_of) | {spec.joint_state_topic}):
+        now = m.timestamp * 1e-9
+        if first is None:
+            first = now
+            state["next_tick"] = state["next_control"] = now
+        last = now
+        advance(now)
+        stamp = (header_stamp_ns(m.data, m.msgtype) or m.timestamp) * 1e-9
+        if m.topic == spec.joint_state_topic:
+            msg = deserialize(m.data, m.msgtype)
+            index = {n: i for i, n in enumerate(msg.name)}
+            if not all(j in index for j in layout):
+                continue
+            q = np.array([msg.position[index[j]] for j in layout])
+            state["measured"] = q
+            sync.add_joint_state(stamp, q, now)
+            pipeline.offer_observation(now)
+        else:
+            try:
+                rgb = image_to_rgb(deserialize(m.data, m.msgtype))
+            except ValueError:
+                continue
+            sync.add_frame(cam_of[m.topic], stamp,
+                           prepare_image(rgb, h, w, obs_s.resize_mode), now)
+        synced = sync.poll(now)
+        if synced is not None:
+            obs = Observation(synced.stamp, synced.images, synced.joint_positions, task=task,
+                              sequence=state["sequence"])
+            state["sequence"] += 1
+            observations += 1
+            runner.on_observation(obs, now)
+    if first is None:
+        raise ValueError(f"{bag_path}: no camera or joint state messages")
+    advance(last + 1e-9)
+    wall = time.perf_counter() - wall0
+    duration = last - first
+    metrics = _metrics(trace, recorded, spec, meta.horizon)
+    stats = runner.stats()
+    metrics.update({
+        "bag": str(bag_path), "task": task, "action_source": source,
+        "duration_s": duration, "wall_s": wall,
+        "speed_x": duration / wall if wall > 0 else float("inf"),
+        "observations": observations, "chunks": len(trace.chunks),
+        "rejected_chunks": trace.rejected,
+        "idle_fraction": float(stats.get("idle_fraction", 0.0)),
+        "latency_ms.p50": _pct(trace.compute_ms, 50), "latency_ms.p99": _pct(trace.compute_ms, 99),
+    })
+    plot = {"recorded": recorded, "chunks": trace.chunks, "executed_t": trace.executed_t,
+            "executed_q": trace.executed_q, "start": first, "end": last}
+    return metrics, plot
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def _metrics(trace: _Trace, recorded: Recorded, spec: RobotSpec, horizon: int
+             ) -> dict[str, Any]:
+    names = list(spec.action_layout)
+    errors, by_step = [], [[] for _ in range(horizon)]
+    for times, actions in trace.chunks:
+        inside = recorded.covers(times)
+        if not inside.any():
+            continue
+        err = actions[inside] - recorded(times[inside])  # (h, D)
+        errors.append(err)
+        for k, e in zip(np.flatnonzero(inside), err):
+            if k < horizon:
+                by_step[k].append(np.abs(e).mean())
+    out: dict[str, Any] = {}
+    if errors:
+        e = np.concatenate(errors)
+        out["action_mse"] = float(np.mean(e ** 2))
+        out["per_joint_mae"] = {n: float(v) for n, v in zip(names, np.abs(e).mean(0))}
+        out["_errors"] = e
+    else:
+        out["action_mse"] = float("nan")
+        out["per_joint_mae"] = {n: float("nan") for n in names}
+        out["_errors"] = np.zeros((0, len(names)))
+    out["horizon_mae"] = [float(np.mean(s)) if s else float("nan") for s in by_step]
+    firsts = [(t, a) for t, a in trace.first_action if recorded.covers(np.array([t]))[0]]
+    out["boundary_mae"] = (float(np.mean([np.abs(a - recorded(np.array([t]))[0]).mean()
+                                          for t, a in firsts])) if firsts else float("nan"))
+    jumps = trace.boundary_jumps
+    out["boundary_jump.mean"] = float(np.mean(jumps)) if jumps else 0.0
+    out["boundary_jump.max"] = float(np.max(jumps)) if jumps else 0.0
+    if trace.executed_t:
+        t = np.asarray(trace.executed_t)
+        inside = recorded.covers(t)
+        q = np.asarray(trace.executed_q)[inside]
+        out["executed_mae"] = (float(np.abs(q - recorded(t[inside])).mean()) if inside.any()
+                               else float("nan"))
+    else:
+        out["executed_mae"] = float("nan")
+    return out
+
+
+def replay(bags: list[str | Path], checkpoint: str | Path, options: ReplayOptions,
+           json_path: str | Path | None = None, plot_path: str | Path | None = None,
+           log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every bag through one policy (reset between episodes); the report written as JSON."""
+    from wam_ros.data.convert import find_bags
+    from wam_ros.runtime import load_policy
+
+    policy = load_policy(checkpoint, backend=options.backend, memory=options.memory,
+                         mode=options.mode, flow_steps=options.flow_steps,
+                         device=options.device, seed=options.seed)
+    _warm_up(policy)
+    episodes, plots, errors = [], [], []
+    for path in find_bags(bags):
+        metrics, plot = replay_episode(path, policy, options, log)
+        errors.append(metrics.pop("_errors"))
+        episodes.append(metrics)
+        plots.append((Path(path).name, plot))
+        log(f"{Path(path).name}: {metrics['chunks']} chunks, action mse "
+            f"{metrics['action_mse']:.5f}, boundary mae {metrics['boundary_mae']:.4f}, "
+            f"{metrics['speed_x']:.1f}x real time")
+    e = np.concatenate(errors) if errors else np.zeros((0, policy.meta.action_dim))
+    names = list(policy.meta.action_names)
+    duration = sum(ep["duration_s"] for ep in episodes)
+    wall = sum(ep["wall_s"] for ep in episodes)
+    horizon = np.array([ep["horizon_mae"] for ep in episodes], float)
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "scheduler": options.scheduler,
+        "memory": options.memory, "mode": options.mode, "backend": options.backend,
+        "simulated_latency_ms": options.latency_ms,
+        "episodes": episodes,
+        "action_mse": float(np.mean(e ** 2)) if e.size else float("nan"),
+        "per_joint_mae": {n: float(v) for n, v in zip(names, np.abs(e).mean(0))} if e.size
+        else {n: float("nan") for n in names},
+        "horizon_mae": np.nanmean(horizon, 0).tolist() if horizon.size else [],
+        "boundary_mae": float(np.nanmean([ep["boundary_mae"] for ep in episodes]))
+        if episodes else float("nan"),
+        "boundary_jump.max": max((ep["boundary_jump.max"] for ep in episodes), default=0.0),
+        "latency_ms.p50": float(np.median([ep["latency_ms.p50"] for ep in episodes]))
+        if episodes else 0.0,
+        "latency_ms.p99": max((ep["latency_ms.p99"] for ep in episodes), default=0.0),
+        "chunks": sum(ep["chunks"] for ep in episodes),
+        "duration_s": duration, "wall_s": wall,
+        "speed_x": duration / wall if wall > 0 else float("inf"),
+    }
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=1))
+    if plot_path and plots:
+        plot_replay(plots[0][1], names, plot_path, title=f"{plots[0][0]} - {options.scheduler}")
+    return report
+
+
+def _warm_up(policy: Any) -> None:
+    """One inference on a blank observation (as the policy node does), so the first chunk's
+    latency is not the kernels' first load."""
+    h, w = policy.meta.image_size
+    spec = RobotSpec.load(policy.meta.robot)
+    obs = Observation(0.0, {c: np.zeros((h, w, 3), np.uint8) for c in policy.meta.camera_names},
+                      spec.home_vector())
+    policy.infer(obs)
+    policy.reset()
+
+
+def plot_replay(plot: dict[str, Any], names: list[str], path: str | Path, title: str = ""
+                ) -> None:
+    """Recorded vs predicted (every chunk) vs executed, one panel per joint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = plot["start"]
+    rec: Recorded = plot["recorded"]
+    t = np.linspace(plot["start"], plot["end"], 400)
+    ref = rec(t)
+    n = len(names)
+    cols = 2
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 1.7 * rows), sharex=True, squeeze=False)
+    executed = np.asarray(plot["executed_q"]) if plot["executed_q"] else None
+    for j, name in enumerate(names):
+        ax = axes[j % rows][j // rows]
+        ax.plot(t - t0, ref[:, j], color="black", lw=1.4, label="recorded")
+        for k, (times, actions) in enumerate(plot["chunks"]):
+            ax.plot(times - t0, actions[:, j], color="tab:orange", lw=0.8, alpha=0.8,
+                    label="predicted chunks" if k == 0 else None)
+        if executed is not None:
+            ax.plot(np.asarray(plot["executed_t"]) - t0, executed[:, j], color="tab:blue",
+                    lw=0.9, ls="--", label="executed")
+        ax.set_ylabel(name, fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("s")
+    for j in range(n, rows * cols):
+        axes[j % rows][j // rows].axis("off")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title or "replay", fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+__all__ = ["ReplayOptions", "plot_replay", "recorded_actions", "replay", "replay_episode"]
