@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         out = []
         for k, v in values.items():
             if isinstance(v, (list, tuple)):
-                out.append(Parameter(k, Parameter.Type.STRING_ARRAY, list(v)))
+                if v:  # an empty list would not be typed as a string array
+                    out.append(Parameter(k, Parameter.Type.STRING_ARRAY, list(v)))
             else:
                 out.append(Parameter(k, value=v))
         return out

@@ -80,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
 def _player_params(args: argparse.Namespace, exit_when_done: bool) -> list[Any]:
     from rclpy.parameter import Parameter
 
-    return [Parameter("bag", value=str(args.bags[0])), Parameter("rate", value=args.rate),
-            Parameter("loop", value=bool(args.loop)),
-            Parameter("clock_hz", value=float(args.clock_hz)),
-            Parameter("topics", Parameter.Type.STRING_ARRAY, list(args.topics)),
-            Parameter("exit_when_done", value=exit_when_done)]
+    out = [Parameter("bag", value=str(args.bags[0])), Parameter("rate", value=args.rate),
+           Parameter("loop", value=bool(args.loop)),
+           Parameter("clock_hz", value=float(args.clock_hz)),
+           Parameter("exit_when_done", value=exit_when_done)]
+    if args.topics:  # an empty list would not be typed as a string array
+        out.append(Parameter("topics", Parameter.Type.STRING_ARRAY, list(args.topics)))
+    return out
 
 
 def run_live(args: argparse.Namespace) -> int:

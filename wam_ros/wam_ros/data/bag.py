@@ -193,7 +193,7 @@ class EpisodeBagWriter:
     def __init__(self, path: str | Path, *, flush_interval_s: float = 1.0, fsync: bool = True,
                  custom_data: dict[str, str] | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 chunk_bytes: int = 4 * 2**20) -> None:
+                 chunk_bytes: int = 2**20) -> None:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s: got {flush_interval_s!r}; allowed: > 0")
         self.path = Path(path)
@@ -481,6 +481,15 @@ def _partial_source(path: Path) -> tuple[dict[str, str], list[BagMessage]]:
     return {t: m for t, m in channels.values()}, out
 
 
+def _list_source(msgs: list[BagMessage]) -> Callable[[set[str] | None], Iterator[BagMessage]]:
+    ordered = sorted(msgs, key=lambda m: m.timestamp)
+
+    def stream(wanted: set[str] | None) -> Iterator[BagMessage]:
+        return (m for m in ordered if wanted is None or m.topic in wanted)
+
+    return stream
+
+
 def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
     """A rosbag2 bag directory (metadata.yaml + .mcap / .db3 files), a directory whose
     metadata.yaml is missing (a `ros2 bag record` that was killed), or a single .mcap / .db3
@@ -494,6 +503,8 @@ def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
     counts: dict[str, int] = {}
     custom: dict[str, str] = {}
     storage = "mcap"
+    from rosbags.rosbag2 import ReaderError
+
     if path.is_file() or (path / "metadata.yaml").is_file():
         topics, counts, custom, storage, stream = _rosbags_source(path)
         sources.append(stream)
@@ -502,7 +513,18 @@ def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
         if not files and not list(path.glob(f"*{PARTIAL_SUFFIX}")):
             raise FileNotFoundError(f"{path}: not a rosbag2 bag (no metadata.yaml, .mcap or .db3)")
         for f in files:
-            t, c, _, storage, stream = _rosbags_source(f)
+            try:
+                t, c, _, storage, stream = _rosbags_source(f)
+            except ReaderError:
+                if f.suffix != ".mcap":
+                    raise
+                # an MCAP file whose writer was killed (no summary / footer): read what
+                # reached the disk, record by record
+                t, msgs = _partial_source(f)
+                c = {}
+                for m in msgs:
+                    c[m.topic] = c.get(m.topic, 0) + 1
+                stream = _list_source(msgs)
             topics.update(t)
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + v
@@ -515,13 +537,7 @@ def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
             for m in msgs:
                 counts[m.topic] = counts.get(m.topic, 0) + 1
             partial_count += len(msgs)
-
-            def stream_partial(wanted: set[str] | None, msgs: list[BagMessage] = msgs
-                               ) -> Iterator[BagMessage]:
-                return iter(sorted((m for m in msgs if wanted is None or m.topic in wanted),
-                                   key=lambda m: m.timestamp))
-
-            sources.append(stream_partial)
+            sources.append(_list_source(msgs))
     return Bag(path, topics, counts, custom, storage, partial_count, sources)
 
 
