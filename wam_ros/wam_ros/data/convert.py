@@ -318,7 +318,7 @@ def convert_bag(bag_path: str | Path, writer_factory: Callable[[RobotSpec], Data
             try:
                 rgb = image_to_rgb(deserialize(m.data, m.msgtype))
                 img = prepare_image(rgb, h, w, options.resize_mode)
-            except (ValueError, KeyError) as exc:  # hold the camera's last good frame
+            except Exception as exc:  # any undecodable frame: hold the camera's last good one
                 summary.bad_images += 1
                 summary.bad_image_error = str(exc)
                 img = last_good.get(cam, np.zeros((h, w, 3), np.uint8))

@@ -257,7 +257,7 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
         else:
             try:
                 rgb = image_to_rgb(deserialize(m.data, m.msgtype))
-            except ValueError:
+            except Exception:  # an undecodable frame is skipped, as the observation node does
                 continue
             sync.add_frame(cam_of[m.topic], stamp,
                            prepare_image(rgb, h, w, obs_s.resize_mode), now)

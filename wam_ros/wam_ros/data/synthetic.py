@@ -109,6 +109,12 @@ def write_synthetic_episode(path: str | Path, spec: RobotSpec | str, seconds: fl
     home = spec.joint_to_action(spec.home_vector())
     h, w = image_size
     topics = recorded_topics(spec)
+    cam_topic = {c.name: c.topic for c in spec.cameras}
+    if encoding in ("jpeg", "png"):  # image_transport's compressed topics
+        for c in spec.cameras:
+            del topics[c.topic]
+            cam_topic[c.name] = c.topic.rstrip("/") + "/compressed"
+            topics[cam_topic[c.name]] = COMPRESSED_IMAGE
     events: list[tuple[int, str, bytes]] = []
     to_ns = 1_000_000_000
 
@@ -135,7 +141,7 @@ def write_synthetic_episode(path: str | Path, spec: RobotSpec | str, seconds: fl
         state = action_at(t - lag_s)
         for ci, cam in enumerate(spec.cameras):
             enc = cam.encoding if encoding == "rgb8" and cam.compressed else encoding
-            events.append((stamp + 2_000_000 * ci, cam.topic,
+            events.append((stamp + 2_000_000 * ci, cam_topic[cam.name],
                            image_cdr(frame_of(state, h, w, ci), stamp, enc)))
     events.sort(key=lambda e: e[0])
     custom = {"format": "wam_ros.episode/1", "robot": spec.name, "task": task, "note": "",
