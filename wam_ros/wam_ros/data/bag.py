@@ -192,8 +192,7 @@ class EpisodeBagWriter:
 
     def __init__(self, path: str | Path, *, flush_interval_s: float = 1.0, fsync: bool = True,
                  custom_data: dict[str, str] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 chunk_bytes: int = 2**20) -> None:
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s: got {flush_interval_s!r}; allowed: > 0")
         self.path = Path(path)
@@ -204,7 +203,6 @@ class EpisodeBagWriter:
         self.fsync = fsync
         self.custom_data: dict[str, str] = dict(custom_data or {})
         self._monotonic = monotonic
-        self._chunk_bytes = chunk_bytes
         self.topics: dict[str, str] = {}  # name -> msgtype, in order of first registration
         self.counts: dict[str, int] = {}  # every message written
         self.closed_counts: dict[str, int] = {}  # messages in closed (listed) segments
@@ -309,8 +307,12 @@ class EpisodeBagWriter:
         index = len(self.files)
         path = self.path / f"{self.path.name}_{index}.mcap{PARTIAL_SUFFIX}"
         f = open(path, "xb")
-        # No compression: images do not compress cheaply and the CPU is the policy's.
-        writer = Writer(f, chunk_size=self._chunk_bytes, compression=CompressionType.NONE)
+        # Chunks of 1 MiB (indexed: readers sort messages of several topics by time; a chunk
+        # reaches the disk as soon as it is full, so an unfinished segment holds all but the
+        # last MiB), no compression (images do not compress cheaply and the CPU is the
+        # policy's), no CRCs (1.5 instead of 1.8 ms CPU per 640x480 image).
+        writer = Writer(f, chunk_size=2**20, compression=CompressionType.NONE,
+                        enable_crcs=False)
         writer.start(profile="ros2", library="wam_ros")
         self._segment = _Segment(index, path, f, writer, opened=self._monotonic())
         return self._segment

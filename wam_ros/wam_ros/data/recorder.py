@@ -63,6 +63,8 @@ class RecorderConfig:
     stop_free_mb: stop (and keep) an episode when free space falls below this while writing.
     late_threshold_s: a message older than this on arrival (header stamp) counts as late.
     max_episode_s: stop (and keep) an episode after this long (0 = no limit).
+    stop_grace_s: on stop, wait up to this long for messages the middleware received before
+        the stop but the executor had not delivered yet (a busy recorder lags behind).
     """
 
     output_dir: str = "episodes"
@@ -73,13 +75,15 @@ class RecorderConfig:
     stop_free_mb: float = 256.0
     late_threshold_s: float = 0.2
     max_episode_s: float = 0.0
+    stop_grace_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("flush_interval_s", "queue_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RecorderConfig.{name}: got {getattr(self, name)!r}; "
                                  "allowed: > 0")
-        for name in ("min_free_mb", "stop_free_mb", "late_threshold_s", "max_episode_s"):
+        for name in ("min_free_mb", "stop_free_mb", "late_threshold_s", "max_episode_s",
+                     "stop_grace_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"RecorderConfig.{name}: got {getattr(self, name)!r}; "
                                  "allowed: >= 0")
@@ -147,6 +151,7 @@ class RecorderStatus:
     last_bag: str
     error: str = ""
     episodes_kept: int = 0
+    flush_ms_max: float = 0.0  # longest segment close (finish + fsync + metadata)
 
     def line(self, short_names: dict[str, str] | None = None) -> str:
         """One status line for a terminal."""
@@ -171,6 +176,8 @@ class _Episode:
     late: Counter[str] = field(default_factory=Counter)
     last_sequence: dict[tuple[str, bytes], int] = field(default_factory=dict)
     checked_segments: int = 0  # free space was checked after this many closed segments
+    cutoff_ns: int | None = None  # stopping: wall time of the stop request
+    drained: set[str] = field(default_factory=set)  # topics delivered past the cutoff
 
 
 class _Command:
@@ -211,8 +218,25 @@ class Recorder:
         return self._command("start", task=task, note=note)  # type: ignore[return-value]
 
     def stop(self, keep: bool = True) -> Path | None:
-        """Stop the episode: everything offered before is written; keep=False deletes it."""
+        """Stop the episode: everything the middleware received before this call is written
+        (waiting up to stop_grace_s for the executor to deliver it); keep=False deletes it."""
+        if keep:
+            self._drain_before_stop()
         return self._command("stop", keep=keep)  # type: ignore[return-value]
+
+    def _drain_before_stop(self) -> None:
+        with self._lock:
+            ep = self._episode
+            if ep is None or not self._recording:
+                return
+            ep.cutoff_ns = time.time_ns()
+            waiting = {t for t, n in ep.counts.items() if n}
+        deadline = time.monotonic() + self.config.stop_grace_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if waiting <= ep.drained:
+                    return
+            time.sleep(0.01)
 
     def discard(self) -> Path | None:
         return self.stop(keep=False)
@@ -241,7 +265,8 @@ class Recorder:
                 "recording", ep.writer.path.name, (self.clock() - ep.start_ns) * 1e-9,
                 {t: ep.counts[t] for t in self.topics}, dict(ep.dropped), dict(ep.late),
                 ep.writer.bytes_written, ep.writer.closed_segments, queued,
-                str(self.last_bag or ""), self.error, self.episodes_kept)
+                str(self.last_bag or ""), self.error, self.episodes_kept,
+                max(ep.writer.roll_seconds, default=0.0) * 1e3)
 
     def close(self) -> None:
         """Stop (keeping) any episode and end the writer thread."""
@@ -257,13 +282,21 @@ class Recorder:
 
     # ---- data (subscription callbacks; never blocks) -------------------------------------
     def offer(self, topic: str, data: bytes, receive_ns: int | None = None,
-              publisher: bytes | None = None, sequence: int | None = None) -> bool:
+              publisher: bytes | None = None, sequence: int | None = None,
+              received_wall_ns: int | None = None) -> bool:
         """Queue one raw message; False if not recording or dropped.
+        receive_ns: the bag timestamp (default: the recorder's clock now).
         publisher, sequence: the publisher's GID and publication sequence number, when the
-        middleware gives them (a gap counts the missing messages as dropped)."""
+        middleware gives them (a gap counts the missing messages as dropped).
+        received_wall_ns: when the middleware received it (system clock), which decides
+        whether a message delivered during a stop still belongs to the episode."""
         with self._lock:
             ep = self._episode
             if not self._recording or ep is None or topic not in ep.writer.topics:
+                return False
+            if ep.cutoff_ns is not None and (received_wall_ns is None
+                                             or received_wall_ns > ep.cutoff_ns):
+                ep.drained.add(topic)
                 return False
             if publisher is not None and sequence is not None:
                 key = (topic, publisher)
@@ -428,9 +461,12 @@ class Recorder:
             shutil.rmtree(writer.path, ignore_errors=True)
             self.log(f"discarded {writer.path.name}")
             return writer.path
+        rolls = sorted(writer.roll_seconds) or [0.0]
         writer.set_custom(stop_time=f"{stop_ns * 1e-9:.6f}", complete=True,
                           dropped=sum(ep.dropped.values()), late=sum(ep.late.values()),
-                          messages=sum(writer.counts.values()))
+                          messages=sum(writer.counts.values()),
+                          flush_ms_p50=f"{rolls[len(rolls) // 2] * 1e3:.1f}",
+                          flush_ms_max=f"{rolls[-1] * 1e3:.1f}")
         try:
             writer.close()
         except OSError as exc:

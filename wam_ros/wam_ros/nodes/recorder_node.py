@@ -80,6 +80,7 @@ class RecorderNode(Node):
         s = self.settings = declare_settings(self, RecorderNodeSettings)
         self.config = declare_settings(self, RecorderConfig)
         self.robot = RobotSpec.load(s.robot)
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self.key_actions = parse_key_bindings(s.keys)
         wanted = recorded_topics(self.robot, teleop=s.record_teleop)
         self._pending_extra: list[str] = []
@@ -154,8 +155,13 @@ class RecorderNode(Node):
     def _on_message_info(self, topic: str, data: bytes, info: dict) -> None:
         gid = info.get("publisher_gid") or {}
         publisher = bytes(gid.get("data", b"")) if isinstance(gid, dict) else None
-        self.recorder.offer(topic, data, publisher=publisher or None,
-                            sequence=info.get("publication_sequence_number"))
+        received = info.get("received_timestamp") or None
+        # On system time the bag gets the middleware's reception time (as accurate as it
+        # gets, whatever the executor's backlog); on sim time, the node's clock.
+        self.recorder.offer(topic, data, received if not self._sim_time else None,
+                            publisher=publisher or None,
+                            sequence=info.get("publication_sequence_number"),
+                            received_wall_ns=received)
 
     # ---- episode control ------------------------------------------------------------
     def _param(self, name: str) -> str:
