@@ -378,8 +378,8 @@ def test_command_guard_latches_and_holds_instead_of_sending(spec: RobotSpec,
     rig.pipe.offer_chunk(rig.sweep_chunk(), rig.now)
     rig.run(0.3)
     last = rig.outputs[-1].positions.copy()
-    monkeypatch.setattr(rig.pipe.enforcer, "step",
-                        lambda target: np.full(spec.action_dim, np.nan))  # a broken limiter
+    broken = lambda target, dt=None: np.full(spec.action_dim, np.nan)  # noqa: E731
+    monkeypatch.setattr(rig.pipe.enforcer, "step", broken)  # a broken limiter
     out = rig.run(0.1)
     np.testing.assert_array_equal(out[0].positions, last)
     assert out[0].state is PipelineState.STOPPED and out[0].reason == "command_guard"
@@ -434,3 +434,59 @@ def test_reenable_does_not_resume_the_old_plan(spec: RobotSpec) -> None:
     for o in rig.run(0.5):
         np.testing.assert_array_equal(o.positions, held)
         assert o.state is PipelineState.HOLDING and o.reason == "no_plan"
+
+
+def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec: RobotSpec
+                                                                        ) -> None:
+    """A chunk arriving between ticks is acted on at once (an early command limited over the
+    time actually elapsed); commands are never closer than half a period, and velocity and
+    acceleration hold over the real intervals."""
+    rng = np.random.default_rng(5)
+    rig = Rig(spec)
+    dt = rig.pipe.dt
+    times, positions = [rig.now], [rig.outputs[0].positions]
+    assert not rig.pipe.early_step_due(rig.now + 0.4 * dt)
+    assert rig.pipe.step(rig.now + 0.4 * dt, rig.measured) is None  # too soon after the last
+    early = 0
+    for k in range(150):
+        if k % 7 == 3:  # a plan arrives between two ticks, the tick period restarts there
+            now = rig.now + float(rng.uniform(0.2, 1.0)) * dt
+            rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.6 * float(rng.uniform(-1, 1)),
+                                                 stamp=now), now)
+            due = rig.pipe.early_step_due(now)
+            assert due == (now - rig.now >= 0.5 * dt)
+            out = rig.pipe.step(now, rig.measured, early=True)
+            assert (out is not None) == due
+            if out is None:
+                continue
+            early += 1
+        else:
+            now = rig.now + dt
+            out = rig.pipe.step(now, rig.measured)
+            assert out is not None
+        rig.now, rig.measured = now, out.positions
+        times.append(now)
+        positions.append(out.positions)
+    assert early > 5
+    t, p = np.array(times), np.array(positions)
+    lo, hi = spec.limits_array("lower"), spec.limits_array("upper")
+    vmax, amax = spec.limits_array("velocity"), spec.limits_array("acceleration")
+    assert np.all(p >= lo - 1e-9) and np.all(p <= hi + 1e-9)
+    intervals = np.diff(t)
+    assert intervals.min() >= 0.5 * dt - 1e-12
+    v = np.diff(p, axis=0) / intervals[:, None]
+    assert np.all(np.abs(v) <= vmax * (1 + 1e-9) + 1e-9)
+    acc = np.diff(v, axis=0) / intervals[1:, None]
+    assert np.all(np.abs(acc) <= amax * (1 + 1e-6) + 1e-6)
+    assert np.ptp(p, axis=0).max() > 0.1  # it did move
+
+
+def test_idle_fraction_counts_holding_time_after_the_first_plan(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    rig.run(1.0)  # before any plan: start-up, not charged
+    assert rig.pipe.diagnostics(rig.now)["observed_s"] == 0.0
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=30), rig.now)  # 1 s of plan
+    rig.run(2.0)  # then 1 s holding for lack of plan
+    d = rig.pipe.diagnostics(rig.now)
+    assert d["observed_s"] == pytest.approx(2.0, abs=2 * rig.pipe.dt)
+    assert d["idle_fraction"] == pytest.approx(0.5, abs=0.05)

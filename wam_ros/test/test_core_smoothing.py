@@ -216,3 +216,27 @@ def test_reset_outside_limits_clamps_into_them() -> None:
     enf.reset(np.array([1.2]))
     assert enf.position[0] == 1.0
     assert enf.step(np.array([5.0]))[0] <= 1.0
+
+
+def test_shorter_steps_respect_limits_over_their_interval(spec: RobotSpec) -> None:
+    """Early (shorter) steps mixed with regular ones: velocity and acceleration limits hold
+    over each step's own interval, positions stay inside, and a longer step is refused."""
+    rng = np.random.default_rng(9)
+    enf = LimitEnforcer.from_spec(spec)
+    start = spec.home_vector()
+    enf.reset(start)
+    target, out, steps = start.copy(), [start], []
+    for k in range(2000):
+        if rng.random() < 0.1:
+            target = rng.uniform(enf.lower - 0.5, enf.upper + 0.5)
+        dt = enf.dt if rng.random() < 0.6 else float(rng.uniform(0.3, 1.0)) * enf.dt
+        out.append(enf.brake(dt) if k % 131 < 8 else enf.step(target, dt))
+        steps.append(dt)
+    p, dts = np.array(out), np.array(steps)
+    assert np.all(p >= enf.lower - 1e-9) and np.all(p <= enf.upper + 1e-9)
+    v = np.diff(p, axis=0) / dts[:, None]
+    assert np.all(np.abs(v) <= enf.velocity * (1 + 1e-9) + 1e-9)
+    acc = np.diff(np.vstack([np.zeros(enf.dim), v]), axis=0) / dts[:, None]
+    assert np.all(np.abs(acc) <= enf.acceleration * (1 + 1e-6) + 1e-6)
+    with pytest.raises(ValueError, match="dt"):
+        enf.step(target, 2 * enf.dt)

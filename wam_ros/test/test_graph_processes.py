@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
-from wam_ros.nodes import topics  # noqa: E402
+from wam_ros.nodes import conversions, topics  # noqa: E402
 from wam_ros.nodes.process import (  # noqa: E402
     NodeProcess,
     spin_until,
@@ -97,36 +97,47 @@ def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
 
 def test_composed_bringup_runs_all_nodes_in_one_process(rclpy_context, tmp_path,
                                                         tiny_checkpoint):
-    """wam_bringup: the same four node classes on one executor, same parameters."""
+    """wam_bringup (launch argument composed:=true): the same four node classes in one
+    process, handing observations and chunks over in memory; every topic is still
+    published."""
     spec = RobotSpec.load("cobot_magic")
     checkpoint = tiny_checkpoint("cobot_magic")
     cfg, _ = read_checkpoint_config(checkpoint)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
         "image_height": cfg.image_size[0], "image_width": cfg.image_size[1]}}}))
-    (policy,) = [n for n in build_graph(GraphArgs(checkpoint=str(checkpoint),
-                                                  params_file=str(params)))
-                 if n.name == "wam_policy"]
-    composed = NodeSpec("wam_bringup", "wam_bringup", "wam_ros.nodes.bringup",
-                        policy.parameters, policy.params_files)
+    (composed,) = build_graph(GraphArgs(checkpoint=str(checkpoint), params_file=str(params),
+                                        composed=True))
+    assert composed.executable == "wam_bringup" and "__node:=" not in " ".join(
+        composed.command())  # each node keeps its own name
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
                     {"robot": spec.name, "camera_scale": 0.25})
-    cmd = composed.command()
-    cmd.remove("__node:=wam_bringup")  # keep each node's own name
-    cmd.remove("-r")
     procs = [NodeProcess(fake.command(), log_path=str(tmp_path / "fake.log")),
-             NodeProcess(cmd, log_path=str(tmp_path / "bringup.log"))]
+             NodeProcess(composed.command(), log_path=str(tmp_path / "bringup.log"))]
     node = rclpy.create_node("composed_probe", context=rclpy_context)
     executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(node)
     chunks: list[ActionChunk] = []
     commanded: list[np.ndarray] = []
     node.create_subscription(ActionChunk, topics.CHUNK_JOINT, chunks.append, topics.CHUNK_QOS)
-    node.create_subscription(JointState, topics.COMMANDED,
-                             lambda m: commanded.append(np.array(m.position)), 50)
+    tags: list[float] = []
+
+    def on_commanded(m: JointState) -> None:
+        commanded.append(np.array(m.position))
+        tag = conversions.parse_stamp_tag(m.header.frame_id)
+        if tag is not None:
+            tags.append(tag)
+
+    node.create_subscription(JointState, topics.COMMANDED, on_commanded, 50)
     try:
-        assert spin_until(executor, lambda: len(chunks) >= 3 and len(commanded) > 20, 90.0), \
-            procs[1].output()
+        def tagged_plans_seen() -> bool:
+            # the first command of each plan names the observation the plan came from
+            stamps = np.array([conversions.to_sec(c.header.stamp) for c in chunks])
+            return len(tags) >= 2 and len(stamps) > 0 and all(
+                np.abs(stamps - t).min() < 2e-6 for t in tags[:2])
+
+        assert spin_until(executor, lambda: len(chunks) >= 3 and len(commanded) > 20
+                          and tagged_plans_seen(), 90.0), procs[1].output()
         q = np.array(commanded)
         assert np.all(q >= spec.limits_array("lower") - 1e-9)
         assert np.all(q <= spec.limits_array("upper") + 1e-9)

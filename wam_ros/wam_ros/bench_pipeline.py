@@ -4,8 +4,9 @@ Fake robot (3 cameras at the model resolution, 30 Hz) -> observation -> policy -
 smoother -> controllers, with a probe node in this process that timestamps every stage. For each
 chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> raw chunk out ->
 decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
-scheduler's wait (the part the stack itself adds). Idle fraction and blocking latency come from
-the policy node's own runner statistics (/diagnostics).
+scheduler's wait (the part the stack itself adds). Blocking latency comes from the policy
+node's runner statistics; the idle fraction (share of control time the arm held for lack of a
+plan) from the smoother's, over the measured window only (/diagnostics).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", default="kv")
     p.add_argument("--schedulers", default=",".join(SCHEDULERS))
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per scheduler")
+    p.add_argument("--graph", default="composed", choices=("composed", "processes"),
+                   help="composed: the four nodes in one process with in-process hand-off "
+                        "(wam_bringup); processes: one process per node, all over DDS")
     p.add_argument("--json", dest="json_out", default="", help="write the results here")
 
 
@@ -48,12 +52,22 @@ def make_untrained_checkpoint(robot: str, preset: str, out: Path) -> Path:
     raise ValueError(f"unknown preset {preset!r}; allowed: default, tiny")
 
 
+def _window_fraction(start: dict[str, str], end: dict[str, str]) -> float:
+    """idle / observed control time between two reports of the smoother's counters."""
+    try:
+        observed = float(end["observed_s"]) - float(start["observed_s"])
+        idle = float(end["idle_s"]) - float(start["idle_s"])
+    except (KeyError, ValueError):
+        return float("nan")
+    return idle / observed if observed > 0 else float("nan")
+
+
 def _pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
-            duration: float, workdir: Path) -> dict:
+            duration: float, workdir: Path, composed: bool = True) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -70,7 +84,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     cfg, _ = read_checkpoint_config(checkpoint)
     h, w = cfg.image_size
     procs = start_graph_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
-                                  scheduler=scheduler,
+                                  scheduler=scheduler, composed=composed,
                                   fake_robot={"camera_width": w, "camera_height": h})
 
     context = rclpy.context.Context()
@@ -84,6 +98,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     joint_rx: list[tuple[int, float]] = []
     commanded: list[tuple[float, np.ndarray]] = []
     policy_stats: dict[str, str] = {}
+    smoother_stats: dict[str, str] = {}
 
     def key(stamp) -> int:
         return stamp.sec * 1_000_000_000 + stamp.nanosec
@@ -98,15 +113,23 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     node.create_subscription(ActionChunk, topics.CHUNK_JOINT,
                              lambda m: joint_rx.append((key(m.header.stamp), now())),
                              topics.CHUNK_QOS)
-    node.create_subscription(
-        JointState, topics.COMMANDED,
-        lambda m: commanded.append((conversions.to_sec(m.header.stamp), np.array(m.position))),
-        100)
+    first_command: list[tuple[float, float]] = []  # (plan's observation stamp, command time)
+
+    def on_commanded(m: JointState) -> None:
+        t = conversions.to_sec(m.header.stamp)
+        commanded.append((t, np.array(m.position)))
+        tag = conversions.parse_stamp_tag(m.header.frame_id)
+        if tag is not None:
+            first_command.append((tag, t))
+
+    node.create_subscription(JointState, topics.COMMANDED, on_commanded, 100)
 
     def on_diag(msg: DiagnosticArray) -> None:
         for st in msg.status:
             if st.name == "wam_ros/policy":
                 policy_stats.update({kv.key: kv.value for kv in st.values})
+            elif st.name == "wam_ros/smoother":
+                smoother_stats.update({kv.key: kv.value for kv in st.values})
 
     node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diag, 10)
     try:
@@ -117,16 +140,20 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
                 raise RuntimeError("a node died:\n" + "\n".join(p.output() for p in procs))
         if not joint_rx:
             raise RuntimeError("no chunk within 180 s:\n" + "\n".join(p.output() for p in procs))
+        # the smoother's idle counters at the start of the window (it reports once a second)
+        smoother_stats.clear()
+        while "observed_s" not in smoother_stats and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        idle_start = dict(smoother_stats)
         t_start = now()
         first_chunk = len(joint_rx)
-        stats_at_start = None
         while now() - t_start < duration:
             executor.spin_once(timeout_sec=0.05)
-            if stats_at_start is None and policy_stats:
-                stats_at_start = dict(policy_stats)
-        end = now() + 1.5  # the last diagnostics of the window
-        while now() < end:
+        smoother_stats.clear()
+        end = now() + 2.5  # the last diagnostics of the window
+        while now() < end and "observed_s" not in smoother_stats:
             executor.spin_once(timeout_sec=0.05)
+        idle_end = dict(smoother_stats)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -136,35 +163,39 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
 
     cmd_t = np.array([c[0] for c in commanded])
     cmd_q = np.array([c[1] for c in commanded])
+    first_stamps = np.array([f[0] for f in first_command])
     e2e, overhead, model, wait, stages = [], [], [], [], {k: [] for k in (
-        "camera_to_observation", "scheduler_wait", "model", "chunk_transport", "decoder",
-        "smoother_first_command")}
+        "camera_to_observation", "scheduler_wait", "model", "policy_out", "chunk_to_command")}
     boundary_jumps, boundary_ratios = [], []
-    step_limit = spec.limits_array("velocity") / spec.control_rate_hz
-    for k, t_joint in joint_rx[first_chunk:]:
-        if k not in raw or k not in obs_rx:
+    vmax = spec.limits_array("velocity")
+    for k, _ in joint_rx[first_chunk:]:
+        if k not in raw or k not in obs_rx or not len(first_stamps):
             continue
         t_cam = k * 1e-9
-        t_raw, inference, blocking = raw[k]
-        i = int(np.searchsorted(cmd_t, t_joint))
-        if i >= len(cmd_t) or i == 0:
+        j = int(np.argmin(np.abs(first_stamps - t_cam)))
+        if abs(first_stamps[j] - t_cam) > 2e-6:  # this plan never produced a command
             continue
-        t_cmd = cmd_t[i]
+        t_cmd = first_command[j][1]
+        t_raw, inference, blocking = raw[k]
         waited = max(0.0, blocking - inference)
         total = t_cmd - t_cam
         e2e.append(total)
         model.append(inference)
         wait.append(waited)
         overhead.append(total - inference - waited)
+        # per stage, as this probe sees it (its own receive times; exact: the stamps)
         stages["camera_to_observation"].append(obs_rx[k] - t_cam)
         stages["scheduler_wait"].append(waited)
         stages["model"].append(inference)
-        stages["chunk_transport"].append(t_raw - (obs_rx[k] + waited + inference))
-        stages["decoder"].append(t_joint - t_raw)
-        stages["smoother_first_command"].append(t_cmd - t_joint)
-        jump = np.abs(cmd_q[i] - cmd_q[i - 1])
-        boundary_jumps.append(float(jump.max()))
-        boundary_ratios.append(float((jump / step_limit).max()))
+        stages["policy_out"].append(t_raw - (obs_rx[k] + waited + inference))
+        stages["chunk_to_command"].append(t_cmd - t_raw)
+        i = int(np.searchsorted(cmd_t, t_cmd))
+        if 0 < i < len(cmd_t):
+            # the step into the plan's first command, against what its interval allows
+            jump = np.abs(cmd_q[i] - cmd_q[i - 1])
+            interval = max(cmd_t[i] - cmd_t[i - 1], 1e-6)
+            boundary_jumps.append(float(jump.max()))
+            boundary_ratios.append(float((jump / (vmax * interval)).max()))
     ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
     return {
         "chunks": len(e2e),
@@ -175,10 +206,10 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         "stages_ms_p99": {k: _pct(ms(v), 99) for k, v in stages.items()},
         "blocking_latency_ms": {"p50": float(policy_stats.get("blocking_latency_ms.p50", "nan")),
                                 "p99": float(policy_stats.get("blocking_latency_ms.p99", "nan"))},
-        "idle_fraction": float(policy_stats.get("idle_fraction", "nan")),
+        "idle_fraction": _window_fraction(idle_start, idle_end),
         "chunk_boundary_max_jump_rad": max(boundary_jumps, default=float("nan")),
-        # largest boundary step relative to that joint's velocity limit x control period
-        # (<= 1: no jump beyond what one control period allows)
+        # largest boundary step relative to that joint's velocity limit x the interval to
+        # the previous command (<= 1: no jump beyond what that interval allows)
         "chunk_boundary_max_jump_ratio": max(boundary_ratios, default=float("nan")),
     }
 
@@ -200,13 +231,14 @@ def run(args: argparse.Namespace) -> int:
             export_onnx(checkpoint)
         per = {}
         for s in schedulers:
-            print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s}: "
-                  f"{args.duration:g} s ...", flush=True)
+            print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s} "
+                  f"({args.graph}): {args.duration:g} s ...", flush=True)
             per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
-                             args.duration, workdir)
+                             args.duration, workdir, composed=args.graph == "composed")
     ref = per.get("async") or next(iter(per.values()))
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
+        "graph": args.graph,
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "model_ms": ref["model_ms"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},

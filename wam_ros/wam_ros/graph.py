@@ -30,6 +30,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "mode": ("joint", "inference mode: joint | fast | two_stage"),
     "use_sim_time": ("false", "take time from /clock (simulator or bag replay)"),
     "params_file": ("", "extra ros__parameters YAML applied after config/wam_ros.yaml"),
+    "composed": ("false", "run the four nodes in one process (wam_bringup) that hands "
+                          "observations and chunks over in memory; false: one process each"),
 }
 
 
@@ -43,6 +45,7 @@ class GraphArgs:
     mode: str = "joint"
     use_sim_time: bool = False
     params_file: str = ""
+    composed: bool = False
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -52,9 +55,9 @@ class GraphArgs:
             if f.name not in values:
                 continue
             v = values[f.name]
-            if f.name == "use_sim_time":
+            if f.name in ("use_sim_time", "composed"):
                 if str(v).lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(f"use_sim_time: got {v!r}; allowed: true, false")
+                    raise ValueError(f"{f.name}: got {v!r}; allowed: true, false")
                 kwargs[f.name] = str(v).lower() in ("true", "1")
             else:
                 kwargs[f.name] = str(v)
@@ -71,9 +74,11 @@ class NodeSpec:
     parameters: dict[str, object] = field(default_factory=dict)
     params_files: tuple[str, ...] = ()
     remappings: tuple[tuple[str, str], ...] = ()
+    # False for a process that holds several nodes: each keeps its own name
+    rename: bool = True
 
     def ros_args(self) -> list[str]:
-        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        args = ["--ros-args"] + (["-r", f"__node:={self.name}"] if self.rename else [])
         for path in self.params_files:
             args += ["--params-file", path]
         for key, value in self.parameters.items():
@@ -93,6 +98,7 @@ NODE_EXECUTABLES: dict[str, str] = {
     "wam_policy_node": "wam_ros.nodes.policy_node",
     "wam_decoder_node": "wam_ros.nodes.decoder_node",
     "wam_smoother_node": "wam_ros.nodes.smoother_node",
+    "wam_bringup": "wam_ros.nodes.bringup",
 }
 
 
@@ -109,6 +115,11 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
                         {**common, **params}, files)
 
+    if args.composed:  # one process; every node takes the parameters it declares
+        return [NodeSpec("wam_bringup", "wam_bringup", NODE_EXECUTABLES["wam_bringup"],
+                         {**common, "checkpoint": args.checkpoint, "backend": args.backend,
+                          "memory": args.memory, "scheduler": args.scheduler,
+                          "mode": args.mode}, files, rename=False)]
     return [
         node("wam_observation", "wam_observation_node"),
         node("wam_policy", "wam_policy_node", checkpoint=args.checkpoint, backend=args.backend,

@@ -24,7 +24,7 @@ def generate(build: Callable[[GraphArgs], list[NodeSpec]], **defaults: str):
             Node(
                 package="wam_ros",
                 executable=spec.executable,
-                name=spec.name,
+                name=spec.name if spec.rename else None,
                 output="screen",
                 parameters=[*spec.params_files, dict(spec.parameters)],
                 remappings=list(spec.remappings),

@@ -282,6 +282,12 @@ class CommandPipeline:
         self._lock = threading.RLock()
         self._state = PipelineState.WAITING
         self._sent: deque[tuple[float, np.ndarray]] = deque()  # recent commands
+        self._last_step: float | None = None  # time of the last command
+        # idle accounting from the first accepted plan: the share of control time the arm
+        # held for lack of a plan (what the schedulers try to drive to zero)
+        self._plan_seen = False
+        self._idle_s = 0.0
+        self._observed_s = 0.0
 
     @property
     def dt(self) -> float:
@@ -309,6 +315,7 @@ class CommandPipeline:
                 result = self.timeline.splice(chunk, now, self.enforcer.position)
             if result.accepted:
                 self.monitor.feed_chunk(now)
+                self._plan_seen = True
             else:
                 assert result.reason is not None
                 self.monitor.refuse(f"chunk_{result.reason.value}", result.message, now)
@@ -330,9 +337,33 @@ class CommandPipeline:
             self.timeline.reset(episode_id)
 
     # ---- the control tick --------------------------------------------------------------
-    def step(self, now: float, measured: np.ndarray | None = None) -> PipelineOutput | None:
-        """Next command. Starts from the first finite `measured` (None until one arrives)."""
+    def early_step_due(self, now: float) -> bool:
+        """Whether an extra command may be sent now, between two control ticks (a fresh plan
+        just arrived): at least half a period after the last one."""
         with self._lock:
+            return (self._last_step is not None and self.enforcer.initialised
+                    and now - self._last_step >= 0.5 * self.dt)
+
+    def step(self, now: float, measured: np.ndarray | None = None, early: bool = False
+             ) -> PipelineOutput | None:
+        """Next command. Starts from the first finite `measured` (None until one arrives).
+
+        Every command is limited over the time actually elapsed since the previous one (at
+        most a period: a late tick never takes a bigger step), so velocity and acceleration
+        hold in real time even when ticks jitter. `early`: an extra command between two ticks
+        (a fresh plan arrived; the caller then restarts its tick period). Commands are never
+        closer than half a period: a step asked for sooner returns None (see
+        `early_step_due`).
+        """
+        with self._lock:
+            dt: float | None = None
+            if self._last_step is not None and self.enforcer.initialised:
+                elapsed = now - self._last_step
+                if elapsed < 0.5 * self.dt:
+                    return None
+                dt = min(elapsed, self.dt)
+            elif early:
+                return None
             if measured is not None:
                 measured = np.asarray(measured, dtype=np.float64)
                 if measured.shape != (self.spec.action_dim,) or not np.all(np.isfinite(measured)):
@@ -356,7 +387,7 @@ class CommandPipeline:
             if reason:
                 # Drop the plan: after the stop, the next chunk is blended from the held pose.
                 self.timeline.clear()
-                command = self.enforcer.brake()
+                command = self.enforcer.brake(dt)
                 if self.monitor.latched is not None:
                     state = PipelineState.STOPPED if self.enforcer.stopped else (
                         PipelineState.STOPPING)
@@ -366,7 +397,7 @@ class CommandPipeline:
             else:
                 target = self.timeline.sample(now)
                 if target is None:
-                    command = self.enforcer.brake()
+                    command = self.enforcer.brake(dt)
                     state, reason, idle = PipelineState.HOLDING, "no_plan", True
                 else:
                     outside = (target < self._lower) | (target > self._upper)
@@ -375,7 +406,7 @@ class CommandPipeline:
                             "target_clamped",
                             f"joints {np.flatnonzero(outside).tolist()} beyond position limits",
                             now)
-                    command = self.enforcer.step(target)
+                    command = self.enforcer.step(target, dt)
                     idle = self.timeline.remaining(now) <= 0.0
                     state = PipelineState.HOLDING if idle else PipelineState.RUNNING
                     reason = "no_plan" if idle else ""
@@ -390,6 +421,12 @@ class CommandPipeline:
                 command = previous
                 state, reason, idle = PipelineState.STOPPED, COMMAND_GUARD, False
             self._state = state
+            if self._plan_seen and self._last_step is not None:
+                interval = max(0.0, now - self._last_step)
+                self._observed_s += interval
+                if idle:
+                    self._idle_s += interval
+            self._last_step = now
             self._sent.append((now, command.copy()))
             window = self.config.safety.tracking_window_s
             while self._sent and self._sent[0][0] < now - window:
@@ -414,6 +451,9 @@ class CommandPipeline:
                 "state": self._state.value,
                 "stop_reason": self.monitor.latched or "",
                 "plan_remaining_s": self.timeline.remaining(now),
+                "idle_s": self._idle_s,
+                "observed_s": self._observed_s,
+                "idle_fraction": self._idle_s / self._observed_s if self._observed_s else 0.0,
             }
             for key, value in self.monitor.counters().items():
                 out[f"refused.{key}"] = value

@@ -78,10 +78,14 @@ class PolicySettings(_Settings):
     latency_margin_s: float = 0.1  # async: start inference this much before it is needed
     max_observation_age_s: float = 0.5  # older observations are not used for inference
     device: str = "cpu"
+    # nice value of the inference threads (0: leave them alone): the control path preempts
+    # the model instead of queueing behind it (runtime/threads.py)
+    inference_nice: int = 10
 
     def validate(self) -> None:
         n = type(self).__name__
         _check(n, "backend", self.backend, choices=BACKENDS)
+        _check(n, "inference_nice", self.inference_nice, minimum=0, maximum=19)
         _check(n, "memory", self.memory, choices=MEMORIES)
         _check(n, "mode", self.mode, choices=MODES)
         _check(n, "scheduler", self.scheduler, choices=SCHEDULERS)

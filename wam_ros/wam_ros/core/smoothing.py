@@ -199,15 +199,17 @@ class LimitEnforcer:
         self.velocity_cmd = np.clip(v, -self.velocity, self.velocity)
         self._last_target = None
 
-    def step(self, target: np.ndarray) -> np.ndarray:
-        """(D,) next command toward `target` (clipped to the position limits first)."""
+    def step(self, target: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """(D,) next command toward `target` (clipped to the position limits first), `dt`
+        seconds after the previous one (default: the control period; shorter for a command
+        sent early, e.g. right when a new plan arrives; never longer)."""
         if self.position is None:
             raise RuntimeError("LimitEnforcer.step before reset(position)")
         target = np.asarray(target, dtype=np.float64)
         if target.shape != self.lower.shape or not np.all(np.isfinite(target)):
             raise ValueError(f"step: expected finite {self.lower.shape} target, got {target}")
         target = np.clip(target, self.lower, self.upper)
-        dt, a = self.dt, self.acceleration
+        dt, a = self._interval(dt), self.acceleration
         # Feed-forward: the target's own velocity (0 on the first tick after reset).
         v_target = np.zeros_like(target)
         if self._last_target is not None:
@@ -223,27 +225,35 @@ class LimitEnforcer:
         correction = np.minimum(distance / dt,
                                 np.maximum(_braking_speed(distance, a, dt), a * dt))
         desired = v_target + np.sign(gap) * correction
-        return self._apply(desired)
+        return self._apply(desired, dt)
 
-    def brake(self) -> np.ndarray:
+    def brake(self, dt: float | None = None) -> np.ndarray:
         """(D,) next command of a maximal-deceleration stop (holds once stopped)."""
         if self.position is None:
             raise RuntimeError("LimitEnforcer.brake before reset(position)")
         self._last_target = None
-        return self._apply(np.zeros_like(self.position))
+        return self._apply(np.zeros_like(self.position), self._interval(dt))
+
+    def _interval(self, dt: float | None) -> float:
+        if dt is None:
+            return self.dt
+        if not 0.0 < dt <= self.dt:
+            raise ValueError(f"dt: got {dt!r}; allowed: 0 < dt <= the period {self.dt}")
+        return float(dt)
 
     @property
     def stopped(self) -> bool:
         return bool(np.all(self.velocity_cmd == 0.0))
 
-    def _apply(self, desired: np.ndarray) -> np.ndarray:
+    def _apply(self, desired: np.ndarray, dt: float) -> np.ndarray:
         assert self.position is not None
-        dt, a, vmax = self.dt, self.acceleration, self.velocity
+        a, vmax = self.acceleration, self.velocity
         v_prev = self.velocity_cmd
         # Priority from least to most important, later clips win: acceleration, velocity,
         # room to brake before each position limit. From a state inside the limits the later
         # clips never bind against the earlier ones (the braking cap is invariant under a
-        # maximal-deceleration step), so all three hold together.
+        # maximal-deceleration step of any length, see _braking_speed), so all three hold
+        # together, for regular and early (shorter) steps alike.
         v = np.clip(desired, v_prev - a * dt, v_prev + a * dt)
         v = np.clip(v, -vmax, vmax)
         v = np.minimum(v, _braking_speed(self.upper - self.position, a, dt))
@@ -255,11 +265,17 @@ class LimitEnforcer:
 
 
 def _braking_speed(distance: np.ndarray, accel: np.ndarray, dt: float) -> np.ndarray:
-    """Largest speed from which a discrete stop (speed decreasing by accel*dt per tick) covers
-    at most `distance`: sqrt(2 a d) - a dt / 2 (the -a dt/2 accounts for the discrete steps,
-    bounding the sum v + (v - a dt) + ... by (n + 1/2)^2 a dt^2 / 2 for v = n a dt)."""
+    """Largest speed v for a step of `dt` after which the joint can still stop within
+    `distance`: after moving v*dt, v <= sqrt(2 a (distance - v dt)), i.e.
+    v = sqrt(a^2 dt^2 + 2 a distance) - a dt.
+
+    The bound holds for steps of any length: from v <= sqrt(2 a d), one step of length h at
+    maximal deceleration gives v' = v - a h with v'^2 <= 2 a (d - v' h) - a^2 h^2, so that
+    step always satisfies the cap computed for it. Acceleration, velocity and this cap
+    therefore never contradict each other, whatever mix of short and regular steps is taken.
+    """
     d = np.maximum(distance, 0.0)
-    return np.maximum(np.sqrt(2.0 * accel * d) - 0.5 * accel * dt, 0.0)
+    return np.sqrt((accel * dt) ** 2 + 2.0 * accel * d) - accel * dt
 
 
 __all__ = [

@@ -1,8 +1,13 @@
-"""All four nodes composed in one process on one MultiThreadedExecutor.
+"""All four nodes in one process, handing observations and chunks over in memory.
 
     wam_bringup --ros-args --params-file config/wam_ros.yaml -p robot:=agibot_g1
 
-The multi-process graph (launch files, tests) and this composed form run the same node classes.
+The same node classes as the multi-process graph, with the same parameters and topics: every
+node still publishes what it produces (for recording, introspection and the bench), but the
+next node in the chain gets it by a direct call instead of through DDS, and drops its own
+subscription to that topic. That removes three serialise / transport / deserialise / wake-up
+hops from the camera-to-command path. Chunks leave the policy from an executor thread (the
+inference worker only queues them), so decoding and the first command run at normal priority.
 """
 
 from __future__ import annotations
@@ -16,8 +21,20 @@ from wam_ros.nodes.policy_node import PolicyNode
 from wam_ros.nodes.smoother_node import SmootherNode
 
 
+def link(observation: ObservationNode, policy: PolicyNode, decoder: DecoderNode,
+         smoother: SmootherNode) -> None:
+    """observation -> policy -> decoder -> smoother by direct calls."""
+    policy.destroy_subscription(policy.observation_sub)
+    decoder.destroy_subscription(decoder.chunk_sub)
+    smoother.destroy_subscription(smoother.chunk_sub)
+    observation.local_sinks.append(policy.accept_observation)
+    policy.local_sinks.append(decoder.accept_chunk)
+    decoder.local_sinks.append(smoother.accept_chunk)
+
+
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([ObservationNode, PolicyNode, DecoderNode, SmootherNode], args, threads=6)
+    return run_nodes([ObservationNode, PolicyNode, DecoderNode, SmootherNode], args, threads=6,
+                     link=link)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,26 @@ from wam_ros.core.config import ConfigError
 
 
 def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None,
-              threads: int = 4) -> int:
-    """Create the nodes and spin them on one MultiThreadedExecutor until shutdown.
+              threads: int = 4, link: Callable[..., None] | None = None) -> int:
+    """Create the nodes (then `link(*nodes)`, if given) and spin them on one
+    MultiThreadedExecutor until shutdown.
 
     Several threads because nodes put slow work (inference, decoding) in their own callback
     groups; one thread would let that work starve the control timers.
     """
+    # A callback waiting for the GIL behind another thread's Python code (the inference
+    # worker's pre/post-processing) waits up to the switch interval: 5 ms by default.
+    sys.setswitchinterval(0.001)
     rclpy.init(args=args if args is not None else sys.argv)
     nodes: list[Node] = []
     executor = MultiThreadedExecutor(num_threads=threads)
     try:
         for make in factories:
             nodes.append(make())
-            executor.add_node(nodes[-1])
+        if link is not None:  # composed: wire the nodes to each other before anything runs
+            link(*nodes)
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except ConfigError as exc:
         # one readable line for the operator, no traceback

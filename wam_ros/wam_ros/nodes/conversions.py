@@ -33,6 +33,20 @@ def to_time(seconds: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+def stamp_tag(seconds: float) -> str:
+    """A stamp as text (microseconds; float seconds of wall time carry no finer digits)."""
+    return f"stamp {seconds:.6f}"
+
+
+def parse_stamp_tag(text: str) -> float | None:
+    if not text.startswith("stamp "):
+        return None
+    try:
+        return float(text[6:])
+    except ValueError:
+        return None
+
+
 def to_duration(seconds: float) -> Duration:
     ns = round(seconds * 1e9)
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)

@@ -7,6 +7,7 @@ checkpoint only when the policy emits latent actions.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -14,6 +15,7 @@ from rclpy.node import Node
 from wam_ros.core.decoding import ChunkDecoder, DecodeError
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import DecoderSettings
+from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import run_nodes
 from wam_ros.nodes.diagnostics import Diagnostics
@@ -31,9 +33,12 @@ class DecoderNode(Node):
         self.diag = Diagnostics(self, "decoder")
         self.decoded = 0
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_JOINT, topics.CHUNK_QOS)
+        # composed bringup: consumers in this process get each decoded Chunk directly
+        self.local_sinks: list[Callable[[Chunk], None]] = []
         # own group: a latent decoder forward pass must not delay other callbacks
-        self.create_subscription(ActionChunk, topics.CHUNK_RAW, self.on_chunk, topics.CHUNK_QOS,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.chunk_sub = self.create_subscription(
+            ActionChunk, topics.CHUNK_RAW, self.on_chunk, topics.CHUNK_QOS,
+            callback_group=MutuallyExclusiveCallbackGroup())
 
     def _latent_decoder(self):
         """The checkpoint's learned latent-action decoder, if its policy emits latents."""
@@ -50,11 +55,21 @@ class DecoderNode(Node):
     def on_chunk(self, msg: ActionChunk) -> None:
         try:
             chunk = conversions.msg_to_chunk(msg)
+        except ValueError as exc:
+            self.diag.refuse("bad_chunk", str(exc))
+            return
+        self.accept_chunk(chunk)
+
+    def accept_chunk(self, chunk: Chunk) -> None:
+        """A raw policy chunk (from the topic, or in-process in the composed form)."""
+        try:
             # the policy's reference is the joint state it saw (joint units)
             out = self.decoder.decode(chunk)
         except (ValueError, DecodeError) as exc:
             self.diag.refuse("bad_chunk", str(exc))
             return
+        for sink in self.local_sinks:
+            sink(out)
         self.pub.publish(conversions.chunk_to_msg(out))
         self.decoded += 1
         self.diag.set_value("decoded", self.decoded)

@@ -7,6 +7,7 @@ core.sync.ApproximateSync; this file only wires topics to it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 
 from rclpy.node import Node
@@ -34,6 +35,8 @@ class ObservationNode(Node):
                                     s.joint_slop_s)
         self.sequence = 0
         self._dropped_reported = 0
+        # composed bringup: consumers in this process get each Observation directly
+        self.local_sinks: list[Callable[[Observation], None]] = []
         self.diag = Diagnostics(self, "observation")
         self.pub = self.create_publisher(ObservationMsg, topics.OBSERVATION,
                                          topics.OBSERVATION_QOS)
@@ -76,6 +79,8 @@ class ObservationNode(Node):
             return
         obs = Observation(synced.stamp, synced.images, synced.joint_positions,
                           sequence=self.sequence)
+        for sink in self.local_sinks:  # before serialising the message: they are waiting
+            sink(obs)
         dropped = sum(self.sync.dropped.values())
         self.pub.publish(conversions.observation_to_msg(
             obs, self.robot.action_layout, synced.image_stamps,

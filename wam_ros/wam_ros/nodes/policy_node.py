@@ -2,13 +2,18 @@
 
 Scheduling lives in runtime.chunk_runner.ChunkRunner and runtime.scheduler; this node feeds it
 observations and control ticks and runs the jobs it hands out on a worker thread, so inference
-never blocks an executor callback.
+never blocks an executor callback. The scheduler is asked for a decision the moment something
+changes (an observation arrives, a job finishes) and on a timer for time-based decisions; the
+inference threads run at a raised nice value so the control path preempts them.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -18,7 +23,7 @@ from std_srvs.srv import Trigger
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
-from wam_ros.core.types import Observation
+from wam_ros.core.types import Chunk, Observation
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
@@ -26,10 +31,11 @@ from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
 from wam_ros.runtime.chunk_runner import ChunkRunner, Job, JobResult
 from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
+from wam_ros.runtime.threads import lower_priority, lowered_new_threads
 from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
 
-TICK_HZ = 100.0  # scheduler decisions; cheap, and finer ticks mean less added latency
+TICK_HZ = 100.0  # time-based scheduler decisions (events trigger the others at once)
 
 
 class PolicyNode(Node):
@@ -40,35 +46,48 @@ class PolicyNode(Node):
         from wam_ros.runtime import load_policy  # torch: import only when a policy is built
 
         checkpoint = resolve_checkpoint(s.checkpoint, self.robot.name)
-        try:
-            self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
-                                      mode=s.mode, flow_steps=s.flow_steps, device=s.device)
-        except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
-            # unknown names, a checkpoint without the backend's export, a backend that is not
-            # installed here: one line for the operator instead of a traceback
-            raise ConfigError(f"policy: {exc}") from exc
-        meta = self.policy.meta
-        if tuple(meta.action_names) != tuple(self.robot.action_layout):
-            raise ConfigError(f"checkpoint {checkpoint} was trained for robot {meta.robot!r} "
-                              f"with actions {list(meta.action_names)}; robot {self.robot.name}"
-                              f" has {list(self.robot.action_layout)}")
-        self.meta = meta
-        latency = self._warm_up()
+        # the backend's worker pools start while loading or during the first inference
+        with lowered_new_threads(s.inference_nice) as pool_threads:
+            try:
+                self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
+                                          mode=s.mode, flow_steps=s.flow_steps, device=s.device)
+            except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+                # unknown names, a checkpoint without the backend's export, a backend that is
+                # not installed here: one line for the operator instead of a traceback
+                raise ConfigError(f"policy: {exc}") from exc
+            meta = self.policy.meta
+            if tuple(meta.action_names) != tuple(self.robot.action_layout):
+                raise ConfigError(
+                    f"checkpoint {checkpoint} was trained for robot {meta.robot!r} with actions "
+                    f"{list(meta.action_names)}; robot {self.robot.name} has "
+                    f"{list(self.robot.action_layout)}")
+            self.meta = meta
+            latency = self._warm_up()
         scheduler = make_scheduler(s.scheduler, SchedulerConfig(
             margin_s=s.latency_margin_s, execute_actions=s.execute_steps,
             speculative_fraction=s.sai_s_mid))
         self.runner = ChunkRunner(self.policy, scheduler, s_mid=s.sai_s_mid,
                                   max_observation_age=s.max_observation_age_s,
                                   initial_latency=latency)
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam_inference")
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam_inference",
+                                         initializer=lower_priority,
+                                         initargs=(s.inference_nice,))
+        self.inference_threads = len(pool_threads) + 1
         self._published = 0
         self.diag = Diagnostics(self, "policy")
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_RAW, topics.CHUNK_QOS)
+        # composed bringup: consumers in this process get each Chunk directly
+        self.local_sinks: list[Callable[[Chunk], None]] = []
         # Observations, ticks and the reset service each get their own group: the executor
         # never waits on one for another (inference itself is on the worker thread).
-        self.create_subscription(ObservationMsg, topics.OBSERVATION, self.on_observation,
-                                 topics.OBSERVATION_QOS,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.observation_sub = self.create_subscription(
+            ObservationMsg, topics.OBSERVATION, self.on_observation, topics.OBSERVATION_QOS,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        # Finished chunks go out from an executor thread at normal priority, not from the
+        # (niced) inference worker: the worker only queues them and wakes the executor.
+        self._ready: deque[Chunk] = deque()
+        self._ready_signal = self.create_guard_condition(
+            self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / TICK_HZ, self.tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
@@ -76,7 +95,8 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"{checkpoint.name}: backend {s.backend}, memory {s.memory}, mode {s.mode}, "
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "
-            f"warm inference {latency * 1e3:.0f} ms")
+            f"warm inference {latency * 1e3:.0f} ms; {self.inference_threads} inference "
+            f"threads at nice {s.inference_nice}")
 
     def _warm_up(self) -> float:
         """One inference on a blank observation: loads kernels and measures the latency the
@@ -95,7 +115,14 @@ class PolicyNode(Node):
         except (ValueError, KeyError) as exc:
             self.diag.refuse("bad_observation", str(exc))
             return
+        self.accept_observation(obs)
+
+    def accept_observation(self, obs: Observation) -> None:
+        """A synchronised observation (from the topic, or in-process in the composed form)."""
+        if self.settings.task and not obs.task:
+            obs = replace(obs, task=self.settings.task)
         self.runner.on_observation(obs, stamp_sec(self))
+        self.tick()  # a fresh observation may be what the scheduler waits for
 
     def tick(self) -> None:
         job = self.runner.poll(stamp_sec(self))
@@ -107,10 +134,19 @@ class PolicyNode(Node):
         if result.error:
             self.diag.refuse("inference_failed", result.error)
         chunk = self.runner.finish(result, stamp_sec(self))
-        if chunk is None:
-            return
-        self.pub.publish(conversions.chunk_to_msg(chunk))
-        self._published += 1
+        if chunk is not None:
+            self._ready.append(chunk)
+            self._ready_signal.trigger()
+        # the next job (sai: the speculation for the next chunk) starts without a tick's wait
+        self.tick()
+
+    def _publish_ready(self) -> None:
+        while self._ready:
+            chunk = self._ready.popleft()
+            for sink in self.local_sinks:
+                sink(chunk)
+            self.pub.publish(conversions.chunk_to_msg(chunk))
+            self._published += 1
         self.diag.set_counters({k: v for k, v in self.runner.stats().items()
                                 if not isinstance(v, str)})
         self.diag.set_value("published", self._published)

@@ -67,9 +67,11 @@ def python_module_cmd(module: str, *args: str) -> list[str]:
 
 def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           backend: str = "torch", memory: str = "kv", scheduler: str = "async",
-                          fake_robot: dict[str, object] | None = None) -> list[NodeProcess]:
-    """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes, with
-    the observation node sized to the checkpoint's input; logs go to `workdir`."""
+                          fake_robot: dict[str, object] | None = None,
+                          composed: bool = False) -> list[NodeProcess]:
+    """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes (or
+    the composed bringup: one process), with the observation node sized to the checkpoint's
+    input; logs go to `workdir`."""
     import yaml
 
     from wam_ros.graph import GraphArgs, NodeSpec, build_graph
@@ -81,7 +83,8 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
     params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
         "image_height": h, "image_width": w}}}))
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
-                                  memory=memory, scheduler=scheduler, params_file=str(params)))
+                                  memory=memory, scheduler=scheduler, params_file=str(params),
+                                  composed=composed))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
                     {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})
     return [NodeProcess(s.command(), log_path=str(workdir / f"{scheduler}_{s.name}.log"))

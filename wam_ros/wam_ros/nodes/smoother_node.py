@@ -22,6 +22,7 @@ from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
 from wam_ros.core.settings import SmootherSettings
 from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import TimelineConfig
+from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
@@ -54,15 +55,17 @@ class SmootherNode(Node):
         self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 10)
                               if s.publish_commanded else None)
         inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(ActionChunk, topics.CHUNK_JOINT, self.on_chunk,
-                                 topics.CHUNK_QOS, callback_group=inputs)
+        self.chunk_sub = self.create_subscription(ActionChunk, topics.CHUNK_JOINT, self.on_chunk,
+                                                  topics.CHUNK_QOS, callback_group=inputs)
+        self._first_of: str = ""  # tag of the chunk whose first command goes out next
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
         self.create_subscription(Bool, topics.ESTOP, self.on_estop, topics.ESTOP_QOS,
                                  callback_group=inputs)
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
-        self.create_timer(self.period, self.tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.timer = self.create_timer(self.period, self.tick,
+                                       callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
             f"{self.robot.name}: {len(self.outputs)} controllers at "
@@ -72,16 +75,27 @@ class SmootherNode(Node):
         self.get_logger().warning(message)
 
     def on_chunk(self, msg: ActionChunk) -> None:
-        now = stamp_sec(self)
         try:
             chunk = conversions.msg_to_chunk(msg)
         except ValueError as exc:
             self.diag.refuse("bad_chunk", str(exc))
             return
+        self.accept_chunk(chunk)
+
+    def accept_chunk(self, chunk: Chunk) -> None:
+        """A decoded, absolute chunk (from the topic, or in-process in the composed form)."""
+        now = stamp_sec(self)
         if self.episode is not None and chunk.episode_id != self.episode:
             self.pipeline.reset_episode(chunk.episode_id)
         self.episode = chunk.episode_id
-        self.pipeline.offer_chunk(chunk, now)
+        if not self.pipeline.offer_chunk(chunk, now).accepted:
+            return
+        self._first_of = conversions.stamp_tag(chunk.stamp)
+        if self.pipeline.early_step_due(now):
+            # act on the new plan now instead of at the next tick (up to a period later); the
+            # tick period restarts from this command
+            self.tick(early=True)
+            self.timer.reset()
 
     def on_joints(self, msg: JointState) -> None:
         try:
@@ -105,14 +119,15 @@ class SmootherNode(Node):
         self.get_logger().info(f"enable: {response.message}")
         return response
 
-    def tick(self) -> None:
+    def tick(self, early: bool = False) -> None:
         now = stamp_sec(self)
         try:
-            out = self.pipeline.step(now, self.measured)
+            out = self.pipeline.step(now, self.measured, early=early)
         except RuntimeError as exc:  # command guard: latched inside the pipeline
             self.diag.refuse("command_guard", str(exc))
             return
-        if out is None:  # no joint state yet: nothing is commanded
+        if out is None:  # no joint state yet, or a command went out less than
+            # half a period ago: nothing is commanded
             return
         for controller, idx, pub in self.outputs:
             q = out.positions[idx]
@@ -127,8 +142,12 @@ class SmootherNode(Node):
                 msg = Float64MultiArray(data=q.tolist())
             pub.publish(msg)
         if self.commanded_pub is not None:
-            self.commanded_pub.publish(conversions.make_joint_state(
-                self.robot.action_layout, out.positions, now, out.velocities))
+            msg = conversions.make_joint_state(self.robot.action_layout, out.positions, now,
+                                               out.velocities)
+            # the first command of a new plan names it (the observation stamp the plan was
+            # computed from): end-to-end latency is measured on exactly this command
+            msg.header.frame_id, self._first_of = self._first_of, ""
+            self.commanded_pub.publish(msg)
 
     def _diagnostics(self) -> None:
         self.diag.set_counters(self.pipeline.diagnostics(stamp_sec(self)))
