@@ -105,11 +105,12 @@ class FakeRobotNode(Node):
         self.js_pub.publish(conversions.make_joint_state(names, q, now))
 
     def publish_cameras(self) -> None:
-        now = stamp_sec(self)
         q = self.joints.q
         for (cam, pub), (h, w) in zip(self.cam_pubs, self.size):
-            pub.publish(conversions.rgb_to_image(synthetic_frame(q, h, w, cam.name), now,
-                                                 f"{cam.name}_optical_frame"))
+            # each camera is its own device: stamped when its frame is taken, like a driver
+            # stamps at exposure (not when the last of the set is sent)
+            pub.publish(conversions.rgb_to_image(synthetic_frame(q, h, w, cam.name),
+                                                 stamp_sec(self), f"{cam.name}_optical_frame"))
 
 
 def synthetic_frame(q: np.ndarray, h: int, w: int, seed_name: str) -> np.ndarray:
