@@ -490,3 +490,23 @@ def test_idle_fraction_counts_holding_time_after_the_first_plan(spec: RobotSpec)
     d = rig.pipe.diagnostics(rig.now)
     assert d["observed_s"] == pytest.approx(2.0, abs=2 * rig.pipe.dt)
     assert d["idle_fraction"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_go_home_moves_smoothly_home_and_feeds_the_watchdog(spec: RobotSpec) -> None:
+    """Between episodes (policy paused): a move home longer than the chunk watchdog, within
+    limits, that ends at rest at the home pose."""
+    rig = Rig(spec, chunk_timeout_s=0.5)
+    rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.8), rig.now)
+    rig.run(1.2)
+    start = rig.measured.copy()
+    assert np.abs(start - spec.home_vector()).max() > 0.3
+    duration = rig.pipe.go_home(rig.now)
+    assert duration > 0.5  # longer than the watchdog: it must not cut the move
+    out = rig.run(duration + 0.3)
+    assert all(o.reason == "" for o in out[: round(duration / rig.pipe.dt) - 1])
+    np.testing.assert_allclose(rig.measured, spec.home_vector(), atol=1e-6)
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+    rig.pipe.estop(rig.now)
+    rig.run(0.5)
+    with pytest.raises(RuntimeError, match="re-enable"):
+        rig.pipe.go_home(rig.now)

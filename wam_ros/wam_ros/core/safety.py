@@ -283,6 +283,7 @@ class CommandPipeline:
         self._state = PipelineState.WAITING
         self._sent: deque[tuple[float, np.ndarray]] = deque()  # recent commands
         self._last_step: float | None = None  # time of the last command
+        self._homing_until = -np.inf  # go_home's plan runs until then
         # idle accounting from the first accepted plan: the share of control time the arm
         # held for lack of a plan (what the schedulers try to drive to zero)
         self._plan_seen = False
@@ -335,6 +336,38 @@ class CommandPipeline:
     def reset_episode(self, episode_id: int | None = None) -> None:
         with self._lock:
             self.timeline.reset(episode_id)
+            self._homing_until = -np.inf
+
+    def go_home(self, now: float, speed_scale: float = 0.4) -> float:
+        """Replace the plan by a smooth move to the robot's home pose (between episodes, with
+        the policy paused); returns its duration in seconds. Each joint's share of the move
+        takes a cosine profile whose peak speed is `speed_scale` x its velocity limit; the
+        limit enforcer still bounds every command. The chunk watchdog is fed while it runs
+        (the plan is fresh, it just is not the policy's)."""
+        if not 0.0 < speed_scale <= 1.0:
+            raise ValueError(f"speed_scale: got {speed_scale!r}; allowed: 0 < s <= 1")
+        with self._lock:
+            if self.monitor.latched is not None:
+                raise RuntimeError(f"stopped ({self.monitor.latched}): re-enable first")
+            if not self.enforcer.initialised:
+                raise RuntimeError("no joint state yet")
+            assert self.enforcer.position is not None
+            start, goal = self.enforcer.position.copy(), self.spec.home_vector()
+            vmax = self.spec.limits_array("velocity") * speed_scale
+            # cosine profile: peak speed = pi/2 * distance / duration
+            duration = max(0.5, float(np.max(np.pi / 2 * np.abs(goal - start) / vmax)))
+            dt = self.spec.action_dt
+            s = 0.5 - 0.5 * np.cos(np.pi * np.clip(np.arange(0.0, duration + 2 * dt, dt)
+                                                   / duration, 0.0, 1.0))
+            actions = start + s[:, None] * (goal - start)
+            self.timeline.reset(None)
+            result = self.timeline.splice(Chunk(now, actions.astype(np.float32), dt), now,
+                                          start)
+            if not result.accepted:  # cannot happen for a well-formed home pose
+                raise RuntimeError(f"home plan refused: {result.message}")
+            self.monitor.feed_chunk(now)
+            self._homing_until = now + duration
+            return duration
 
     # ---- the control tick --------------------------------------------------------------
     def early_step_due(self, now: float) -> bool:
@@ -382,6 +415,8 @@ class CommandPipeline:
 
             assert self.enforcer.position is not None
             previous = self.enforcer.position.copy()
+            if now <= self._homing_until:
+                self.monitor.feed_chunk(now)
             reason = self.monitor.stop_reason(now) or ""
             idle = False
             if reason:

@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
@@ -90,8 +90,10 @@ class PolicyNode(Node):
             self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / TICK_HZ, self.tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
+        services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+                            callback_group=services)
+        self.create_service(SetBool, topics.RUN_SERVICE, self.on_run, callback_group=services)
         self.get_logger().info(
             f"{checkpoint.name}: backend {s.backend}, memory {s.memory}, mode {s.mode}, "
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "
@@ -157,6 +159,18 @@ class PolicyNode(Node):
         response.success = True
         response.message = f"episode {self.runner.episode}"
         self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    def on_run(self, request: SetBool.Request, response: SetBool.Response
+               ) -> SetBool.Response:
+        if request.data:
+            self.runner.reset()
+            response.message = f"running episode {self.runner.episode}"
+        else:
+            self.runner.pause()
+            response.message = "paused"
+        response.success = True
+        self.get_logger().info(f"run: {response.message}")
         return response
 
     def close(self) -> None:

@@ -63,6 +63,7 @@ class SmootherNode(Node):
         self.create_subscription(Bool, topics.ESTOP, self.on_estop, topics.ESTOP_QOS,
                                  callback_group=inputs)
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
+        self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
         self.timer = self.create_timer(self.period, self.tick,
                                        callback_group=MutuallyExclusiveCallbackGroup())
@@ -117,6 +118,17 @@ class SmootherNode(Node):
         response.message = ("re-enabled" if response.success
                             else "cannot re-enable yet (still decelerating or no stop latched)")
         self.get_logger().info(f"enable: {response.message}")
+        return response
+
+    def on_home(self, request: Trigger.Request, response: Trigger.Response
+                ) -> Trigger.Response:
+        try:
+            duration = self.pipeline.go_home(stamp_sec(self))
+        except RuntimeError as exc:
+            response.success, response.message = False, f"cannot go home: {exc}"
+        else:
+            response.success, response.message = True, f"homing for {duration:.2f} s"
+        self.get_logger().info(f"home: {response.message}")
         return response
 
     def tick(self, early: bool = False) -> None:

@@ -20,6 +20,10 @@ CLOCK = "/clock"
 
 RESET_SERVICE = "/wam/reset"  # std_srvs/Trigger: new episode (policy memory cleared)
 ENABLE_SERVICE = "/wam/enable"  # std_srvs/Trigger: clear a latched e-stop
+# std_srvs/SetBool: false = pause the policy (no inference, results in flight dropped);
+# true = start a new episode (memory cleared) and run
+RUN_SERVICE = "/wam/policy/run"
+HOME_SERVICE = "/wam/home"  # std_srvs/Trigger: smoother replaces the plan by a move home
 
 # Cameras and joint states: newest data wins, a lost frame is better than a late one.
 SENSOR_QOS = qos_profile_sensor_data

@@ -65,6 +65,7 @@ class ChunkRunner:
         self.in_flight: Job | None = None
         self._reset_pending = False  # reset asked while a job ran: reset when it is back
         self.episode = 0
+        self.paused = False  # no inference while paused (between episodes)
         self.refusals: Counter[str] = Counter()
         self.compute_times: list[float] = []
 
@@ -83,6 +84,8 @@ class ChunkRunner:
     def poll(self, now: float) -> Job | None:
         """Control tick: account idle time, ask the scheduler, hand out a job or None."""
         with self._lock:
+            if self.paused:
+                return None
             remaining = self.remaining(now)
             self.scheduler.on_tick(now, idle=remaining <= 0.0)
             decision = self.scheduler.decide(now, remaining=remaining,
@@ -160,9 +163,18 @@ class ChunkRunner:
             self._plan_end = max(self._plan_end, float(chunk.times()[-1]))
             return chunk
 
-    def reset(self) -> None:
-        """Episode start: memory cleared, plan forgotten; a job in flight is discarded."""
+    def pause(self) -> None:
+        """Stop handing out jobs; a job in flight is discarded when it finishes (it belongs to
+        the episode that ends here). `reset` starts the next episode and resumes."""
         with self._lock:
+            self.paused = True
+            self.episode += 1  # results of the ending episode are dropped
+
+    def reset(self) -> None:
+        """Episode start: memory cleared, plan forgotten, running (not paused); a job in
+        flight is discarded."""
+        with self._lock:
+            self.paused = False
             self.episode += 1
             if self.in_flight is None:
                 self.policy.reset()

@@ -1,0 +1,103 @@
+"""ChunkRunner with a fake policy and a fake clock: jobs, pause / reset between episodes,
+stale and out-of-order observations, failing inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wam_ros.core.types import Chunk, Observation
+from wam_ros.runtime.chunk_runner import ChunkRunner
+from wam_ros.runtime.scheduler import Decision, SchedulerConfig, make_scheduler
+
+DT, H, D = 1 / 30, 16, 3
+
+
+class FakePolicy:
+    def __init__(self) -> None:
+        self.resets = 0
+        self.fail = False
+
+    def infer(self, obs: Observation) -> Chunk:
+        if self.fail:
+            raise RuntimeError("backend exploded")
+        acts = np.tile(obs.joint_positions, (H, 1)).astype(np.float32)
+        return Chunk(obs.stamp, acts, DT, reference=obs.joint_positions)
+
+    def speculate(self, s_mid: float = 0.5) -> str:
+        return "handle"
+
+    def complete(self, handle: str, obs: Observation) -> Chunk:
+        return self.infer(obs)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def obs(t: float) -> Observation:
+    return Observation(t, {}, np.full(D, t))
+
+
+@pytest.fixture
+def runner() -> ChunkRunner:
+    return ChunkRunner(FakePolicy(), make_scheduler("async", SchedulerConfig(margin_s=0.1)),
+                       max_observation_age=0.2)
+
+
+def test_observation_to_chunk_and_each_observation_used_once(runner: ChunkRunner) -> None:
+    runner.on_observation(obs(1.0), 1.01)
+    job = runner.poll(1.02)
+    assert job is not None and job.kind is Decision.START and job.observation.stamp == 1.0
+    assert runner.poll(1.03) is None  # one job in flight
+    chunk = runner.finish(runner.execute(job), 1.05)
+    assert chunk is not None and chunk.blocking_time == pytest.approx(0.04)
+    assert runner.remaining(1.05) > 0.3
+    assert runner.poll(1.06) is None  # plan long enough, no new observation either
+
+
+def test_stale_and_out_of_order_observations_refused(runner: ChunkRunner) -> None:
+    runner.on_observation(obs(1.0), 1.0)
+    runner.on_observation(obs(0.9), 1.0)
+    assert runner.refusals["observation_out_of_order"] == 1
+    assert runner.poll(1.5) is None  # 0.5 s old > 0.2 s
+    assert runner.refusals["observation_stale"] == 1
+
+
+def test_pause_drops_the_job_in_flight_and_reset_resumes(runner: ChunkRunner) -> None:
+    policy = runner.policy
+    runner.on_observation(obs(1.0), 1.0)
+    job = runner.poll(1.0)
+    assert job is not None
+    runner.pause()
+    runner.on_observation(obs(1.1), 1.1)
+    assert runner.poll(1.1) is None  # paused: no job even with a fresh observation
+    assert runner.finish(runner.execute(job), 1.2) is None  # the ended episode's result
+    assert runner.refusals["result_of_previous_episode"] == 1
+    runner.reset()
+    assert policy.resets == 1 and not runner.paused
+    runner.on_observation(obs(1.3), 1.3)
+    job = runner.poll(1.3)
+    assert job is not None and job.episode == runner.episode
+    assert runner.finish(runner.execute(job), 1.35) is not None
+
+
+def test_reset_while_a_job_runs_resets_memory_after_it(runner: ChunkRunner) -> None:
+    policy = runner.policy
+    runner.on_observation(obs(1.0), 1.0)
+    job = runner.poll(1.0)
+    runner.reset()
+    assert policy.resets == 0  # never under a running inference
+    assert runner.finish(runner.execute(job), 1.1) is None
+    assert policy.resets == 1
+
+
+def test_failed_inference_is_counted_and_retried(runner: ChunkRunner) -> None:
+    runner.policy.fail = True
+    runner.on_observation(obs(1.0), 1.0)
+    result = runner.execute(runner.poll(1.0))
+    assert "backend exploded" in result.error
+    assert runner.finish(result, 1.05) is None
+    assert runner.refusals["inference_failed"] == 1
+    runner.policy.fail = False
+    runner.on_observation(obs(1.1), 1.1)
+    assert runner.poll(1.1) is not None
