@@ -307,7 +307,10 @@ class WorldActionModel(nn.Module):
             return torch.randn(x.shape, generator=generator, device=dev, dtype=dt)
 
         ctx = feats[:, :c]
-        target = feats[:, 1:]
+        # The future latent is a target, not a path for gradients: with a trainable encoder
+        # the latent loss could otherwise be driven down by collapsing the features
+        # (stop-gradient on the target, as in self-predictive representation learning).
+        target = feats[:, 1:].detach()
         # CLWM history augmentation: noisy context so the action head tolerates imperfect
         # (e.g. speculative, predicted) history
         noisy = rand(b) < cfg.p_history_noise
