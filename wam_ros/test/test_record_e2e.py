@@ -156,3 +156,61 @@ def test_record_kill_build_train_replay(rclpy_context, tmp_path):
     assert out["chunks"] > 3 and out["commands"] > 20 and out["within_limits"], out
     assert out["published"] == bag.message_count and set(out["exit_codes"]) <= {0, -2}
     assert time.monotonic() - t0 < 200
+
+
+def test_episode_control_from_a_terminal_or_foot_pedal(ros_domain, tmp_path):
+    """The recorder in a (pseudo-)terminal: pagedown (a foot pedal) starts and stops, y marks
+    success, q quits; the episode is kept."""
+    import pty
+    import select
+
+    out = tmp_path / "episodes"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the recorder node on this test's domain
+        os.execv(sys.executable, [sys.executable, "-m", "wam_ros.nodes.recorder_node",
+                                  "--ros-args", "-p", f"output_dir:={out}",
+                                  "-p", "min_free_mb:=1.0", "-p", "stop_grace_s:=0.1"])
+    text = b""
+
+    def read_until(done, timeout: float) -> bool:
+        nonlocal text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    text += os.read(fd, 4096)
+                except OSError:
+                    break
+        return done()
+
+    try:
+        assert read_until(lambda: b"keys:" in text, 60.0), text.decode(errors="replace")
+        os.write(fd, b"\x1b[6~")  # pagedown: start
+        assert read_until(lambda: b"REC " in text, 10.0), text.decode(errors="replace")
+        os.write(fd, b"\x1b[6~")  # pagedown: stop and keep
+        assert read_until(lambda: b"kept " in text, 10.0), text.decode(errors="replace")
+        os.write(fd, b"y")
+        assert read_until(lambda: b"marked " in text, 10.0), text.decode(errors="replace")
+        os.write(fd, b"q")
+        exited: list[int] = []
+
+        def ended() -> bool:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exited.append(os.waitstatus_to_exitcode(status))
+            return bool(exited)
+
+        assert read_until(ended, 15.0) and exited == [0], text.decode(errors="replace")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+    (bag,) = list(out.iterdir())
+    custom = open_bag(bag).custom
+    assert custom["complete"] == "true" and custom["success"] == "true"

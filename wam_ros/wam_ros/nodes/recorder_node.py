@@ -63,6 +63,12 @@ def message_class(msgtype: str) -> type:
         raise ConfigError(f"message type {msgtype!r} is not installed here ({exc})") from exc
 
 
+def _short(topic: str) -> str:
+    """/camera_f/color/image_raw -> camera_f, /master/joint_left -> joint_left."""
+    parts = [p for p in topic.split("/") if p and p not in ("image_raw", "color", "compressed")]
+    return parts[-1] if parts else topic
+
+
 def declare_string_array(node: Node, name: str) -> None:
     """Declare a string-array parameter whose default is empty (declare_settings would infer a
     byte array from an empty list)."""
@@ -217,13 +223,14 @@ class RecorderNode(Node):
                     self.get_logger().warning(message)
             elif action == "quit":
                 self._stop(True)
-                raise KeyboardInterrupt
+                self.context.try_shutdown()  # the executor ends; main() cleans up
+                return
 
     def publish_status(self) -> None:
         status = self.recorder.status()
         self.status_pub.publish(String(data=json.dumps(dataclasses.asdict(status))))
         if self.tty:
-            line = status.line({t: t.strip("/").split("/")[0] for t in status.counts})
+            line = status.line({t: _short(t) for t in status.counts})
             print("\r" + line[:200].ljust(120), end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
