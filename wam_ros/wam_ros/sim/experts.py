@@ -1,0 +1,456 @@
+"""Scripted experts: plan a whole episode from the objects' poses, replay it at the action rate.
+
+An expert reads the task's object poses once after reset (`Simulator.object_poses()`), and
+plans a sequence of segments — joint-space moves for the big transfers (from home, back to
+home), straight Cartesian moves of the TCP for approach, descent, lift and transport, gripper
+ramps — each with a minimum-jerk time law, its duration stretched until every joint stays
+under 85 % of the robot config's velocity limit at the action rate. Cartesian moves are
+solved by damped-least-squares IK on the TCP site (`mj_jacSite`), gripper pointing down, yaw
+matched to the object, warm-started frame to frame. The result is deterministic given the
+poses, and smooth (zero velocity at every keyframe), which keeps it learnable.
+
+Actions are absolute positions in the robot's action layout (grippers 0 closed .. 1 open),
+one per 1 / action_rate_hz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import mujoco
+import numpy as np
+from scipy.optimize import least_squares
+
+from wam_ros.sim.mujoco_sim import Simulator
+from wam_ros.sim.scene import Scene
+
+OPEN, CLOSED = 1.0, 0.0
+VELOCITY_MARGIN = 0.85  # share of the config's joint velocity limit the expert plans with
+CART_SPEED = 0.35  # m/s: peak TCP speed of Cartesian moves
+YAW_SPEED = 2.0  # rad/s: peak wrist yaw rate of Cartesian moves
+# fingertips tilted (rad, towards the gripper's +x) in every grasp, per (robot, task): G1's
+# wrist pitch (+-1 rad in our config) cannot point the gripper straight down at table height;
+# values found by scanning the workspaces for IK paths without joint jumps
+GRASP_TILT = {("agibot_g1", "pick_place"): 1.0, ("agibot_g1", "handover"): 0.5}
+MAX_STRETCH = 4.0  # a segment needing more than this much time stretch has a joint jump
+
+
+class PlanningError(RuntimeError):
+    """The expert found no smooth plan for these object poses (the episode is skipped)."""
+
+
+def shifted(point, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> np.ndarray:
+    """A point moved by (dx, dy, dz)."""
+    return np.asarray(point, dtype=np.float64) + np.array([dx, dy, dz])
+
+
+def min_jerk(s: np.ndarray) -> np.ndarray:
+    """Minimum-jerk time law on [0, 1] (zero velocity and acceleration at both ends)."""
+    s = np.clip(s, 0.0, 1.0)
+    return s**3 * (10 - 15 * s + 6 * s * s)
+
+
+MIN_JERK_PEAK = 1.875  # peak of d(min_jerk)/ds
+
+
+def grasp_rotation(yaw: float, tilt: float = 0.0) -> np.ndarray:
+    """Gripper orientation: pointing down (with our URDFs the gripper frame equals the world
+    frame when the arm hangs straight down), fingertips tilted forward by `tilt` about the
+    fingers' closing axis (they still close horizontally), then turned by `yaw` about z."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    c, s = np.cos(-tilt), np.sin(-tilt)
+    ry = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    return rz @ ry
+
+
+class ArmIK:
+    """IK of one arm's TCP site: position + gripper orientation (`grasp_rotation`), as a
+    bounded damped least-squares problem (scipy's trust-region solver keeps every joint inside
+    the config's limits; the Jacobian comes from `mj_jacSite`), with a small pull towards the
+    home posture that settles redundant arms. Runs on a private MjData: the simulation is
+    never touched."""
+
+    def __init__(self, scene: Scene, tilt: float = 0.0, rotation_weight: float = 0.3,
+                 posture_weight: float = 0.002) -> None:
+        self.scene = scene
+        self.model = scene.model
+        self.data = mujoco.MjData(self.model)
+        self.tilt = tilt
+        self.rotation_weight = rotation_weight
+        self.posture_weight = posture_weight
+        self.lower = scene.robot.limits_array("lower")
+        self.upper = scene.robot.limits_array("upper")
+        self.rest = scene.robot.home_vector()
+        self._jacp = np.zeros((3, self.model.nv))
+        self._jacr = np.zeros((3, self.model.nv))
+
+    def _set(self, q: np.ndarray) -> None:
+        self.data.qpos[self.scene.joint_qpos] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+
+    def tcp(self, q: np.ndarray, arm: str) -> tuple[np.ndarray, np.ndarray]:
+        """World position (3,) and rotation (3, 3) of the arm's TCP for joint positions q (D,)."""
+        self._set(q)
+        site = self.scene.tcp_site[arm]
+        return self.data.site_xpos[site].copy(), self.data.site_xmat[site].reshape(3, 3).copy()
+
+    def solve(self, arm: str, pos: np.ndarray, yaw: float, seed: np.ndarray,
+              restarts: int = 0, rest: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Joint positions (D,) (only `arm`'s joints change) putting the TCP at `pos`, gripper
+        down with `yaw`; returns them and the remaining position error (m). With `restarts`,
+        also tries the home pose and that many fixed pseudo-random starts and keeps the best
+        (ties go to the solution nearest the seed): for keyframes far from the seed. The posture
+        pull goes towards `rest` (default: home); rest = seed gives the smallest joint motion,
+        what a path followed frame by frame wants."""
+        rest = self.rest if rest is None else np.asarray(rest, dtype=np.float64)
+        idx = self.scene.arm_index[arm]
+        dofs = self.scene.arm_dofs[arm]
+        site = self.scene.tcp_site[arm]
+        target_rot = grasp_rotation(yaw, self.tilt)
+        pos = np.asarray(pos, dtype=np.float64)
+        q = np.array(seed, dtype=np.float64)
+        lo, hi = self.lower[idx], self.upper[idx]
+        w, k = self.rotation_weight, self.posture_weight  # posture: 1 rad ~ 2 mm
+        n = len(idx)
+
+        def residual(x: np.ndarray) -> np.ndarray:
+            q[idx] = x
+            self._set(q)
+            rot = self.data.site_xmat[site].reshape(3, 3)
+            e_rot = 0.5 * (np.cross(rot[:, 0], target_rot[:, 0])
+                           + np.cross(rot[:, 1], target_rot[:, 1])
+                           + np.cross(rot[:, 2], target_rot[:, 2]))
+            return np.concatenate([self.data.site_xpos[site] - pos, -w * e_rot,
+                                   k * (x - rest[idx])])
+
+        def jacobian(x: np.ndarray) -> np.ndarray:
+            q[idx] = x
+            self._set(q)
+            mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, site)
+            return np.vstack([self._jacp[:, dofs], w * self._jacr[:, dofs], k * np.eye(n)])
+
+        starts = [np.asarray(seed, float)[idx]]
+        if restarts:
+            rng = np.random.default_rng(0)  # fixed: the expert stays deterministic
+            starts.append(self.rest[idx])
+            starts += [rng.uniform(lo, hi) for _ in range(restarts)]
+        results = []
+        for x0 in starts:
+            res = least_squares(residual, np.clip(x0, lo + 1e-6, hi - 1e-6), jac=jacobian,
+                                bounds=(lo, hi), xtol=1e-10, ftol=1e-10, gtol=1e-10,
+                                max_nfev=200)
+            err = float(np.linalg.norm(res.fun[:3]))
+            rot_err = float(np.linalg.norm(res.fun[3:6])) / w
+            reached = err < 1e-3 and rot_err < 0.02
+            # reached first, then nearest to the seed; otherwise the smallest error
+            results.append((not reached, float(np.abs(res.x - starts[0]).sum()) if reached
+                            else err + 0.05 * rot_err, len(results), res))
+        best = min(results, key=lambda r: r[:3])[3]
+        q = np.array(seed, dtype=np.float64)
+        q[idx] = best.x
+        return q, float(np.linalg.norm(best.fun[:3]))
+
+
+# ---- plans ----------------------------------------------------------------------------------
+@dataclass
+class ArmState:
+    q: np.ndarray  # (D,) joints of the whole robot; only this arm's entries are meaningful
+    pos: np.ndarray  # TCP position
+    yaw: float
+    grip: float  # action units
+
+
+@dataclass
+class Plan:
+    actions: np.ndarray  # (T, D) action layout, grippers normalised
+    phases: list[str] = field(default_factory=list)  # (T,) the expert's phase per action
+    max_ik_error: float = 0.0  # m, worst TCP error of any Cartesian frame
+
+
+class PlanBuilder:
+    """Accumulates segments into a (T, D) action array at the robot's action rate."""
+
+    def __init__(self, scene: Scene, ik: ArmIK) -> None:
+        self.scene = scene
+        self.robot = scene.robot
+        self.ik = ik
+        self.dt = self.robot.action_dt
+        self.vmax = self.robot.limits_array("velocity") * VELOCITY_MARGIN
+        home = self.robot.home_vector()
+        self.q = home.copy()  # joint units, the whole robot
+        self.arms: dict[str, ArmState] = {}
+        for arm in scene.tcp_site:
+            pos, rot = ik.tcp(home, arm)
+            grip = float(self.robot.joint_to_action(home)[scene.gripper_of_arm[arm]])
+            self.arms[arm] = ArmState(home.copy(), pos, float(np.arctan2(rot[1, 0], rot[0, 0])),
+                                      grip)
+        self.actions: list[np.ndarray] = []
+        self.phases: list[str] = []
+        self.max_ik_error = 0.0
+
+    def _action(self) -> np.ndarray:
+        a = self.robot.joint_to_action(self.q)
+        for arm, st in self.arms.items():
+            a[self.scene.gripper_of_arm[arm]] = st.grip
+        return a
+
+    def segment(self, phase: str, moves: dict[str, tuple], min_duration: float = 0.3) -> None:
+        """One segment, all arms together. moves: arm -> one of
+            ("cart", pos, yaw)     straight TCP line, yaw interpolated
+            ("joint", q)           joint-space move of that arm to q (D,) (its entries)
+            ("grip", value)        gripper ramp, arm holds still
+            ("home",)              joint-space move of that arm back to the home pose
+        """
+        n_min = max(1, int(np.ceil(min_duration / self.dt)))
+        duration = min_duration
+        for arm, move in moves.items():
+            st = self.arms[arm]
+            if move[0] == "cart":
+                dist = float(np.linalg.norm(np.asarray(move[1]) - st.pos))
+                dyaw = abs(move[2] - st.yaw)
+                duration = max(duration, MIN_JERK_PEAK * dist / CART_SPEED,
+                               MIN_JERK_PEAK * dyaw / YAW_SPEED)
+            elif move[0] in ("joint", "home"):
+                goal = self.robot.home_vector() if move[0] == "home" else np.asarray(move[1])
+                idx = self.scene.arm_index[arm]
+                duration = max(duration, MIN_JERK_PEAK * float(
+                    (np.abs(goal[idx] - self.q[idx]) / self.vmax[idx]).max()))
+            elif move[0] == "grip":
+                g = self.scene.gripper_of_arm[arm]
+                gripper = self.robot.grippers[self.robot.action_layout[g]]
+                rate = self.vmax[g] / abs(gripper.open - gripper.closed)  # normalised / s
+                duration = max(duration, abs(move[1] - st.grip) / rate)  # linear ramp
+        for _ in range(4):  # stretch until the joint velocities fit
+            n = max(n_min, int(np.ceil(duration / self.dt)))
+            frames, ik_err = self._sample(moves, n)
+            steps = np.abs(np.diff(np.vstack([self.q, frames]), axis=0)) / self.dt
+            ratio = float((steps / self.vmax).max())
+            if ratio <= 1.0:
+                break
+            if ratio > MAX_STRETCH or ik_err > 2e-3:
+                raise PlanningError(f"{phase}: no smooth IK path (joint speed x{ratio:.1f} "
+                                    f"over the limit, TCP error {ik_err * 1000:.1f} mm)")
+            duration = n * self.dt * ratio * 1.05
+        else:
+            raise PlanningError(f"{phase}: joint speeds still over the limit")
+        self.max_ik_error = max(self.max_ik_error, ik_err)
+        grips = {arm: self.arms[arm].grip for arm in self.arms}
+        for k, q in enumerate(frames):
+            self.q = q
+            s = (k + 1) / n
+            for arm, move in moves.items():
+                if move[0] == "grip":
+                    self.arms[arm].grip = grips[arm] + s * (move[1] - grips[arm])
+            self.actions.append(self._action())
+            self.phases.append(phase)
+        for arm, move in moves.items():
+            st = self.arms[arm]
+            if move[0] in ("cart", "joint", "home"):
+                st.q = self.q.copy()
+                st.pos, rot = self.ik.tcp(self.q, arm)
+                st.yaw = move[2] if move[0] == "cart" else float(np.arctan2(rot[1, 0], rot[0, 0]))
+
+    def _sample(self, moves: dict[str, tuple], n: int) -> tuple[np.ndarray, float]:
+        frames = np.repeat(self.q[None, :], n, axis=0)
+        ik_err = 0.0
+        s_all = min_jerk(np.arange(1, n + 1) / n)
+        for arm, move in moves.items():
+            st = self.arms[arm]
+            idx = self.scene.arm_index[arm]
+            if move[0] == "cart":
+                q = self.q.copy()
+                goal = np.asarray(move[1], float)
+                for k, s in enumerate(s_all):
+                    pos, yaw = st.pos + s * (goal - st.pos), st.yaw + s * (move[2] - st.yaw)
+                    # posture pull towards the previous frame: the smallest joint motion, no
+                    # jumps along a redundant arm's null space
+                    q, err = self.ik.solve(arm, pos, yaw, q, rest=q)
+                    if err > 1e-3:  # lost the path (a joint limit): search more widely
+                        q, err = self.ik.solve(arm, pos, yaw, q, restarts=6)
+                    ik_err = max(ik_err, err)
+                    frames[k, idx] = q[idx]
+            elif move[0] in ("joint", "home"):
+                goal = self.robot.home_vector() if move[0] == "home" else np.asarray(move[1])
+                frames[:, idx] = self.q[idx] + s_all[:, None] * (goal[idx] - self.q[idx])
+        return frames, ik_err
+
+    def hold(self, phase: str, duration: float) -> None:
+        for _ in range(round(duration / self.dt)):
+            self.actions.append(self._action())
+            self.phases.append(phase)
+
+    def build(self) -> Plan:
+        return Plan(np.array(self.actions), list(self.phases), self.max_ik_error)
+
+
+class ScriptedExpert:
+    """Base class. `reset()` plans from the simulator's current object poses, `act()` returns
+    the next action (None once the plan, including a short final hold, is done)."""
+
+    task: ClassVar[str] = ""
+
+    def __init__(self, sim: Simulator) -> None:
+        if sim.task.name != self.task:
+            raise ValueError(f"{type(self).__name__} solves {self.task!r}, the simulator runs "
+                             f"{sim.task.name!r}")
+        self.sim = sim
+        self.scene = sim.scene
+        self.ik = ArmIK(sim.scene, tilt=GRASP_TILT.get((sim.robot.name, self.task), 0.0))
+        self.table_top = sim.scene.layout.table_top
+        self.plan_: Plan | None = None
+        self._k = 0
+
+    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+        raise NotImplementedError
+
+    def reset(self) -> Plan:
+        self.plan_ = self.plan(self.sim.object_poses())
+        self._k = 0
+        return self.plan_
+
+    @property
+    def done(self) -> bool:
+        return self.plan_ is None or self._k >= len(self.plan_.actions)
+
+    @property
+    def phase(self) -> str:
+        if self.plan_ is None or not self.plan_.phases:
+            return ""
+        return self.plan_.phases[min(self._k, len(self.plan_.phases) - 1)]
+
+    def act(self) -> np.ndarray | None:
+        if self.done:
+            return None
+        action = self.plan_.actions[self._k]
+        self._k += 1
+        return action
+
+    def _ik(self, arm: str, pos, yaw: float, seed: np.ndarray) -> np.ndarray:
+        q, _ = self.ik.solve(arm, np.asarray(pos, float), yaw, seed, restarts=6)
+        return q
+
+
+class PickPlaceExpert(ScriptedExpert):
+    """The right arm picks the cube (top-down, yaw matched to the cube), drops it into the bin
+    from above its rim, returns home."""
+
+    task = "pick_place"
+    arm = "right"
+    approach_height = 0.10  # above the cube centre
+    carry_height = 0.14  # TCP above the table while carrying
+
+    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+        cube, bin_pos = poses["cube"], poses["bin"]
+        b = PlanBuilder(self.scene, self.ik)
+        arm, top = self.arm, self.table_top
+        x, y, z, yaw = cube
+        above = [x, y, z + self.approach_height]
+        b.segment("approach", {arm: ("joint", self._ik(arm, above, yaw, b.q))})
+        b.segment("descend", {arm: ("cart", [x, y, z], yaw)})
+        b.segment("grasp", {arm: ("grip", CLOSED)})
+        b.hold("grasp", 0.2)
+        b.segment("lift", {arm: ("cart", [x, y, top + self.carry_height], yaw)})
+        b.segment("carry", {arm: ("cart", [bin_pos[0], bin_pos[1], top + self.carry_height],
+                                  yaw)})
+        b.segment("release", {arm: ("grip", OPEN)})
+        b.hold("release", 0.1)
+        b.segment("retreat", {arm: ("home",)})
+        b.hold("done", 0.4)
+        return b.build()
+
+
+class HandoverExpert(ScriptedExpert):
+    """Right arm takes the bar by its right end, offers it in the middle with the bar along y;
+    the left arm (waiting above) takes the left end, the right lets go and goes home; the left
+    puts the bar on the target, lets go and lifts off."""
+
+    task = "handover"
+    grip_offset = 0.045  # m: each gripper holds the bar this far from its centre
+    approach_height = 0.08
+
+    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+        bar, target = poses["bar"], poses["target"]
+        top = self.table_top
+        b = PlanBuilder(self.scene, self.ik)
+        x, y, z, yaw = bar
+        # right end of the bar (its local -y), gripper across the bar
+        end = np.array([x, y, z]) + self.grip_offset * np.array([np.sin(yaw), -np.cos(yaw), 0])
+        r_yaw, l_yaw = yaw - np.pi / 2, np.pi / 2
+        hx, hy, hz = self.sim.task.workspace.handover
+        centre = np.array([hx, hy, top + hz])
+        r_hand = shifted(centre, 0.0, -self.grip_offset, 0.0)
+        l_hand = shifted(centre, 0.0, self.grip_offset, 0.0)
+        l_above = shifted(l_hand, 0, 0, self.approach_height)
+        # the left arm waits above the meeting point while the right one picks
+        b.segment("approach", {
+            "right": ("joint", self._ik("right", shifted(end, 0, 0, self.approach_height), r_yaw,
+                                        b.q)),
+            "left": ("joint", self._ik("left", l_above, l_yaw, b.q))})
+        b.segment("descend", {"right": ("cart", end, r_yaw)})
+        b.segment("grasp", {"right": ("grip", CLOSED)})
+        b.hold("grasp", 0.2)
+        b.segment("lift", {"right": ("cart", shifted(end, 0, 0, 0.08), r_yaw)})
+        b.segment("offer", {"right": ("cart", r_hand, -np.pi / 2)})
+        b.segment("take", {"left": ("cart", l_hand, l_yaw)})
+        b.segment("take", {"left": ("grip", CLOSED)})
+        b.hold("take", 0.2)
+        b.segment("let_go", {"right": ("grip", OPEN)})
+        place = np.array([target[0], target[1] + self.grip_offset,
+                          top + self.sim.scene.free["bar"].half[2] + 0.003])
+        # the right arm backs off while the left one carries, and goes home while it places
+        b.segment("carry", {"right": ("cart", shifted(r_hand, 0, -0.03, 0.06), -np.pi / 2),
+                            "left": ("cart", shifted(place, 0, 0, 0.06), l_yaw)})
+        b.segment("place", {"right": ("home",), "left": ("cart", place, l_yaw)})
+        b.segment("release", {"left": ("grip", OPEN)})
+        b.hold("release", 0.1)
+        # ends with the left gripper just above the placed bar: going home as well would add
+        # 2 s to an already long episode
+        b.segment("retreat", {"left": ("cart", shifted(place, 0, 0, 0.06), l_yaw)})
+        b.hold("done", 0.4)
+        return b.build()
+
+
+EXPERTS: dict[str, type[ScriptedExpert]] = {e.task: e for e in (PickPlaceExpert,
+                                                                 HandoverExpert)}
+
+
+def make_expert(sim: Simulator) -> ScriptedExpert:
+    if sim.task.name not in EXPERTS:
+        raise ValueError(f"no scripted expert for task {sim.task.name!r}; allowed: "
+                         f"{', '.join(EXPERTS)}")
+    return EXPERTS[sim.task.name](sim)
+
+
+@dataclass
+class Rollout:
+    success: bool
+    steps: int
+    seconds: float  # sim time
+    phase: str  # the task's phase at the end
+    plan: Plan
+
+
+def run_expert(sim: Simulator, expert: ScriptedExpert | None = None, seed: int | None = None,
+               on_step=None) -> Rollout:
+    """Reset (with `seed`), plan, execute every action at the action rate; `on_step(sim,
+    action)` is called before each action is applied (record observations there)."""
+    sim.reset(seed)
+    expert = expert or make_expert(sim)
+    plan = expert.reset()
+    dt = sim.robot.action_dt
+    steps = 0
+    while (action := expert.act()) is not None:
+        if on_step is not None:
+            on_step(sim, action)
+        sim.command_action(action)
+        sim.step(dt)
+        steps += 1
+    status = sim.status()
+    return Rollout(status.success, steps, sim.elapsed, status.phase, plan)
+
+
+__all__ = ["EXPERTS", "ArmIK", "HandoverExpert", "PickPlaceExpert", "Plan", "PlanBuilder",
+           "PlanningError", "Rollout", "ScriptedExpert", "make_expert", "min_jerk", "run_expert"]
