@@ -394,6 +394,7 @@ class Bag:
     custom: dict[str, str]
     storage: str  # mcap | sqlite3
     partial_messages: int = 0  # read from an unfinished segment
+    indexed_range: tuple[int, int] | None = None  # first / last timestamp from the index
     _sources: list[Callable[[set[str] | None], Iterator[BagMessage]]] = field(
         default_factory=list, repr=False)
 
@@ -411,6 +412,10 @@ class Bag:
         return sum(self.counts.values())
 
     def time_range(self) -> tuple[int, int]:
+        """First and last message timestamp (ns): from the bag's index when it has one (no
+        message read), else by a scan."""
+        if self.indexed_range is not None:
+            return self.indexed_range
         first = last = None
         for m in self.messages():
             first = m.timestamp if first is None else first
@@ -507,9 +512,11 @@ def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
     storage = "mcap"
     from rosbags.rosbag2 import ReaderError
 
+    indexed: tuple[int, int] | None = None
     if path.is_file() or (path / "metadata.yaml").is_file():
         topics, counts, custom, storage, stream = _rosbags_source(path)
         sources.append(stream)
+        indexed = _indexed_range(path)
     else:
         files = _storage_files(path)
         if not files and not list(path.glob(f"*{PARTIAL_SUFFIX}")):
@@ -540,7 +547,18 @@ def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
                 counts[m.topic] = counts.get(m.topic, 0) + 1
             partial_count += len(msgs)
             sources.append(_list_source(msgs))
-    return Bag(path, topics, counts, custom, storage, partial_count, sources)
+    if partial_count:
+        indexed = None  # the unfinished segment may extend the range
+    return Bag(path, topics, counts, custom, storage, partial_count, indexed, sources)
+
+
+def _indexed_range(path: Path) -> tuple[int, int] | None:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as r:
+        if r.message_count == 0:
+            return None
+        return r.start_time, r.end_time - 1  # rosbags' end_time is one past the last
 
 
 __all__ = [

@@ -63,10 +63,13 @@ class Playback:
                                  f"{sorted(bag.topics)}")
         self.wanted = wanted
         first = last = None
-        for m in bag.messages(wanted):
-            first = m.timestamp if first is None else first
-            last = m.timestamp
-        if first is None:
+        if wanted is None and bag.message_count:
+            first, last = bag.time_range()  # from the index: no pass over the images
+        else:
+            for m in bag.messages(wanted):
+                first = m.timestamp if first is None else first
+                last = m.timestamp
+        if first is None or last is None:
             raise ValueError(f"{bag.path}: no messages to play")
         self.start_ns, self.end_ns = first, last
         self.clock_period_ns = int(1e9 / settings.clock_hz) if settings.clock_hz > 0 else 0
