@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "wam_ros.model.train",
     "export": "wam_ros.model.export",
     "bench": "wam_ros.cli_bench",
+    "sim": "wam_ros.sim.cli",
     "record": "wam_ros.cli_record",
     "dataset": "wam_ros.cli_dataset",
     "replay": "wam_ros.cli_replay",

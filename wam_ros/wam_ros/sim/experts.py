@@ -291,6 +291,7 @@ class ScriptedExpert:
     the next action (None once the plan, including a short final hold, is done)."""
 
     task: ClassVar[str] = ""
+    rise_height = 0.12  # m above the table: TCP height an arm leaves home to
 
     def __init__(self, sim: Simulator) -> None:
         if sim.task.name != self.task:
@@ -328,6 +329,20 @@ class ScriptedExpert:
         self._k += 1
         return action
 
+    def _leave_home(self, b: PlanBuilder, yaws: dict[str, float]) -> None:
+        """Arms whose home pose hangs low over the table (CobotMagic's does, 3 cm) rise
+        straight up first, turning to their grasp yaw, so the move out cannot sweep an
+        object off the table."""
+        moves = {}
+        for arm, yaw in yaws.items():
+            pos = b.arms[arm].pos
+            if pos[2] < self.table_top + self.rise_height:
+                moves[arm] = ("joint", self._ik(arm, [pos[0], pos[1],
+                                                      self.table_top + self.rise_height],
+                                                yaw, b.q))
+        if moves:
+            b.segment("approach", moves)
+
     def _ik(self, arm: str, pos, yaw: float, seed: np.ndarray) -> np.ndarray:
         q, _ = self.ik.solve(arm, np.asarray(pos, float), yaw, seed, restarts=6)
         return q
@@ -340,7 +355,7 @@ class PickPlaceExpert(ScriptedExpert):
     task = "pick_place"
     arm = "right"
     approach_height = 0.10  # above the cube centre
-    carry_height = 0.14  # TCP above the table while carrying
+    carry_height = 0.12  # TCP above the table while carrying (cube 4 cm over the bin rim)
 
     def plan(self, poses: dict[str, np.ndarray]) -> Plan:
         cube, bin_pos = poses["cube"], poses["bin"]
@@ -348,6 +363,7 @@ class PickPlaceExpert(ScriptedExpert):
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
         above = [x, y, z + self.approach_height]
+        self._leave_home(b, {arm: yaw})
         b.segment("approach", {arm: ("joint", self._ik(arm, above, yaw, b.q))})
         b.segment("descend", {arm: ("cart", [x, y, z], yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
@@ -385,6 +401,7 @@ class HandoverExpert(ScriptedExpert):
         l_hand = shifted(centre, 0.0, self.grip_offset, 0.0)
         l_above = shifted(l_hand, 0, 0, self.approach_height)
         # the left arm waits above the meeting point while the right one picks
+        self._leave_home(b, {"right": r_yaw, "left": l_yaw})
         b.segment("approach", {
             "right": ("joint", self._ik("right", shifted(end, 0, 0, self.approach_height), r_yaw,
                                         b.q)),

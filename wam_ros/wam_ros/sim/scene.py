@@ -60,10 +60,11 @@ class SceneLayout:
 
 
 LAYOUTS: dict[str, SceneLayout] = {
-    # the arms' mounting plate stands 20 cm above the work table (Mobile ALOHA style; the
-    # config's home pose reaches below the mounting plane), the table starts in front of it
+    # the arms' mounting plate stands 15 cm above the work table (Mobile ALOHA style; the
+    # config's home pose reaches 12 cm below the mounting plane), the table starts in front of
+    # it; higher would hide the near half of the workspace from cam_high behind the plate
     "cobot_magic": SceneLayout(
-        robot_pos=(0.0, 0.0, 0.95), table_top=0.75, table_center=(0.57, 0.0),
+        robot_pos=(0.0, 0.0, 0.90), table_top=0.75, table_center=(0.57, 0.0),
         table_half=(0.31, 0.6), tcp_offset=(0.0, 0.0, -0.085), pedestal=True,
         camera_fovy={"cam_high": 58.0, "cam_left_wrist": 75.0, "cam_right_wrist": 75.0},
         gripper_kp=2000.0, gripper_force=20.0,

@@ -47,11 +47,11 @@ class Workspace:
 # chosen inside what the scripted expert reaches with a top-down grasp.
 WORKSPACES: dict[tuple[str, str], Workspace] = {
     ("cobot_magic", "pick_place"): Workspace(
-        pick=Region((0.32, 0.42), (-0.26, -0.12)), place=Region((0.32, 0.38), (-0.01, 0.06)),
+        pick=Region((0.36, 0.44), (-0.26, -0.15)), place=Region((0.33, 0.37), (-0.04, 0.03)),
         max_yaw=np.pi / 4),
     ("cobot_magic", "handover"): Workspace(
-        pick=Region((0.33, 0.40), (-0.24, -0.16)), place=Region((0.33, 0.40), (0.18, 0.24)),
-        max_yaw=0.3, handover=(0.38, 0.0, 0.14)),
+        pick=Region((0.37, 0.43), (-0.24, -0.16)), place=Region((0.36, 0.42), (0.18, 0.24)),
+        max_yaw=0.3, handover=(0.40, 0.0, 0.14)),
     ("agibot_g1", "pick_place"): Workspace(
         pick=Region((0.42, 0.52), (-0.26, -0.12)), place=Region((0.44, 0.50), (-0.01, 0.07)),
         max_yaw=np.pi / 4),
