@@ -102,6 +102,7 @@ def test_record_kill_build_train_replay(rclpy_context, tmp_path):
         codes = {k: p.stop() for k, p in procs.items()}
     assert codes["fake"] in (0, -2) and codes["teleop"] in (0, -2), (codes, logs())
     assert codes["recorder"] == -signal.SIGKILL
+    assert "Traceback" not in logs(), logs()
 
     first = open_bag(kept)
     assert first.custom["complete"] == "true" and first.custom["success"] == "true"

@@ -234,6 +234,8 @@ class RecorderNode(Node):
             print("\r" + line[:200].ljust(120), end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        # the context may be shut down already: log to the terminal, not to /rosout
+        self.recorder.log = lambda message: print(f"[wam_recorder] {message}", file=sys.stderr)
         self.recorder.close()  # keeps an episode in progress
         if self.keys is not None:
             self.keys.close()
