@@ -251,3 +251,34 @@ def test_data_layer_is_ros_free():
     result = subprocess.run([sys.executable, "-c", CHECK, "data"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_zstd_chunked_mcap_as_ros2_bag_record_writes_it(tmp_path):
+    """`ros2 bag record -s mcap` writes zstd-compressed chunks; such a file reads, alone or in
+    a directory, and so does one cut short (its writer killed: no summary, no footer)."""
+    from mcap.writer import CompressionType, Writer
+
+    from wam_ros.data.bag import message_definition
+
+    path = tmp_path / "ros2bag" / "ros2bag_0.mcap"
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        w = Writer(f, chunk_size=64 * 1024, compression=CompressionType.ZSTD)
+        w.start(profile="ros2", library="rosbag2")
+        schema = w.register_schema(JS, "ros2msg", message_definition(JS)[0].encode())
+        channel = w.register_channel("/joint_states", "cdr", schema,
+                                     metadata={"offered_qos_profiles": ""})
+        for i in range(2000):
+            stamp = 10**9 + i * 10**7
+            w.add_message(channel, log_time=stamp, publish_time=stamp, sequence=i,
+                          data=joint_state_cdr(["a", "b"], [float(i), 0.0], stamp))
+        w.finish()
+    assert open_bag(path).counts == {"/joint_states": 2000}
+    assert open_bag(path.parent).counts == {"/joint_states": 2000}
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    data = path.read_bytes()
+    (cut / "cut_0.mcap").write_bytes(data[: len(data) // 2])
+    salvaged = [deserialize(m.data, m.msgtype).position[0]
+                for m in open_bag(cut).messages()]
+    assert 0 < len(salvaged) < 2000 and salvaged == list(np.arange(len(salvaged), dtype=float))

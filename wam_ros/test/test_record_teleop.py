@@ -101,8 +101,10 @@ def test_terminal_keys_and_pedal_bindings():
         RecorderNodeSettings(extra_topics=("no_slash",))
 
 
-def test_playback_keeps_timing_clock_and_shifts_stamps_on_loop(tmp_path):
-    bag = open_bag(write_synthetic_episode(tmp_path / "b", "cobot_magic", 1.0))
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_playback_keeps_timing_clock_and_shifts_stamps_on_loop(tmp_path, storage):
+    bag = open_bag(write_synthetic_episode(tmp_path / "b", "cobot_magic", 1.0,
+                                           storage=storage))
     pb = Playback(bag, PlaybackSettings(bag=str(bag.path), rate=2.0, loop=True, clock_hz=100))
     events = []
     for ev in pb.events():
