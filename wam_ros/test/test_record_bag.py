@@ -282,3 +282,37 @@ def test_zstd_chunked_mcap_as_ros2_bag_record_writes_it(tmp_path):
     salvaged = [deserialize(m.data, m.msgtype).position[0]
                 for m in open_bag(cut).messages()]
     assert 0 < len(salvaged) < 2000 and salvaged == list(np.arange(len(salvaged), dtype=float))
+
+
+def test_a_disk_that_fills_up_mid_episode_stops_it_and_keeps_the_closed_segments(
+        tmp_path, monkeypatch):
+    import errno
+
+    clock = [0]
+    rec = Recorder(RecorderConfig(str(tmp_path), min_free_mb=1, flush_interval_s=0.05,
+                                  fsync=False), "cobot_magic", {"/joint_states": JS},
+                   clock=lambda: clock[0], log=lambda _m: None)
+    try:
+        path = rec.start()
+        for i in range(20):
+            clock[0] += 10_000_000
+            rec.offer("/joint_states", joint_state_cdr(["a"], [float(i)], clock[0]))
+            time.sleep(0.01)
+        deadline = time.monotonic() + 5
+        while _listed_files(path) == [] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _listed_files(path)
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(EpisodeBagWriter, "write", full)
+        rec.offer("/joint_states", joint_state_cdr(["a"], [99.0], clock[0]))
+        deadline = time.monotonic() + 5
+        while rec.recording and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not rec.recording and "No space left" in rec.status().error
+        kept = [deserialize(m.data, m.msgtype).position[0] for m in open_bag(path).messages()]
+        assert kept == list(np.arange(len(kept), dtype=float)) and len(kept) >= 1
+    finally:
+        rec.close()
