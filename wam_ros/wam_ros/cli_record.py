@@ -135,7 +135,7 @@ class _EpisodeBatch:
                 except TypeError:
                     reset(node.follower)
             node.t0 = None
-        ok, message = self.recorder._start()
+        ok, message = self.recorder.start_episode()
         if not ok:
             self.recorder.get_logger().error(f"batch stopped: {message}")
             self.left = 0

@@ -123,7 +123,7 @@ class RecorderNode(Node):
             f"{self.config.output_dir} (flush every {self.config.flush_interval_s:g} s)"
             + (f"; keys: {s.keys}" if self.tty else ""))
         if s.autostart:
-            self._start()
+            self.start_episode()
 
     # ---- topics --------------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -173,7 +173,7 @@ class RecorderNode(Node):
     def _param(self, name: str) -> str:
         return str(self.get_parameter(name).value or "")
 
-    def _start(self) -> tuple[bool, str]:
+    def start_episode(self) -> tuple[bool, str]:
         try:
             path = self.recorder.start(task=self._param("task"), note=self._param("note"))
         except (RecordingRefused, RuntimeError) as exc:
@@ -181,7 +181,7 @@ class RecorderNode(Node):
             return False, str(exc)
         return True, str(path)
 
-    def _stop(self, keep: bool) -> tuple[bool, str]:
+    def stop_episode(self, keep: bool) -> tuple[bool, str]:
         path = self.recorder.stop(keep=keep)
         if path is None:
             return False, "not recording"
@@ -195,12 +195,12 @@ class RecorderNode(Node):
 
     def on_start(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
-        response.success, response.message = self._start()
+        response.success, response.message = self.start_episode()
         return response
 
     def on_stop(self, keep: bool, request: Trigger.Request, response: Trigger.Response
                 ) -> Trigger.Response:
-        response.success, response.message = self._stop(keep)
+        response.success, response.message = self.stop_episode(keep)
         return response
 
     def on_mark(self, request: SetBool.Request, response: SetBool.Response
@@ -214,15 +214,15 @@ class RecorderNode(Node):
             if action == "toggle":
                 action = "stop" if self.recorder.recording else "start"
             if action == "start":
-                self._start()
+                self.start_episode()
             elif action in ("stop", "discard"):
-                self._stop(action == "stop")
+                self.stop_episode(action == "stop")
             elif action in ("success", "failure"):
                 ok, message = self._mark(action == "success")
                 if not ok:
                     self.get_logger().warning(message)
             elif action == "quit":
-                self._stop(True)
+                self.stop_episode(True)
                 self.context.try_shutdown()  # the executor ends; main() cleans up
                 return
 
