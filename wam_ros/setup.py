@@ -44,6 +44,7 @@ setup(
             "wam_decoder_node = wam_ros.nodes.decoder_node:main",
             "wam_smoother_node = wam_ros.nodes.smoother_node:main",
             "wam_bringup = wam_ros.nodes.bringup:main",
+            "wam_sim_node = wam_ros.sim.sim_node:main",
             # recording and replay (not part of the on-robot graph)
             "wam_recorder_node = wam_ros.nodes.recorder_node:main",
             "wam_teleop_node = wam_ros.nodes.teleop_node:main",

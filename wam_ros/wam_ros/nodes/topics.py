@@ -24,6 +24,8 @@ ENABLE_SERVICE = "/wam/enable"  # std_srvs/Trigger: clear a latched e-stop
 # true = start a new episode (memory cleared) and run
 RUN_SERVICE = "/wam/policy/run"
 HOME_SERVICE = "/wam/home"  # std_srvs/Trigger: smoother replaces the plan by a move home
+SIM_STATUS = "/wam/sim/status"  # std_msgs/String, JSON (sim.mujoco_sim.SimStatus)
+SIM_RESET = "/wam/sim/reset"  # std_srvs/Trigger: new episode, scene re-randomised
 
 # Cameras and joint states: newest data wins, a lost frame is better than a late one.
 SENSOR_QOS = qos_profile_sensor_data
