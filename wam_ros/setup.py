@@ -28,6 +28,7 @@ setup(
         *tree("launch"),
         *tree("config"),
         *tree("urdf"),
+        *tree("checkpoints"),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -85,7 +85,10 @@ def test_launch_file_starts_exactly_the_graph(fake_launch, launch_file, builder,
     assert policy.kwargs["parameters"][-1]["scheduler"] == "sai"
     assert policy.kwargs["parameters"][-1]["memory"] == "ttt"
     if launch_file == "sim":
-        assert all(n.kwargs["parameters"][-1]["use_sim_time"] is True for n in nodes)
+        # the simulator publishes /clock on its own time; everything else runs on it
+        assert nodes[0].kwargs["executable"] == "wam_sim_node"
+        assert all(n.kwargs["parameters"][-1]["use_sim_time"] is True for n in nodes[1:])
+        assert policy.kwargs["parameters"][-1]["task"].startswith("pick up")
 
 
 def test_every_executable_is_a_console_script_with_a_main():

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "robots": "wam_ros.cli_robots",
     "graph": "wam_ros.graph",
     "demo": "wam_ros.demo",
+    "eval": "wam_ros.cli_eval",
     "train": "wam_ros.model.train",
     "export": "wam_ros.model.export",
     "bench": "wam_ros.cli_bench",

@@ -1,12 +1,12 @@
-"""`wam-ros demo`: the full node graph in closed loop against a robot stand-in, then a report.
+"""`wam-ros demo` and `wam-ros eval`: the simulated robot and the full node graph in closed loop
+with a checkpoint (default: the one shipped for the robot), then a report.
 
-Starts the robot stand-in and the four nodes as separate processes (exactly what the launch
-files start), lets the policy drive for `--seconds`, and prints chunk latency and how much of the
-time the arm waited for a plan; writes a plot of commanded vs measured joints.
+demo: a few randomised episodes of one task with one scheduler and memory; prints a table
+(success, completion time, plan latency), writes a strip of the high camera's frames and a plot
+of commanded vs measured joints of the first episode.
 
-Until the MuJoCo simulator with tasks and trained default checkpoints lands, the stand-in is the
-kinematic fake robot (wam_ros.sim.fake_robot) and, without a shipped checkpoint, the policy is an
-untrained tiny model: the demo then shows the machinery (timing, smoothing, limits), not a task.
+eval: K randomised episodes per scheduler (sync | async | sai) and memory (kv | ttt), printed
+side by side; the same seeds for every combination.
 """
 
 from __future__ import annotations
@@ -15,143 +15,192 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from wam_ros.closed_loop import ClosedLoop, EpisodeResult, Trace, summarise
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--robot", default="cobot_magic")
+    p.add_argument("--task", default="pick_place", help="pick_place | handover")
+    p.add_argument("--checkpoint", default="", help="empty: the default shipped for the robot")
+    p.add_argument("--backend", default="onnxruntime",
+                   choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1000, help="first scene seed")
+    p.add_argument("--timeout", type=float, default=20.0, help="sim seconds per episode")
+    p.add_argument("--composed", action="store_true",
+                   help="run the four nodes in one process (default: one process each)")
+    p.add_argument("--json", dest="json_out", default="")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the robot stand-in with the full node graph")
-    p.add_argument("--robot", default="cobot_magic")
-    p.add_argument("--checkpoint", default="", help="empty: the shipped default, if any")
+    p = sub.add_parser("demo", help="simulated robot + node graph + checkpoint, in closed loop")
+    _common(p)
     p.add_argument("--scheduler", default="async", choices=("sync", "async", "sai"))
     p.add_argument("--memory", default="kv", choices=("kv", "ttt"))
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--out", default="demo_out", help="folder for the plot")
-    p.add_argument("--json", dest="json_out", default="")
-    p.set_defaults(func=run)
+    p.add_argument("--headless", default=True, action=argparse.BooleanOptionalAction,
+                   help="offscreen rendering only (no window; --no-headless needs a display)")
+    p.add_argument("--out", default="demo_out", help="folder for the image strip and plot")
+    p.set_defaults(func=run_demo)
 
 
-def run(args: argparse.Namespace) -> int:
+def register_eval(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("eval", help="success and completion time per scheduler and memory")
+    _common(e)
+    e.set_defaults(episodes=10)
+    e.add_argument("--schedulers", default="sync,async,sai")
+    e.add_argument("--memories", default="kv,ttt")
+    e.set_defaults(func=run_eval)
+
+
+def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
+    from wam_ros.paths import resolve_checkpoint
+
+    return resolve_checkpoint(args.checkpoint, robot)
+
+
+def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memory: str,
+                  trace_first: bool = False) -> tuple[list[EpisodeResult], Trace | None]:
+    checkpoint = _checkpoint(args, args.robot)
+    loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
+                      memory=memory, backend=args.backend, composed=args.composed,
+                      seed=args.seed)
+    results: list[EpisodeResult] = []
+    first_trace = None
+    try:
+        for k in range(args.episodes):
+            r = loop.episode(args.timeout, trace=trace_first and k == 0)
+            if k == 0:
+                first_trace = loop.trace
+            results.append(r)
+            lat = np.array(r.latencies_ms) if r.latencies_ms else np.array([np.nan])
+            print(f"[{scheduler}/{memory}] episode {k + 1}/{args.episodes} seed {r.seed}: "
+                  f"{'success' if r.success else 'FAIL (' + r.phase + ')'} "
+                  f"in {r.completion_s:.1f} s; plan latency p50 "
+                  f"{np.nanpercentile(lat, 50):.0f} ms; real-time factor "
+                  f"{r.real_time_factor:.2f}", flush=True)
+    finally:
+        loop.close()
+    return results, first_trace
+
+
+def run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
-
     from wam_ros.core.config import ConfigError
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.model.testing import make_tiny_checkpoint
-    from wam_ros.nodes import conversions, topics
-    from wam_ros.nodes.process import start_graph_processes
-    from wam_ros.paths import resolve_checkpoint
-    from wam_ros_msgs.msg import ActionChunk
 
     spec = RobotSpec.load(args.robot)
+    try:
+        checkpoint = _checkpoint(args, spec.name)
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 2
+    if not args.headless and not os.environ.get("DISPLAY"):
+        print("note: no display here; running headless (offscreen rendering)")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[demo] {spec.name} {args.task}: scheduler {args.scheduler}, memory {args.memory}, "
+          f"backend {args.backend}, checkpoint {checkpoint}", flush=True)
     with tempfile.TemporaryDirectory(prefix="wam_demo_") as tmp:
-        work = Path(tmp)
-        try:
-            checkpoint = resolve_checkpoint(args.checkpoint, spec.name)
-            note = f"checkpoint {checkpoint}"
-        except ConfigError:
-            if args.checkpoint:
-                raise
-            checkpoint = make_tiny_checkpoint(work / "ckpt", spec.name)
-            note = "no default checkpoint shipped yet: untrained tiny model"
-        print(f"[demo] {spec.name}, scheduler {args.scheduler}, memory {args.memory}, "
-              f"backend {args.backend}; {note}", flush=True)
-        procs = start_graph_processes(out_dir, spec.name, checkpoint, backend=args.backend,
-                                      memory=args.memory, scheduler=args.scheduler,
-                                      fake_robot={"camera_scale": 0.5})
-        rclpy.init()
-        node = rclpy.create_node("wam_demo_probe")
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        chunks: list[ActionChunk] = []
-        commanded: list[tuple[float, np.ndarray]] = []
-        measured: list[tuple[float, np.ndarray]] = []
-        received: list[float] = []
-        node.create_subscription(ActionChunk, topics.CHUNK_JOINT,
-                                 lambda m: (chunks.append(m), received.append(time.time())),
-                                 topics.CHUNK_QOS)
-        node.create_subscription(JointState, topics.COMMANDED, lambda m: commanded.append(
-            (conversions.to_sec(m.header.stamp), np.array(m.position))), 100)
-
-        def on_joints(m: JointState) -> None:
-            try:
-                q = conversions.joint_positions(m, spec.action_layout)
-            except KeyError:
-                return
-            measured.append((conversions.to_sec(m.header.stamp), q))
-
-        node.create_subscription(JointState, spec.joint_state_topic, on_joints,
-                                 topics.SENSOR_QOS)
-        try:
-            deadline = time.monotonic() + 120.0
-            while not chunks and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
-                dead = [p for p in procs if not p.alive()]
-                if dead:
-                    print(dead[0].output())
-                    return 1
-            start = time.monotonic()
-            while time.monotonic() - start < args.seconds:
-                executor.spin_once(timeout_sec=0.05)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown()
-            for p in procs:
-                p.stop()
-
-    latency = np.array([(t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)) * 1e3
-                        for m, t in zip(chunks, received)])
-    inference = np.array([m.inference_time * 1e3 for m in chunks])
-    result = {
-        "robot": spec.name, "scheduler": args.scheduler, "memory": args.memory,
-        "chunks": len(chunks),
-        "latency_ms": {"p50": float(np.percentile(latency, 50)),
-                       "p99": float(np.percentile(latency, 99))},
-        "inference_ms": {"p50": float(np.percentile(inference, 50)),
-                         "p99": float(np.percentile(inference, 99))},
-    }
-    print(f"\n{'chunks':>8} {'latency p50':>12} {'latency p99':>12} {'model p50':>10}")
-    print(f"{len(chunks):8d} {result['latency_ms']['p50']:10.1f}ms "
-          f"{result['latency_ms']['p99']:10.1f}ms {result['inference_ms']['p50']:8.1f}ms")
-    print("(latency: camera stamp -> decoded chunk at the smoother)")
-    plot = out_dir / "joints.png"
-    _plot(spec, commanded, measured, plot)
-    print(f"plot: {plot}")
+        results, trace = _run_episodes(args, Path(tmp), args.scheduler, args.memory,
+                                       trace_first=True)
+    summary = summarise(results)
+    print()
+    print(f"{'episode':>7} {'seed':>6} {'success':>8} {'time s':>7} {'lat p50':>8} "
+          f"{'lat p99':>8}")
+    for k, r in enumerate(results):
+        lat = np.array(r.latencies_ms) if r.latencies_ms else np.array([np.nan])
+        print(f"{k + 1:7d} {r.seed:6d} {'yes' if r.success else 'no':>8} "
+              f"{r.completion_s:7.1f} {np.nanpercentile(lat, 50):6.0f}ms "
+              f"{np.nanpercentile(lat, 99):6.0f}ms")
+    print(f"success {summary['success_rate']:.0%}, mean completion "
+          f"{summary['mean_completion_s']:.1f} s, plan latency p50 "
+          f"{summary['latency_ms.p50']:.0f} ms / p99 {summary['latency_ms.p99']:.0f} ms "
+          f"(camera stamp -> first command of the plan, sim time)")
+    if trace is not None:
+        strip, plot = out_dir / "camera_strip.png", out_dir / "joints.png"
+        if _image_strip(trace, strip):
+            print(f"image strip: {strip}")
+        if _plot(spec, trace, plot):
+            print(f"joint plot: {plot}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        doc = {"robot": spec.name, "task": args.task, "scheduler": args.scheduler,
+               "memory": args.memory, "backend": args.backend, **summary,
+               "latency_ms": {"p50": summary["latency_ms.p50"],
+                              "p99": summary["latency_ms.p99"]},
+               "episodes": [r.__dict__ | {"latencies_ms": None} for r in results]}
+        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
-def _plot(spec, commanded, measured, path: Path) -> None:
+def run_eval(args: argparse.Namespace) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    schedulers = [s for s in args.schedulers.split(",") if s]
+    memories = [m for m in args.memories.split(",") if m]
+    bad = [s for s in schedulers if s not in ("sync", "async", "sai")] + [
+        m for m in memories if m not in ("kv", "ttt")]
+    if bad:
+        print(f"error: unknown scheduler or memory {bad[0]!r}; allowed: sync, async, sai / "
+              "kv, ttt")
+        return 2
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="wam_eval_") as tmp:
+        for s in schedulers:
+            for m in memories:
+                results, _ = _run_episodes(args, Path(tmp) / f"{s}_{m}", s, m)
+                table.setdefault(s, {})[m] = summarise(results)
+    print(f"\n{args.robot} {args.task}, {args.episodes} episodes each (seeds from {args.seed})")
+    print(f"{'scheduler':>9} {'memory':>6} {'success':>8} {'completion s':>13} "
+          f"{'lat p50 ms':>11} {'lat p99 ms':>11}")
+    for s, per in table.items():
+        for m, r in per.items():
+            print(f"{s:>9} {m:>6} {r['success_rate']:8.0%} {r['mean_completion_s']:13.2f} "
+                  f"{r['latency_ms.p50']:11.0f} {r['latency_ms.p99']:11.0f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+def _image_strip(trace: Trace, path: Path, count: int = 6) -> bool:
+    if not trace.frames:
+        return False
+    import cv2
+
+    idx = np.linspace(0, len(trace.frames) - 1, min(count, len(trace.frames))).round()
+    frames = [trace.frames[int(i)][1] for i in idx]
+    h = min(f.shape[0] for f in frames)
+    strip = np.concatenate([f[:h] for f in frames], axis=1)
+    cv2.imwrite(str(path), strip[:, :, ::-1])
+    return True
+
+
+def _plot(spec, trace: Trace, path: Path) -> bool:
+    if not trace.commanded:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not commanded:
-        return
-    t0 = commanded[0][0]
-    tc, qc = np.array([c[0] for c in commanded]) - t0, np.array([c[1] for c in commanded])
-    tm, qm = np.array([m[0] for m in measured]) - t0, np.array([m[1] for m in measured])
-    n = spec.action_dim
-    cols = 2
-    fig, axes = plt.subplots((n + 1) // cols, cols, figsize=(11, 1.6 * ((n + 1) // cols)),
-                             sharex=True)
+    t0 = trace.commanded[0][0]
+    tc = np.array([c[0] for c in trace.commanded]) - t0
+    qc = np.array([c[1] for c in trace.commanded])
+    tm = np.array([m[0] for m in trace.measured]) - t0
+    qm = np.array([m[1] for m in trace.measured])
+    n, cols = spec.action_dim, 2
+    rows = (n + 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 1.6 * rows), sharex=True)
     for i, ax in enumerate(axes.ravel()[:n]):
         ax.plot(tc, qc[:, i], lw=1.2, label="commanded")
         if len(tm):
             ax.plot(tm, qm[:, i], lw=1.0, ls="--", label="measured")
         ax.set_ylabel(spec.action_layout[i], fontsize=7)
     axes.ravel()[0].legend(fontsize=7)
-    fig.suptitle(f"{spec.name}: commanded vs measured joints")
+    fig.suptitle(f"{spec.name}: commanded vs measured joints (first episode, sim time)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return True

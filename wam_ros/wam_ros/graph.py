@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from wam_ros.paths import config_dir
 
@@ -29,6 +29,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "scheduler": ("async", "chunk scheduler: sync | async | sai (speculative)"),
     "mode": ("joint", "inference mode: joint | fast | two_stage"),
     "use_sim_time": ("false", "take time from /clock (simulator or bag replay)"),
+    "task": ("", "instruction given to the policy; sim.launch.py: a simulated task "
+                 "(pick_place | handover), whose instruction the policy then gets"),
     "params_file": ("", "extra ros__parameters YAML applied after config/wam_ros.yaml"),
     "composed": ("false", "run the four nodes in one process (wam_bringup) that hands "
                           "observations and chunks over in memory; false: one process each"),
@@ -46,6 +48,7 @@ class GraphArgs:
     use_sim_time: bool = False
     params_file: str = ""
     composed: bool = False
+    task: str = ""
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -99,6 +102,7 @@ NODE_EXECUTABLES: dict[str, str] = {
     "wam_decoder_node": "wam_ros.nodes.decoder_node",
     "wam_smoother_node": "wam_ros.nodes.smoother_node",
     "wam_bringup": "wam_ros.nodes.bringup",
+    "wam_sim_node": "wam_ros.sim.sim_node",
 }
 
 
@@ -115,23 +119,35 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
                         {**common, **params}, files)
 
+    policy = {"checkpoint": args.checkpoint, "backend": args.backend, "memory": args.memory,
+              "scheduler": args.scheduler, "mode": args.mode}
+    if args.task:
+        policy["task"] = args.task
     if args.composed:  # one process; every node takes the parameters it declares
         return [NodeSpec("wam_bringup", "wam_bringup", NODE_EXECUTABLES["wam_bringup"],
-                         {**common, "checkpoint": args.checkpoint, "backend": args.backend,
-                          "memory": args.memory, "scheduler": args.scheduler,
-                          "mode": args.mode}, files, rename=False)]
+                         {**common, **policy}, files, rename=False)]
     return [
         node("wam_observation", "wam_observation_node"),
-        node("wam_policy", "wam_policy_node", checkpoint=args.checkpoint, backend=args.backend,
-             memory=args.memory, scheduler=args.scheduler, mode=args.mode),
+        node("wam_policy", "wam_policy_node", **policy),
         node("wam_decoder", "wam_decoder_node", checkpoint=args.checkpoint),
         node("wam_smoother", "wam_smoother_node"),
     ]
 
 
-def build_sim_graph(args: GraphArgs) -> list[NodeSpec]:
-    """The robot graph plus everything that stands in for hardware (simulator, controllers)."""
-    return build_graph(args)
+def build_sim_graph(args: GraphArgs, sim: dict[str, object] | None = None) -> list[NodeSpec]:
+    """The MuJoCo sim node (cameras, joint states, /clock, mock controllers) plus the robot
+    graph on sim time, the policy instructed with the simulated task's instruction.
+
+    `args.task` names the simulated task (default pick_place); `sim`: extra sim node
+    parameters (seed, camera_width, camera_height, real_time_factor, ...)."""
+    from wam_ros.sim.tasks import task_class  # mujoco: only when a sim graph is built
+
+    task = args.task or "pick_place"
+    instruction = task_class(task).instruction
+    robot_graph = build_graph(replace(args, use_sim_time=True, task=instruction))
+    simulator = NodeSpec("wam_sim", "wam_sim_node", NODE_EXECUTABLES["wam_sim_node"],
+                         {"robot": args.robot, "task": task, **(sim or {})})
+    return [simulator, *robot_graph]
 
 
 def _param_literal(value: object) -> str:

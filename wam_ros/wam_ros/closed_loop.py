@@ -1,0 +1,241 @@
+"""Closed-loop episodes through the real node graph: what `wam-ros demo`, `wam-ros eval` and the
+CI episode test share.
+
+The MuJoCo sim node (cameras, joint states, /clock, mock ros2_control controllers) and the node
+graph run as separate processes on sim time, exactly as `sim.launch.py` starts them; a probe node
+in this process drives episodes the way an operator would on the robot:
+
+    pause the policy -> move home (smoother) -> reset the scene (new random seed) ->
+    start a new policy episode -> watch the sim's task status until success or time-out
+
+and records, per episode, success, completion time (sim seconds), and the latency of every plan:
+camera stamp of its observation -> its first command (the smoother names that command after the
+observation stamp, so the latency is exact, in sim time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    completion_s: float  # sim seconds from the start to success (the time-out if it failed)
+    latencies_ms: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    sim_s: float = 0.0
+    phase: str = ""  # last task phase seen (where a failed episode got stuck)
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.sim_s / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+@dataclass
+class Trace:
+    """Commanded and measured joints and camera frames of one episode, for plots."""
+
+    commanded: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    measured: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+
+
+class ClosedLoop:
+    """Sim node + node graph as processes, and the probe that runs episodes against them."""
+
+    def __init__(self, workdir: Path, robot: str, task: str, checkpoint: Path, *,
+                 scheduler: str = "async", memory: str = "kv", backend: str = "onnxruntime",
+                 composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
+                 log: Callable[[str], None] = print, startup_timeout: float = 180.0) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool, Trigger
+
+        from wam_ros.core.robot import RobotSpec
+        from wam_ros.graph import GraphArgs, build_sim_graph
+        from wam_ros.nodes import conversions, topics
+        from wam_ros.nodes.process import NodeProcess
+
+        self.spec = RobotSpec.load(robot)
+        self.task, self.log = task, log
+        self._conversions = conversions
+        workdir.mkdir(parents=True, exist_ok=True)
+        sim_params: dict[str, object] = {"seed": seed}
+        if camera_size[0]:
+            sim_params.update(camera_width=camera_size[0], camera_height=camera_size[1])
+        graph = build_sim_graph(GraphArgs(
+            robot=robot, checkpoint=str(checkpoint), backend=backend, memory=memory,
+            scheduler=scheduler, use_sim_time=True, composed=composed, task=task,
+            params_file=str(_observation_params(workdir, checkpoint))), sim=sim_params)
+        self.procs = [NodeProcess(s.command(), log_path=str(workdir / f"{s.name}.log"))
+                      for s in graph]
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("wam_closed_loop", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.status: dict = {}
+        self.measured: np.ndarray | None = None
+        self.trace: Trace | None = None
+        self._tags: list[tuple[float, float]] = []  # (plan's observation stamp, command time)
+
+        def on_status(msg: String) -> None:
+            self.status = json.loads(msg.data)
+
+        def on_joints(msg: JointState) -> None:
+            try:
+                q = conversions.joint_positions(msg, self.spec.action_layout)
+            except (KeyError, ValueError):
+                return
+            self.measured = q
+            if self.trace is not None:
+                self.trace.measured.append((conversions.to_sec(msg.header.stamp), q))
+
+        def on_commanded(msg: JointState) -> None:
+            t = conversions.to_sec(msg.header.stamp)
+            tag = conversions.parse_stamp_tag(msg.header.frame_id)
+            if tag is not None:
+                self._tags.append((tag, t))
+            if self.trace is not None:
+                self.trace.commanded.append((t, np.array(msg.position)))
+
+        def on_frame(msg: Image) -> None:
+            if self.trace is None:
+                return
+            t = conversions.to_sec(msg.header.stamp)
+            if not self.trace.frames or t - self.trace.frames[-1][0] >= 1.0:
+                self.trace.frames.append((t, conversions.image_to_rgb(msg).copy()))
+
+        self.node.create_subscription(String, topics.SIM_STATUS, on_status, 10)
+        self.node.create_subscription(JointState, self.spec.joint_state_topic, on_joints,
+                                      topics.SENSOR_QOS)
+        self.node.create_subscription(JointState, topics.COMMANDED, on_commanded, 100)
+        self.node.create_subscription(Image, self.spec.cameras[0].topic, on_frame,
+                                      topics.SENSOR_QOS)
+        self.sim_reset = self.node.create_client(Trigger, topics.SIM_RESET)
+        self.policy_run = self.node.create_client(SetBool, topics.RUN_SERVICE)
+        self.home = self.node.create_client(Trigger, topics.HOME_SERVICE)
+        self.enable = self.node.create_client(Trigger, topics.ENABLE_SERVICE)
+        self._Trigger, self._SetBool = Trigger, SetBool
+        try:
+            self._wait_ready(startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _check_alive(self) -> None:
+        dead = [p for p in self.procs if not p.alive()]
+        if dead:
+            raise RuntimeError("a node exited:\n" + "\n".join(
+                f"--- {' '.join(p.cmd[:3])}\n{p.output()}" for p in dead))
+
+    def _spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+            self._check_alive()
+        return condition()
+
+    def _call(self, client, request, timeout: float = 30.0):
+        if not self._spin_until(client.service_is_ready, timeout):
+            raise RuntimeError(f"service {client.srv_name} not available")
+        future = client.call_async(request)
+        if not self._spin_until(future.done, timeout):
+            raise RuntimeError(f"service {client.srv_name} did not answer in {timeout:.0f} s")
+        return future.result()
+
+    def _wait_ready(self, timeout: float) -> None:
+        self.log(f"[closed-loop] starting the simulator and the node graph "
+                 f"({len(self.procs)} processes) ...")
+        t0 = time.monotonic()
+        ok = self._spin_until(lambda: bool(self.status) and self.measured is not None
+                              and bool(self._tags), timeout)
+        if not ok:
+            raise RuntimeError("the graph did not come up (no status, joint state or first "
+                               "command) within {:.0f} s:\n{}".format(
+                                   timeout, "\n".join(p.output() for p in self.procs)))
+        self.log(f"[closed-loop] ready in {time.monotonic() - t0:.1f} s")
+
+    # ---- episodes ---------------------------------------------------------------------------
+    def episode(self, timeout_s: float, trace: bool = False) -> EpisodeResult:
+        req = self._SetBool.Request(data=False)
+        self._call(self.policy_run, req)
+        self._call(self.enable, self._Trigger.Request())  # a stop of the last episode, if any
+        answer = self._call(self.home, self._Trigger.Request())
+        if not answer.success:
+            raise RuntimeError(answer.message)
+        home = self.spec.home_vector()
+        if not self._spin_until(lambda: self.measured is not None and float(
+                np.abs(self.measured - home).max()) < 0.02, 30.0):
+            raise RuntimeError("the arm did not get home within 30 s")
+        before = self.status.get("episode")
+        self._call(self.sim_reset, self._Trigger.Request())
+        self._spin_until(lambda: self.status.get("episode") != before
+                         and self.status.get("elapsed", 1.0) < 0.5, 10.0)
+        seed = int(self.status.get("seed", -1))
+        self.trace = Trace() if trace else None
+        self._tags.clear()
+        wall0 = time.monotonic()
+        self._call(self.policy_run, self._SetBool.Request(data=True))
+        self._spin_until(lambda: bool(self.status.get("success"))
+                         or float(self.status.get("elapsed", 0.0)) >= timeout_s, 10 * timeout_s
+                         + 60.0)
+        wall = time.monotonic() - wall0
+        success = bool(self.status.get("success"))
+        elapsed = float(self.status.get("elapsed", 0.0))
+        lat = [(t_cmd - stamp) * 1e3 for stamp, t_cmd in self._tags if t_cmd >= stamp]
+        self._call(self.policy_run, self._SetBool.Request(data=False))
+        return EpisodeResult(seed, success, elapsed if success else timeout_s, lat, wall,
+                             elapsed, str(self.status.get("phase", "")))
+
+    def close(self) -> None:
+        try:
+            self.executor.shutdown()
+            self.node.destroy_node()
+            self.context.try_shutdown()
+        finally:
+            for p in self.procs:
+                p.stop()
+
+
+def _observation_params(workdir: Path, checkpoint: Path) -> Path:
+    """Observation node sized to the checkpoint's input."""
+    import yaml
+
+    from wam_ros.model.checkpoint import read_checkpoint_config
+
+    cfg, _ = read_checkpoint_config(checkpoint)
+    path = workdir / "observation_params.yaml"
+    path.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
+        "image_height": cfg.image_size[0], "image_width": cfg.image_size[1]}}}))
+    return path
+
+
+def summarise(results: list[EpisodeResult]) -> dict[str, float]:
+    lat = [v for r in results for v in r.latencies_ms]
+    done = [r.completion_s for r in results if r.success]
+    return {
+        "episodes": len(results),
+        "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
+        "mean_completion_s": float(np.mean(done)) if done else float("nan"),
+        "latency_ms.p50": float(np.percentile(lat, 50)) if lat else float("nan"),
+        "latency_ms.p99": float(np.percentile(lat, 99)) if lat else float("nan"),
+        "real_time_factor": float(np.mean([r.real_time_factor for r in results]))
+        if results else float("nan"),
+    }
+
+
+__all__ = ["ClosedLoop", "EpisodeResult", "Trace", "summarise"]
