@@ -183,8 +183,8 @@ def test_episode_control_from_a_terminal_or_foot_pedal(ros_domain, tmp_path):
             if ready:
                 try:
                     text += os.read(fd, 4096)
-                except OSError:
-                    break
+                except OSError:  # the child closed its terminal: it is exiting
+                    time.sleep(0.05)
         return done()
 
     try:

@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
     return run_nodes(factories, [sys.argv[0]])
 
 
+def end_process() -> None:
+    from wam_ros.nodes.recorder_node import end_process as end
+
+    end()
+
+
 class _EpisodeBatch:
     """Starts episodes one after the other (each ends at max_episode_s), restarting the
     operator with a new seed each time, then ends the process."""
@@ -122,7 +128,7 @@ class _EpisodeBatch:
             self.recorder.get_logger().error(f"batch stopped: {rec.error}")
             self.left = 0
         if self.left <= 0:
-            self.recorder.context.try_shutdown()
+            end_process()
             return
         # wait for data before starting: the first follower state moves the operator
         if self.teleop and getattr(self.teleop[0], "follower", None) is None:

@@ -24,7 +24,7 @@ from wam_ros.data.playback import Playback, PlaybackSettings
 from wam_ros.nodes import topics
 from wam_ros.nodes.common import run_nodes
 from wam_ros.nodes.params import declare_settings
-from wam_ros.nodes.recorder_node import declare_string_array, message_class
+from wam_ros.nodes.recorder_node import declare_string_array, end_process, message_class
 
 # Reliable matches reliable and best-effort subscribers alike.
 PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
@@ -87,7 +87,7 @@ class BagPlayerNode(Node):
         total = sum(self.published.values())
         self.get_logger().info(f"played {total} messages ({self.playback.passes} passes)")
         if self.settings.exit_when_done:
-            self.context.try_shutdown()
+            end_process()
 
     def close(self) -> None:
         self._stop.set()

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
+import signal
 import sys
 from functools import partial
 from typing import Any
@@ -61,6 +63,13 @@ def message_class(msgtype: str) -> type:
         return getattr(importlib.import_module(f"{package}.msg"), name)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"message type {msgtype!r} is not installed here ({exc})") from exc
+
+
+def end_process() -> None:
+    """End this node's process as Ctrl-C does: rclpy's signal handler shuts the context down
+    and main() closes every node (an episode in progress is kept). Shutting the context down
+    from inside a callback instead races the executor's other threads."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _short(topic: str) -> str:
@@ -223,7 +232,7 @@ class RecorderNode(Node):
                     self.get_logger().warning(message)
             elif action == "quit":
                 self.stop_episode(True)
-                self.context.try_shutdown()  # the executor ends; main() cleans up
+                end_process()
                 return
 
     def publish_status(self) -> None:
