@@ -7,6 +7,8 @@
         no hardware: the kinematic fake robot, and you drive the leader arms from the keyboard
     wam-ros record --sim fake --teleop scripted --episodes 10 --seconds 20
         ten 20 s episodes of a scripted operator (a new seed each), then exit
+    wam-ros record --sim mujoco --sim-task pick_place --teleop keyboard
+        the MuJoCo simulator (rendered cameras, physics; everything on its /clock)
 
 All nodes run composed in this process; `ros2 run wam_ros wam_recorder_node` (and
 wam_teleop_node) start them separately with the same parameters.
@@ -32,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse to start an episode with less free disk space (MiB)")
     p.add_argument("--teleop", default="none",
                    help="none (real leader arms) | scripted | keyboard | package.module:Factory")
-    p.add_argument("--sim", choices=("none", "fake"), default="none",
-                   help="fake: the kinematic fake robot stands in for the hardware")
+    p.add_argument("--sim", choices=("none", "fake", "mujoco"), default="none",
+                   help="fake: the kinematic fake robot stands in for the hardware; mujoco: "
+                        "the MuJoCo simulator")
+    p.add_argument("--sim-task", default="pick_place", help="--sim mujoco: the scene's task")
     p.add_argument("--camera-scale", type=float, default=1.0,
                    help="--sim fake: camera size relative to the robot config's")
     p.add_argument("--episodes", type=int, default=0,
@@ -71,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         return out
 
     factories = []
+    sim_time = args.sim == "mujoco"  # the simulator's /clock drives every node
+    if args.sim == "mujoco":
+        from wam_ros.sim.sim_node import SimNode
+
+        factories.append(lambda: SimNode(parameter_overrides=params(
+            robot=args.robot, task=args.sim_task, seed=args.seed)))
     if args.sim == "fake":
         from wam_ros.sim.fake_robot import FakeRobotNode
 
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         def make_teleop() -> Any:
             node = TeleopNode(parameter_overrides=params(
                 robot=args.robot, operator=args.teleop, seed=args.seed,
-                drive_follower=args.sim != "none"))
+                drive_follower=args.sim != "none", use_sim_time=sim_time))
             teleop_holder.append(node)
             return node
 
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             robot=args.robot, output_dir=args.out, task=args.task, note=args.note,
             flush_interval_s=args.flush_interval, min_free_mb=args.min_free_mb,
             extra_topics=list(args.extra_topic), autostart=False,
-            max_episode_s=args.seconds if batch else 0.0))
+            max_episode_s=args.seconds if batch else 0.0, use_sim_time=sim_time))
         if batch or args.autostart:
             _EpisodeBatch(node, teleop_holder, args.episodes if batch else 1, args.seed)
         return node
