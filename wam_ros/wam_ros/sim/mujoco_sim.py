@@ -27,6 +27,7 @@ import mujoco
 import numpy as np
 
 from wam_ros.core.robot import RobotSpec
+from wam_ros.core.types import Observation
 from wam_ros.sim.controllers import ForwardController, TrajectoryController
 from wam_ros.sim.scene import Scene
 from wam_ros.sim.tasks import Task, task_class
@@ -255,6 +256,13 @@ class Simulator:
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             out[cam] = renderer.render().copy()
         return out
+
+    def observation(self, width: int = 224, height: int = 224,
+                    cameras: list[str] | tuple[str, ...] | None = None) -> Observation:
+        """What a policy sees: every camera at the model's input size, joint positions (joint
+        units), sim time and the task's instruction (`wam_ros.core.types.Observation`)."""
+        return Observation(stamp=self.time, images=self.render(cameras, width, height),
+                           joint_positions=self.joint_positions(), task=self.task.instruction)
 
     def close(self) -> None:
         for renderer in self._renderers.values():

@@ -89,6 +89,7 @@ class SimNode(Node):
                             callback_group=ReentrantCallbackGroup())
         self._reset_lock = threading.Lock()
         self._reset_request: threading.Event | None = None
+        self._reset_status = self.sim.status()
         self._stop = threading.Event()
         self.achieved_rtf = float("nan")
         self._thread = threading.Thread(target=self._run, name="wam_sim_physics", daemon=True)
@@ -127,7 +128,7 @@ class SimNode(Node):
             response.success = False
             response.message = "the simulator did not reset within 10 s"
             return response
-        status = self.sim.status()
+        status = self._reset_status  # taken by the sim thread: the physics is not ours here
         response.success = True
         response.message = f"episode {status.episode}, seed {status.seed}"
         self.get_logger().info(f"reset: {response.message}")
@@ -148,7 +149,7 @@ class SimNode(Node):
                 with self._reset_lock:
                     request, self._reset_request = self._reset_request, None
                 if request is not None:
-                    sim.reset()
+                    self._reset_status = sim.reset()
                     next_status = sim.time
                     request.set()
                 sim.step(self.clock_dt)
