@@ -158,3 +158,13 @@ def test_a_cube_held_over_the_bin_is_not_a_success():
         status = sim.status()
         assert status.held_by == ("right",) and status.phase == "lifted"
         assert not status.success
+
+
+def test_simulator_core_imports_without_ros():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['rclpy'] = None; "
+            "import wam_ros.sim.mujoco_sim, wam_ros.sim.experts, wam_ros.sim.generate")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
