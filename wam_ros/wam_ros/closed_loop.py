@@ -71,8 +71,14 @@ class ClosedLoop:
         self._conversions = conversions
         workdir.mkdir(parents=True, exist_ok=True)
         sim_params: dict[str, object] = {"seed": seed}
-        if camera_size[0]:
-            sim_params.update(camera_width=camera_size[0], camera_height=camera_size[1])
+        if not camera_size[0]:
+            # render at the model's input size: the pixels the expert episodes were rendered
+            # with (the observation node's resize is then the identity), and cheapest
+            from wam_ros.model.checkpoint import read_checkpoint_config
+
+            h, w = read_checkpoint_config(checkpoint)[0].image_size
+            camera_size = (w, h)
+        sim_params.update(camera_width=camera_size[0], camera_height=camera_size[1])
         graph = build_sim_graph(GraphArgs(
             robot=robot, checkpoint=str(checkpoint), backend=backend, memory=memory,
             scheduler=scheduler, use_sim_time=True, composed=composed, task=task,

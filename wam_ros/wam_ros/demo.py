@@ -56,6 +56,12 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
+def _checkpoint_dir(robot: str) -> Path:
+    from wam_ros.paths import checkpoints_dir
+
+    return checkpoints_dir() / robot
+
+
 def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
     from wam_ros.paths import resolve_checkpoint
 
@@ -63,8 +69,9 @@ def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
 
 
 def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memory: str,
-                  trace_first: bool = False) -> tuple[list[EpisodeResult], Trace | None]:
-    checkpoint = _checkpoint(args, args.robot)
+                  trace_first: bool = False, checkpoint: Path | None = None
+                  ) -> tuple[list[EpisodeResult], Trace | None]:
+    checkpoint = checkpoint or _checkpoint(args, args.robot)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
                       seed=args.seed)
@@ -93,20 +100,31 @@ def run_demo(args: argparse.Namespace) -> int:
     from wam_ros.core.robot import RobotSpec
 
     spec = RobotSpec.load(args.robot)
+    tmp = tempfile.TemporaryDirectory(prefix="wam_demo_")
     try:
         checkpoint = _checkpoint(args, spec.name)
     except ConfigError as exc:
-        print(f"error: {exc}")
-        return 2
+        if args.checkpoint:
+            print(f"error: {exc}")
+            return 2
+        # No trained default for this robot in this checkout: still run the whole loop, with
+        # an untrained model, and say so (the task will not be solved).
+        from wam_ros.model.testing import make_tiny_checkpoint
+
+        checkpoint = make_tiny_checkpoint(Path(tmp.name) / "untrained", spec.name)
+        args.backend = "torch"
+        print(f"note: no default checkpoint shipped for {spec.name} "
+              f"({_checkpoint_dir(spec.name)}); running an UNTRAINED tiny model: the loop "
+              "runs, the task is not solved")
     if not args.headless and not os.environ.get("DISPLAY"):
         print("note: no display here; running headless (offscreen rendering)")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {spec.name} {args.task}: scheduler {args.scheduler}, memory {args.memory}, "
           f"backend {args.backend}, checkpoint {checkpoint}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="wam_demo_") as tmp:
-        results, trace = _run_episodes(args, Path(tmp), args.scheduler, args.memory,
-                                       trace_first=True)
+    with tmp:
+        results, trace = _run_episodes(args, Path(tmp.name) / "run", args.scheduler,
+                                       args.memory, trace_first=True, checkpoint=checkpoint)
     summary = summarise(results)
     print()
     print(f"{'episode':>7} {'seed':>6} {'success':>8} {'time s':>7} {'lat p50':>8} "
@@ -132,8 +150,19 @@ def run_demo(args: argparse.Namespace) -> int:
                "latency_ms": {"p50": summary["latency_ms.p50"],
                               "p99": summary["latency_ms.p99"]},
                "episodes": [r.__dict__ | {"latencies_ms": None} for r in results]}
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
+        Path(args.json_out).write_text(json.dumps(_finite(doc), indent=2) + "\n")
     return 0
+
+
+def _finite(value):
+    """NaN (no successful episode, no latency) -> null: strict JSON for other tools."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -160,7 +189,7 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{s:>9} {m:>6} {r['success_rate']:8.0%} {r['mean_completion_s']:13.2f} "
                   f"{r['latency_ms.p50']:11.0f} {r['latency_ms.p99']:11.0f}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(table, indent=2) + "\n")
+        Path(args.json_out).write_text(json.dumps(_finite(table), indent=2) + "\n")
     return 0
 
 
