@@ -106,7 +106,7 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
         for i in range(0, min(len(data), n * step), step):
             batch = collate([data[i]])
             img = batch["images"].to(device, torch.float32).flatten(0, 1)
-            f = model.encoder(img.flatten(0, 1))  # raw encoder tokens
+            f = model.raw_tokens(img.flatten(0, 1))
             feats.append(f.reshape(-1, f.shape[-1]))
             st = batch["state"].to(device)
             states.append(st.reshape(-1, st.shape[-1]))

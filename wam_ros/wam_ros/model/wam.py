@@ -179,9 +179,19 @@ class WorldActionModel(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, ncam, 3, H, W) float 0..255 -> (B, n_obs, Cf) normalised feature tokens."""
         b, ncam = images.shape[:2]
-        feats = self.encoder(images.flatten(0, 1))  # (B*ncam, g*g, Cf)
+        feats = self.raw_tokens(images.flatten(0, 1))  # (B*ncam, g*g, Cf)
         feats = feats.reshape(b, ncam * feats.shape[1], feats.shape[2])
         return (feats - self.feat_mean) / self.feat_std
+
+    def raw_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) 0..255 -> (N, g*g, Cf) tokens before normalisation."""
+        feats = self.encoder(images)
+        if self.cfg.encoder_trainable:
+            # a trained encoder's feature scale drifts away from the statistics taken at the
+            # start; a parameter-free layer norm per token keeps the scale of the tokens, and
+            # of the future-latent target made from them (see `loss`), fixed
+            feats = nn.functional.layer_norm(feats, feats.shape[-1:])
+        return feats
 
     def embed_context(self, obs: torch.Tensor, obs_level: torch.Tensor, state: torch.Tensor,
                       task_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
