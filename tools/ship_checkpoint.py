@@ -10,7 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
-KEEP = ("config.yaml", "model.safetensors", "stats.safetensors", "onnx", "latent_decoder")
+# No ONNX export: its graphs repeat the weights (about 3x the size); `wam-ros demo` / `eval`
+# export into a temporary copy when the onnxruntime backend asks for it.
+KEEP = ("config.yaml", "model.safetensors", "stats.safetensors", "latent_decoder")
 BUDGET_MB = 25.0
 
 

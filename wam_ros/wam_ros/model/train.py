@@ -67,6 +67,21 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def gripper_mask(cfg: ModelConfig) -> torch.Tensor:
+    """(D,) bool, True for the gripper entries of the action layout (none if the robot
+    config is unknown here)."""
+    from wam_ros.core.config import ConfigError
+    from wam_ros.core.robot import RobotSpec
+
+    try:
+        spec = RobotSpec.load(cfg.robot)
+    except (ConfigError, FileNotFoundError):
+        return torch.zeros(cfg.action_dim, dtype=torch.bool)
+    if tuple(spec.action_layout) != tuple(cfg.action_layout):
+        return torch.zeros(cfg.action_dim, dtype=torch.bool)
+    return torch.as_tensor(spec.gripper_mask(), dtype=torch.bool)
+
+
 def model_actions(cfg: ModelConfig, actions: torch.Tensor, state: torch.Tensor,
                   latent_encoder: Any = None) -> torch.Tensor:
     """Absolute actions (B, C, H, D) -> what the flow head learns (before normalisation)."""
@@ -74,7 +89,10 @@ def model_actions(cfg: ModelConfig, actions: torch.Tensor, state: torch.Tensor,
         return actions
     delta = actions - state[:, :, None]
     if cfg.action_space == "delta":
-        return delta
+        # Grippers stay absolute openings (0 closed .. 1 open), joints become offsets: the
+        # convention core.decoding.ChunkDecoder decodes (DecoderConfig.delta_grippers False).
+        grippers = gripper_mask(cfg).to(actions.device)
+        return torch.where(grippers, actions, delta)
     if latent_encoder is None:
         raise ValueError("action_space latent needs the latent-action encoder")
     b, c = delta.shape[:2]
