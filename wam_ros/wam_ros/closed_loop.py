@@ -64,7 +64,7 @@ class ClosedLoop:
         from wam_ros.core.robot import RobotSpec
         from wam_ros.graph import GraphArgs, build_sim_graph
         from wam_ros.nodes import conversions, topics
-        from wam_ros.nodes.process import NodeProcess
+        from wam_ros.nodes.process import NodeProcess, observation_params_file
 
         self.spec = RobotSpec.load(robot)
         self.task, self.log = task, log
@@ -82,7 +82,8 @@ class ClosedLoop:
         graph = build_sim_graph(GraphArgs(
             robot=robot, checkpoint=str(checkpoint), backend=backend, memory=memory,
             scheduler=scheduler, use_sim_time=True, composed=composed, task=task,
-            params_file=str(_observation_params(workdir, checkpoint))), sim=sim_params)
+            params_file=str(observation_params_file(workdir / "observation_params.yaml",
+                                                    checkpoint))), sim=sim_params)
         self.procs = [NodeProcess(s.command(), log_path=str(workdir / f"{s.name}.log"))
                       for s in graph]
         self.context = rclpy.context.Context()
@@ -215,19 +216,6 @@ class ClosedLoop:
         finally:
             for p in self.procs:
                 p.stop()
-
-
-def _observation_params(workdir: Path, checkpoint: Path) -> Path:
-    """Observation node sized to the checkpoint's input."""
-    import yaml
-
-    from wam_ros.model.checkpoint import read_checkpoint_config
-
-    cfg, _ = read_checkpoint_config(checkpoint)
-    path = workdir / "observation_params.yaml"
-    path.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": cfg.image_size[0], "image_width": cfg.image_size[1]}}}))
-    return path
 
 
 def summarise(results: list[EpisodeResult]) -> dict[str, float]:

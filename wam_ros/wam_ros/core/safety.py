@@ -374,8 +374,15 @@ class CommandPipeline:
         """Whether an extra command may be sent now, between two control ticks (a fresh plan
         just arrived): at least half a period after the last one."""
         with self._lock:
-            return (self._last_step is not None and self.enforcer.initialised
-                    and now - self._last_step >= 0.5 * self.dt)
+            return self._interval(now) is not None
+
+    def _interval(self, now: float) -> float | None:
+        """Seconds the next command is limited over: the time since the last command, at most
+        a period; None when there is no last command or it went out < half a period ago."""
+        if self._last_step is None or not self.enforcer.initialised:
+            return None
+        elapsed = now - self._last_step
+        return None if elapsed < 0.5 * self.dt else min(elapsed, self.dt)
 
     def step(self, now: float, measured: np.ndarray | None = None, early: bool = False
              ) -> PipelineOutput | None:
@@ -389,14 +396,10 @@ class CommandPipeline:
         `early_step_due`).
         """
         with self._lock:
-            dt: float | None = None
-            if self._last_step is not None and self.enforcer.initialised:
-                elapsed = now - self._last_step
-                if elapsed < 0.5 * self.dt:
-                    return None
-                dt = min(elapsed, self.dt)
-            elif early:
-                return None
+            dt = self._interval(now)
+            if dt is None and (early or (self._last_step is not None
+                                         and self.enforcer.initialised)):
+                return None  # too soon after the last command (or nothing to be early to)
             if measured is not None:
                 measured = np.asarray(measured, dtype=np.float64)
                 if measured.shape != (self.spec.action_dim,) or not np.all(np.isfinite(measured)):

@@ -54,3 +54,21 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
 def stamp_sec(node: Node) -> float:
     """The node's clock (sim time when use_sim_time) in seconds."""
     return node.get_clock().now().nanoseconds * 1e-9
+
+
+def chunk_callback(diag, accept: Callable[[object], None]) -> Callable[[object], None]:
+    """ActionChunk message -> core Chunk -> `accept`; a malformed message is refused (counted
+    and logged once in /diagnostics). The nodes' `accept_chunk` also takes chunks handed over
+    in memory by the composed bringup."""
+    from wam_ros.nodes import conversions
+
+    def on_chunk(msg) -> None:
+        try:
+            chunk = conversions.msg_to_chunk(msg)
+        except ValueError as exc:
+            diag.refuse("bad_chunk", str(exc))
+            return
+        accept(chunk)
+
+    return on_chunk
+

@@ -17,7 +17,7 @@ from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import DecoderSettings
 from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import run_nodes
+from wam_ros.nodes.common import chunk_callback, run_nodes
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
@@ -37,8 +37,8 @@ class DecoderNode(Node):
         self.local_sinks: list[Callable[[Chunk], None]] = []
         # own group: a latent decoder forward pass must not delay other callbacks
         self.chunk_sub = self.create_subscription(
-            ActionChunk, topics.CHUNK_RAW, self.on_chunk, topics.CHUNK_QOS,
-            callback_group=MutuallyExclusiveCallbackGroup())
+            ActionChunk, topics.CHUNK_RAW, chunk_callback(self.diag, self.accept_chunk),
+            topics.CHUNK_QOS, callback_group=MutuallyExclusiveCallbackGroup())
 
     def _latent_decoder(self):
         """The checkpoint's learned latent-action decoder, if its policy emits latents."""
@@ -51,14 +51,6 @@ class DecoderNode(Node):
         from wam_ros.model.latent_decoder import LatentActionDecoder
 
         return LatentActionDecoder.load(checkpoint).decode
-
-    def on_chunk(self, msg: ActionChunk) -> None:
-        try:
-            chunk = conversions.msg_to_chunk(msg)
-        except ValueError as exc:
-            self.diag.refuse("bad_chunk", str(exc))
-            return
-        self.accept_chunk(chunk)
 
     def accept_chunk(self, chunk: Chunk) -> None:
         """A raw policy chunk (from the topic, or in-process in the composed form)."""

@@ -65,6 +65,18 @@ def python_module_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def observation_params_file(path: Path, checkpoint: Path) -> Path:
+    """A ros__parameters file sizing the observation node to the checkpoint's input."""
+    import yaml
+
+    from wam_ros.model.checkpoint import read_checkpoint_config
+
+    h, w = read_checkpoint_config(checkpoint)[0].image_size
+    path.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
+        "image_height": h, "image_width": w}}}))
+    return path
+
+
 def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           backend: str = "torch", memory: str = "kv", scheduler: str = "async",
                           fake_robot: dict[str, object] | None = None,
@@ -72,16 +84,9 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
     """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes (or
     the composed bringup: one process), with the observation node sized to the checkpoint's
     input; logs go to `workdir`."""
-    import yaml
-
     from wam_ros.graph import GraphArgs, NodeSpec, build_graph
-    from wam_ros.model.checkpoint import read_checkpoint_config
 
-    cfg, _ = read_checkpoint_config(checkpoint)
-    h, w = cfg.image_size
-    params = workdir / f"params_{scheduler}.yaml"
-    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": h, "image_width": w}}}))
+    params = observation_params_file(workdir / f"params_{scheduler}.yaml", checkpoint)
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
                                   memory=memory, scheduler=scheduler, params_file=str(params),
                                   composed=composed))

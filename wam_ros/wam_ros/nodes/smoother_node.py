@@ -24,7 +24,7 @@ from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import TimelineConfig
 from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.common import chunk_callback, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros_msgs.msg import ActionChunk
@@ -55,8 +55,9 @@ class SmootherNode(Node):
         self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 10)
                               if s.publish_commanded else None)
         inputs = MutuallyExclusiveCallbackGroup()
-        self.chunk_sub = self.create_subscription(ActionChunk, topics.CHUNK_JOINT, self.on_chunk,
-                                                  topics.CHUNK_QOS, callback_group=inputs)
+        self.chunk_sub = self.create_subscription(
+            ActionChunk, topics.CHUNK_JOINT, chunk_callback(self.diag, self.accept_chunk),
+            topics.CHUNK_QOS, callback_group=inputs)
         self._first_of: str = ""  # tag of the chunk whose first command goes out next
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
@@ -74,14 +75,6 @@ class SmootherNode(Node):
 
     def _log(self, message: str) -> None:
         self.get_logger().warning(message)
-
-    def on_chunk(self, msg: ActionChunk) -> None:
-        try:
-            chunk = conversions.msg_to_chunk(msg)
-        except ValueError as exc:
-            self.diag.refuse("bad_chunk", str(exc))
-            return
-        self.accept_chunk(chunk)
 
     def accept_chunk(self, chunk: Chunk) -> None:
         """A decoded, absolute chunk (from the topic, or in-process in the composed form)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -67,7 +67,8 @@ class ChunkRunner:
         self.episode = 0
         self.paused = False  # no inference while paused (between episodes)
         self.refusals: Counter[str] = Counter()
-        self.compute_times: list[float] = []
+        # recent inference times for the statistics (bounded: a node runs for days)
+        self.compute_times: deque[float] = deque(maxlen=200)
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:
@@ -188,7 +189,7 @@ class ChunkRunner:
 
     def stats(self) -> dict[str, float | int | str]:
         out = dict(self.scheduler.stats())
-        ct = np.asarray(self.compute_times[-200:])
+        ct = np.asarray(self.compute_times)
         out["expected_latency_ms"] = self.expected_latency * 1e3
         if ct.size:
             out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
