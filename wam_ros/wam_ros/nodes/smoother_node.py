@@ -52,7 +52,7 @@ class SmootherNode(Node):
             msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
             self.outputs.append((c, idx, self.create_publisher(msg_type, c.topic,
                                                                topics.COMMAND_QOS)))
-        self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 10)
+        self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 50)
                               if s.publish_commanded else None)
         inputs = MutuallyExclusiveCallbackGroup()
         self.chunk_sub = self.create_subscription(
