@@ -130,7 +130,6 @@ def test_composed_bringup_runs_all_nodes_in_one_process(rclpy_context, tmp_path,
     executor.add_node(node)
     chunks: list[ActionChunk] = []
     commanded: list[np.ndarray] = []
-    commanded_t: list[float] = []
     node.create_subscription(ActionChunk, topics.CHUNK_JOINT, chunks.append, topics.CHUNK_QOS)
     tags: list[float] = []
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from wam_ros.core.config import ConfigError, Section, load_yaml
 
-ENCODERS = ("conv", "efficientnet_lite0")
+ENCODERS = ("conv", "conv_keypoints", "efficientnet_lite0")
+TRAINABLE_ENCODERS = ("conv", "conv_keypoints")
 ACTION_SPACES = ("absolute", "delta", "latent")
 MEMORIES = ("kv", "ttt")
 MODES = ("joint", "fast", "two_stage")
@@ -41,9 +42,10 @@ class ModelConfig:
     latent_action_dim: int = 8  # per-step latent action size (action_space == latent)
     # ---- encoder ------------------------------------------------------------------------
     encoder: str = "efficientnet_lite0"
-    encoder_trainable: bool = False  # only the conv encoder may be trained
-    conv_channels: int = 32  # feature size of the conv encoder
+    encoder_trainable: bool = False  # only the conv encoders may be trained
+    conv_channels: int = 32  # feature size of the conv encoders
     grid: int = 2  # tokens per camera = grid * grid (fixed-shape average pooling)
+    keypoints: int = 32  # conv_keypoints: soft-argmax keypoints per camera, split over its tokens
     # ---- Mixture-of-Transformers backbone ---------------------------------------------------
     d_model: int = 256
     n_layers: int = 4
@@ -165,8 +167,12 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("encoder", ", ".join(ENCODERS))
         if obj.action_space not in ACTION_SPACES:
             raise bad("action_space", ", ".join(ACTION_SPACES))
-        if obj.encoder_trainable and obj.encoder != "conv":
-            raise bad("encoder_trainable", "false unless encoder is conv")
+        if obj.encoder_trainable and obj.encoder not in TRAINABLE_ENCODERS:
+            raise bad("encoder_trainable",
+                      f"false unless encoder is one of {', '.join(TRAINABLE_ENCODERS)}")
+        if obj.encoder == "conv_keypoints" and (obj.keypoints < 1 or
+                                                 obj.keypoints % (obj.grid * obj.grid)):
+            raise bad("keypoints", f"a positive multiple of grid*grid = {obj.grid * obj.grid}")
         if len(obj.image_size) != 2 or not all(
             isinstance(v, int) and v >= 16 for v in obj.image_size
         ):

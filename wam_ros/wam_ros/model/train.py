@@ -140,6 +140,11 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
                             ("action", acts, 1e-3)):
         mean, std = ms(xs, floor)
         out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
+    if getattr(model.encoder, "bounded", False):
+        # coordinates in [-1, 1] whose spread the training itself sets: statistics of the
+        # untrained encoder would only distort them
+        out["feat_mean"] = torch.zeros_like(out["feat_mean"])
+        out["feat_std"] = torch.full_like(out["feat_std"], 0.5)
     return out
 
 

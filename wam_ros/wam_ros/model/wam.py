@@ -186,7 +186,7 @@ class WorldActionModel(nn.Module):
     def raw_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) 0..255 -> (N, g*g, Cf) tokens before normalisation."""
         feats = self.encoder(images)
-        if self.cfg.encoder_trainable:
+        if self.cfg.encoder_trainable and not getattr(self.encoder, "bounded", False):
             # a trained encoder's feature scale drifts away from the statistics taken at the
             # start; a parameter-free layer norm per token keeps the scale of the tokens, and
             # of the future-latent target made from them (see `loss`), fixed

@@ -4,6 +4,9 @@
                          [--seed S] [--workers 2]      expert episodes -> training dataset
     wam-ros sim check    --robot R --task T [--episodes 50] [--seed S] [--json F]
                                                        scripted expert success rate
+    wam-ros sim rollout  --checkpoint CKPT --robot R --task T [--episodes 20] [--seed S]
+                         [--execute 8] [--memory kv|ttt] [--json F]
+                                                       a checkpoint in closed loop, no ROS
     wam-ros sim bench    --robot R [--json F]          physics steps/s, render ms per camera
     wam-ros sim snapshot --robot R --task T --out F.png [--seed S] [--size H W]
                                                        every camera after reset, side by side
@@ -48,6 +51,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", help="write the result here")
     c.set_defaults(func=run_check)
+
+    r = cmds.add_parser("rollout", help="a checkpoint in closed loop on the simulator, no ROS "
+                        "(synchronous: the sim waits for the model)")
+    common(r)
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--episodes", type=int, default=20)
+    r.add_argument("--seed", type=int, default=100000,
+                   help="first episode seed (default 100000: away from generated data)")
+    r.add_argument("--execute", type=int, default=8, help="actions executed per chunk")
+    r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
+    r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
+    r.add_argument("--backend", default="torch")
+    r.add_argument("--json", help="write the result here")
+    r.set_defaults(func=run_rollout)
 
     b = cmds.add_parser("bench", help="physics steps/s and render time per camera")
     common(b, task=False)
@@ -113,6 +130,43 @@ def run_check(args: argparse.Namespace) -> int:
           f"{summary['mean_episode_s']:.1f} s sim")
     for r in summary["failures"]:
         print(f"  seed {r['seed']}: {r['phase']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    return 0
+
+
+def run_rollout(args: argparse.Namespace) -> int:
+    _env()
+    import numpy as np
+    from tqdm import tqdm
+
+    from wam_ros.runtime import load_policy
+    from wam_ros.sim.mujoco_sim import Simulator
+    from wam_ros.sim.rollout import policy_rollout
+
+    policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory)
+    runs = []
+    with Simulator(args.robot, args.task, args.seed) as sim:
+        for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
+            runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
+                                       timeout=args.timeout))
+    ok = [r for r in runs if r.success]
+    phases: dict[str, int] = {}
+    for r in runs:
+        phases[r.phase] = phases.get(r.phase, 0) + 1
+    infer = np.concatenate([r.infer_ms for r in runs])
+    summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
+               "memory": args.memory, "execute": args.execute, "episodes": len(runs),
+               "success_rate": len(ok) / len(runs),
+               "mean_completion_s": float(np.mean([r.seconds for r in ok])) if ok else None,
+               "final_phases": phases, "infer_ms_p50": float(np.percentile(infer, 50)),
+               "episodes_detail": [{"seed": r.seed, "success": r.success, "phase": r.phase,
+                                    "seconds": round(r.seconds, 2)} for r in runs]}
+    print(f"{args.robot} {args.task}: {len(ok)}/{len(runs)} solved "
+          f"({100 * summary['success_rate']:.0f} %); final phases {phases}; "
+          + (f"mean completion {summary['mean_completion_s']:.1f} s sim; " if ok else "")
+          + f"inference p50 {summary['infer_ms_p50']:.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

@@ -1,0 +1,67 @@
+"""A checkpoint in closed loop on the simulator, without ROS: the quick check of a policy.
+
+    result = policy_rollout(sim, policy, seed=3, execute=8, timeout=15.0)
+
+Each step renders the cameras at the model's input size, infers a chunk, decodes it to absolute
+joints (`ChunkDecoder`, as the decoder node does) and executes its first `execute` actions at the
+action rate through the same mock controllers the sim node drives; the sim waits for the model
+(synchronous, no latency), so this measures what the policy does, not how fast the stack is.
+The ROS graph's own episodes are `wam_ros.closed_loop`; a checkpoint that fails here will not
+succeed there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wam_ros.core.decoding import ChunkDecoder
+
+
+@dataclass
+class PolicyRollout:
+    seed: int
+    success: bool
+    seconds: float  # sim time to success (or the timeout)
+    phase: str  # the task's furthest phase at the end
+    chunks: int
+    infer_ms: list[float] = field(default_factory=list)
+
+
+def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15.0,
+                   image_size: tuple[int, int] | None = None,
+                   decoder: ChunkDecoder | None = None, on_step=None) -> PolicyRollout:
+    """One episode: reset the scene with `seed` and the policy's memory, then plan / execute
+    `execute` actions of each chunk until success or `timeout` sim seconds. `on_step(sim,
+    command)` is called before each command is applied."""
+    if execute < 1:
+        raise ValueError(f"execute: got {execute}; allowed: >= 1 actions per chunk")
+    h, w = image_size or tuple(policy.meta.image_size)
+    decoder = decoder or ChunkDecoder(sim.robot)
+    sim.reset(seed)
+    policy.reset()
+    dt = sim.robot.action_dt
+    chunks, infer_ms = 0, []
+    status = sim.status()
+    while not status.success and sim.elapsed < timeout:
+        obs = sim.observation(width=w, height=h)
+        start = time.perf_counter()
+        chunk = policy.infer(obs)
+        infer_ms.append((time.perf_counter() - start) * 1e3)
+        chunks += 1
+        actions = decoder.decode(chunk, obs.joint_positions).actions
+        for command in actions[:min(execute, len(actions))]:
+            if on_step is not None:
+                on_step(sim, command)
+            sim.command_joints(np.asarray(command, dtype=np.float64))
+            sim.step(dt)
+            status = sim.status()
+            if status.success or sim.elapsed >= timeout:
+                break
+    return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
+                         chunks, infer_ms)
+
+
+__all__ = ["PolicyRollout", "policy_rollout"]
