@@ -110,11 +110,14 @@ class _StepCache:
         self._just_skipped = False
 
 
+COMMIT_FRACTION = 0.9  # an observation joins memory this far into a memory stride
+
+
 class Policy:
     def __init__(self, backend: Any, cfg: ModelConfig, stats: dict[str, np.ndarray],
                  memory: str = "kv", mode: str = "joint", flow_steps: int | None = None,
                  step_cache_threshold: float | None = None, seed: int = 0,
-                 checkpoint: str = "") -> None:
+                 checkpoint: str = "", memory_stride: float | None = None) -> None:
         if memory not in MEMORIES:
             raise ValueError(f"unknown memory {memory!r}; allowed: {', '.join(MEMORIES)}")
         if mode not in MODES:
@@ -127,6 +130,16 @@ class Policy:
         self.step_cache_threshold = (cfg.step_cache_threshold if step_cache_threshold is None
                                      else float(step_cache_threshold))
         self.seed = seed
+        # Memory holds observations one chunk apart, as in training (windows of consecutive
+        # chunks, `horizon` actions apart). A policy asked for chunks more often (async,
+        # execute < horizon) still plans from every new observation, but only commits one to
+        # memory once `memory_stride` seconds have passed since the last committed one (within
+        # COMMIT_FRACTION): attention and TTT then see the history spacing they were trained
+        # on. 0: commit every observation.
+        self.memory_stride = (cfg.horizon * cfg.dt if memory_stride is None
+                              else float(memory_stride))
+        if not np.isfinite(self.memory_stride) or self.memory_stride < 0:
+            raise ValueError(f"memory_stride: got {memory_stride!r}; allowed: seconds >= 0")
         self.robot = RobotSpec.load(cfg.robot)
         if tuple(self.robot.action_layout) != tuple(cfg.action_layout):
             raise ValueError(f"checkpoint action layout {cfg.action_layout} does not match "
@@ -157,6 +170,8 @@ class Policy:
         self.ttt.clear()
         self.episode_id += 1
         self.chunk_index = 0
+        self.memory_pos = 0  # chunk position of the next committed context (RoPE index)
+        self._last_commit: float | None = None  # stamp of the last committed observation
         self._last_obs_tokens: np.ndarray | None = None
         self._pred_latent: np.ndarray | None = None
         self._pred_state: np.ndarray | None = None
@@ -171,11 +186,12 @@ class Policy:
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
         obs_tok = self.backend.encode(images)
-        prefix = self._real_context(obs_tok, state_act, task)
+        prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
         x_lat, x_act = self._noise()
         cache = _StepCache(self.step_cache_threshold)
         x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache)
-        chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped)
+        chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
+                             prefix["committed"])
         chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
         return chunk
 
@@ -208,12 +224,12 @@ class Policy:
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
         obs_tok = self.backend.encode(images)
-        prefix = self._real_context(obs_tok, state_act, task)
+        prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
         cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
         x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
                                        None, cache)
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
-                             handle.skipped + cache.skipped)
+                             handle.skipped + cache.skipped, prefix["committed"])
         chunk.blocking_time = time.perf_counter() - t0
         chunk.inference_time = chunk.blocking_time + handle.elapsed
         chunk.extras["speculative_steps"] = float(handle.steps_done)
@@ -257,7 +273,7 @@ class Policy:
         """Context keys/values of the current chunk; with commit, memory absorbs it."""
         if state_act is None:
             state_act = np.asarray(self.stats["state_mean"], np.float32)
-        pos = np.array([float(self.chunk_index)], np.float32)
+        pos = np.array([float(self.memory_pos)], np.float32)
         state = self._norm_state(state_act).astype(np.float32)
         if self.memory_kind == "kv":
             past_k, past_v, past_bias = self.kv.padded()
@@ -282,13 +298,24 @@ class Policy:
         return {"k": k, "v": v, "bias": bias, "pos": pos, "w": tuple(w_new),
                 "commit": tuple(w_new) if commit else None}
 
-    def _real_context(self, obs_tok: np.ndarray, state_act: np.ndarray,
-                      task: np.ndarray) -> dict[str, Any]:
-        prefix = self._context(obs_tok, state_act, task, commit=True)
-        if self.memory_kind == "kv":
-            self.kv.append(*prefix["commit"])
-        else:
-            self.ttt.set(prefix["commit"])
+    def _commit_due(self, stamp: float) -> bool:
+        if self._last_commit is None or self.memory_stride <= 0:
+            return True
+        gap = float(stamp) - self._last_commit
+        return gap < 0 or gap >= COMMIT_FRACTION * self.memory_stride  # < 0: clock restarted
+
+    def _real_context(self, obs_tok: np.ndarray, state_act: np.ndarray, task: np.ndarray,
+                      stamp: float) -> dict[str, Any]:
+        commit = self._commit_due(stamp)
+        prefix = self._context(obs_tok, state_act, task, commit=commit)
+        if commit:
+            if self.memory_kind == "kv":
+                self.kv.append(*prefix["commit"])
+            else:
+                self.ttt.set(prefix["commit"])
+            self.memory_pos += 1
+            self._last_commit = float(stamp)
+        prefix["committed"] = commit
         return prefix
 
     def _noise(self) -> tuple[np.ndarray | None, np.ndarray]:
@@ -369,7 +396,8 @@ class Policy:
         return self._extend(prefix, lk, lv), w
 
     def _finish(self, obs: Observation, obs_tok: np.ndarray, state_act: np.ndarray,
-                x_lat: np.ndarray | None, x_act: np.ndarray, skipped: int) -> Chunk:
+                x_lat: np.ndarray | None, x_act: np.ndarray, skipped: int,
+                committed: bool) -> Chunk:
         out = x_act[0] * self.stats["action_std"] + self.stats["action_mean"]  # (H, A)
         if not np.all(np.isfinite(out)):
             raise FloatingPointError("model produced non-finite actions")
@@ -387,12 +415,15 @@ class Policy:
                       # joint units, as ActionChunk.reference documents (decoders add deltas)
                       reference=np.asarray(obs.joint_positions, np.float64),
                       extras={"skipped_steps": float(skipped),
-                              "flow_steps": float(self.flow_steps * len(self._phases()))})
+                              "flow_steps": float(self.flow_steps * len(self._phases())),
+                              "memory_committed": float(committed)})
         # what the next speculative pass uses as its surrogate observation
         self._last_obs_tokens = obs_tok
         self._pred_latent = x_lat
         self._pred_state = np.asarray(last_state, np.float32)
-        self._prev_actions = x_act.astype(np.float32)
+        if committed:
+            # TTT absorbs each committed context with the chunk planned from the one before
+            self._prev_actions = x_act.astype(np.float32)
         self.chunk_index += 1
         return chunk
 
@@ -400,7 +431,7 @@ class Policy:
 def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str = "kv",
                 mode: str = "joint", flow_steps: int | None = 4, device: str = "cpu",
                 step_cache_threshold: float | None = None, seed: int = 0,
-                compile: bool = False) -> Policy:
+                compile: bool = False, memory_stride: float | None = None) -> Policy:
     """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices."""
     from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
 
@@ -412,4 +443,4 @@ def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str 
     be = make_backend(backend, checkpoint_dir, device, compile=compile)
     return Policy(be, cfg, load_stats(checkpoint_dir), memory=memory, mode=mode,
                   flow_steps=flow_steps, step_cache_threshold=step_cache_threshold, seed=seed,
-                  checkpoint=str(checkpoint_dir))
+                  checkpoint=str(checkpoint_dir), memory_stride=memory_stride)

@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--execute", type=int, default=8, help="actions executed per chunk")
     r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
     r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
+    r.add_argument("--memory-stride", type=float, default=None,
+                   help="seconds between observations kept in memory (default: one chunk, "
+                        "as trained; 0: every observation)")
     r.add_argument("--backend", default="torch")
     r.add_argument("--json", help="write the result here")
     r.set_defaults(func=run_rollout)
@@ -145,7 +148,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     from wam_ros.sim.mujoco_sim import Simulator
     from wam_ros.sim.rollout import policy_rollout
 
-    policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory)
+    policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
+                         memory_stride=args.memory_stride)
     runs = []
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
