@@ -204,3 +204,31 @@ def test_memory_changes_the_output(ckpt) -> None:
         policy.chunk_index = 0  # same position and noise as the fresh run
         outs[memory] = np.abs(policy.infer(obs).actions - fresh).max()
     assert outs["kv"] > 1e-6 and outs["ttt"] > 1e-6
+
+
+@pytest.mark.parametrize("memory", ["kv", "ttt"])
+def test_memory_keeps_observations_one_chunk_apart(ckpt, memory: str) -> None:
+    """Asked for a chunk every quarter chunk (async), the policy plans from every observation
+    but commits one to memory per chunk duration, the spacing training used."""
+    policy = load_policy(ckpt, memory=memory, mode="fast", flow_steps=1)
+    stride = policy.cfg.horizon * policy.cfg.dt
+    assert policy.memory_stride == pytest.approx(stride)
+    committed = []
+    for i in range(12):
+        obs = fake_observation("cobot_magic", policy.meta.image_size, i)
+        obs.stamp = i * stride / 4
+        committed.append(policy.infer(obs).extras["memory_committed"])
+    assert committed == [1.0, 0.0, 0.0, 0.0] * 3
+    assert policy.memory_pos == 3 and policy.chunk_index == 12
+    if memory == "kv":
+        assert len(policy.kv) == min(3, policy.cfg.memory_window - 1)
+    else:
+        assert policy.ttt.updates == 3
+    # 0: every observation joins memory (the behaviour without a stride)
+    every = load_policy(ckpt, memory=memory, mode="fast", flow_steps=1, memory_stride=0.0)
+    for i in range(4):
+        obs = fake_observation("cobot_magic", every.meta.image_size, i)
+        obs.stamp = i * stride / 4
+        assert every.infer(obs).extras["memory_committed"] == 1.0
+    with pytest.raises(ValueError, match="memory_stride"):
+        load_policy(ckpt, memory_stride=-1.0)
