@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("mujoco")
 pytest.importorskip("rclpy")
 
-from wam_ros.closed_loop import ClosedLoop, summarise
+from wam_ros.closed_loop import ClosedLoop, prepared_checkpoint, summarise
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
 from wam_ros.model.testing import make_tiny_checkpoint
@@ -54,6 +54,7 @@ def test_default_checkpoint_picks_and_places_in_closed_loop(ros_domain, tmp_path
         checkpoint = resolve_checkpoint("", spec.name)
     except ConfigError:
         pytest.skip("no default checkpoint shipped for cobot_magic yet (issue 5)")
+    checkpoint = prepared_checkpoint(checkpoint, "onnxruntime", tmp_path)
     loop = ClosedLoop(tmp_path, spec.name, "pick_place", checkpoint, scheduler="async",
                       backend="onnxruntime", seed=4242, log=lambda m: None)
     try:

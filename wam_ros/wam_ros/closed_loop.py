@@ -232,4 +232,22 @@ def summarise(results: list[EpisodeResult]) -> dict[str, float]:
     }
 
 
-__all__ = ["ClosedLoop", "EpisodeResult", "Trace", "summarise"]
+
+
+def prepared_checkpoint(checkpoint: Path, backend: str, workdir: Path) -> Path:
+    """The checkpoint, or a copy in `workdir` with an ONNX export when the backend needs one
+    and the checkpoint has none (the shipped defaults keep only the weights)."""
+    if backend not in ("onnxruntime", "tensorrt") or (checkpoint / "onnx").is_dir():
+        return checkpoint
+    import shutil
+
+    from wam_ros.model.export import export_onnx
+
+    copy = workdir / "checkpoint"
+    if not (copy / "onnx").is_dir():
+        shutil.copytree(checkpoint, copy, dirs_exist_ok=True)
+        export_onnx(copy, log=lambda *_: None)
+    return copy
+
+
+__all__ = ["ClosedLoop", "EpisodeResult", "Trace", "prepared_checkpoint", "summarise"]

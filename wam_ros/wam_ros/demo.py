@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.closed_loop import ClosedLoop, EpisodeResult, Trace, summarise
+from wam_ros.closed_loop import ClosedLoop, EpisodeResult, Trace, prepared_checkpoint, summarise
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -68,26 +68,10 @@ def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
     return resolve_checkpoint(args.checkpoint, robot)
 
 
-def _exported(checkpoint: Path, backend: str, workdir: Path) -> Path:
-    """The checkpoint, or a temporary copy with an ONNX export when the backend needs one and
-    the checkpoint has none (the shipped defaults keep only the weights)."""
-    if backend not in ("onnxruntime", "tensorrt") or (checkpoint / "onnx").is_dir():
-        return checkpoint
-    import shutil
-
-    from wam_ros.model.export import export_onnx
-
-    copy = workdir / "checkpoint"
-    if not (copy / "onnx").is_dir():
-        shutil.copytree(checkpoint, copy, dirs_exist_ok=True)
-        export_onnx(copy)
-    return copy
-
-
 def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memory: str,
                   trace_first: bool = False, checkpoint: Path | None = None
                   ) -> tuple[list[EpisodeResult], Trace | None]:
-    checkpoint = _exported(checkpoint or _checkpoint(args, args.robot), args.backend,
+    checkpoint = prepared_checkpoint(checkpoint or _checkpoint(args, args.robot), args.backend,
                            workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
