@@ -278,6 +278,31 @@ def test_deviation_tolerates_tracking_lag_but_not_a_stuck_arm(spec: RobotSpec) -
     assert rig.pipe.monitor.latched == DEVIATION
 
 
+def test_reenable_after_a_blocked_arm_holds_the_measured_pose_and_homes(spec: RobotSpec
+                                                                       ) -> None:
+    """An arm pushed into the table latches DEVIATION; re-enable must not resume from the last
+    command (inside the table): it holds where the arm is, so going home does not latch again."""
+    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.0)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
+    rig.run(0.2)
+    blocked = rig.outputs[-1].positions.copy()
+    blocked[0] += 0.3  # the table stops joint 0 short of its command
+    for _ in range(round(1.0 / rig.pipe.dt)):
+        rig.now += rig.pipe.dt
+        rig.outputs.append(rig.pipe.step(rig.now, blocked))
+    assert rig.pipe.monitor.latched == DEVIATION
+    assert np.abs(rig.outputs[-1].positions - blocked).max() > 0.2
+    assert rig.pipe.reenable(rig.now)
+    rig.now += rig.pipe.dt
+    hold = rig.pipe.step(rig.now, blocked)
+    np.testing.assert_allclose(hold.positions, blocked)  # no jump back to the old command
+    duration = rig.pipe.go_home(rig.now)
+    rig.measured = blocked
+    rig.run(duration + 0.5)  # the arm follows its commands exactly (Rig's default)
+    assert rig.pipe.monitor.latched is None
+    np.testing.assert_allclose(rig.outputs[-1].positions, spec.home_vector(), atol=1e-3)
+
+
 # ---- guards and logging ------------------------------------------------------------------
 def test_nan_and_malformed_chunks_refused_counted_logged_throttled(spec: RobotSpec) -> None:
     rig = Rig(spec)

@@ -184,10 +184,19 @@ class ClosedLoop:
         answer = self._call(self.home, self._Trigger.Request())
         if not answer.success:
             raise RuntimeError(answer.message)
-        home = self.spec.home_vector()
-        if not self._spin_until(lambda: self.measured is not None and float(
-                np.abs(self.measured - home).max()) < 0.02, 30.0):
-            raise RuntimeError("the arm did not get home within 30 s")
+        # arm joints only: a gripper still closed on an object cannot reach its home opening
+        # (the scene reset below frees it)
+        home, arm = self.spec.home_vector(), ~self.spec.gripper_mask()
+
+        def off_home() -> np.ndarray:
+            return np.abs(self.measured - home) * arm if self.measured is not None else home
+
+        if not self._spin_until(lambda: self.measured is not None
+                                and float(off_home().max()) < 0.02, 30.0):
+            error = off_home()
+            far = [f"{self.spec.action_layout[i]} {error[i]:.3f} rad"
+                   for i in np.flatnonzero(error >= 0.02)]
+            raise RuntimeError(f"the arm did not get home within 30 s: {', '.join(far)}")
         before = self.status.get("episode")
         self._call(self.sim_reset, self._Trigger.Request())
         self._spin_until(lambda: self.status.get("episode") != before

@@ -150,6 +150,11 @@ class SafetyMonitor:
 
     # ---- checks ------------------------------------------------------------------------
     @property
+    def thresholds(self) -> np.ndarray:
+        """(D,) |commanded - measured| beyond which a joint deviates."""
+        return self._thresholds
+
+    @property
     def latched(self) -> str | None:
         """Reason of the latched stop, or None."""
         with self._lock:
@@ -282,6 +287,7 @@ class CommandPipeline:
         self._lock = threading.RLock()
         self._state = PipelineState.WAITING
         self._sent: deque[tuple[float, np.ndarray]] = deque()  # recent commands
+        self._measured: np.ndarray | None = None  # last valid joint measurement
         self._last_step: float | None = None  # time of the last command
         self._homing_until = -np.inf  # go_home's plan runs until then
         # idle accounting from the first accepted plan: the share of control time the arm
@@ -330,8 +336,20 @@ class CommandPipeline:
             self.monitor.estop(now, ESTOP, detail)
 
     def reenable(self, now: float) -> bool:
+        """Clear a latched stop. The arm then holds where it really is: after a stop for a
+        deviation (a collision, an arm pushing on the table) the last command can be far from
+        the measured pose, and resuming from it would latch the same stop at once (or, worse,
+        drive into the obstacle again)."""
         with self._lock:
-            return self.monitor.reenable(now)
+            cleared = self.monitor.reenable(now)
+            position, measured = self.enforcer.position, self._measured
+            if (cleared and position is not None and measured is not None
+                    and np.any(np.abs(position - measured) > self.monitor.thresholds)):
+                # (within the deviation thresholds the command stays continuous)
+                self.timeline.clear()
+                self.enforcer.reset(measured)
+                self._sent.clear()
+            return cleared
 
     def reset_episode(self, episode_id: int | None = None) -> None:
         with self._lock:
@@ -407,6 +425,8 @@ class CommandPipeline:
                                         f"expected finite ({self.spec.action_dim},), got "
                                         f"{measured}", now)
                     measured = None
+                else:
+                    self._measured = measured.copy()
             if not self.enforcer.initialised:
                 if measured is None:
                     return None
