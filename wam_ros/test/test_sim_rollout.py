@@ -35,6 +35,28 @@ def test_rollout_executes_decoded_chunks_until_the_timeout(tiny_checkpoint):
     assert np.all(q <= spec.limits_array("upper") + 1e-6)
     with pytest.raises(ValueError, match="execute"):
         policy_rollout(None, policy, seed=0, execute=0)
+    with pytest.raises(ValueError, match="delay"):
+        policy_rollout(None, policy, seed=0, execute=4, delay=4)
+
+
+def test_rollout_with_latency_runs_the_previous_chunk_meanwhile(tiny_checkpoint):
+    """delay=2: after each observation the arm goes on with the previous chunk's next two
+    actions; the new chunk takes over at its third."""
+    policy = load_policy(tiny_checkpoint("cobot_magic"))
+    commands, chunks = [], []
+    infer = policy.infer
+    policy.infer = lambda obs: chunks.append(infer(obs)) or chunks[-1]
+    with Simulator("cobot_magic", "pick_place") as sim:
+        policy_rollout(sim, policy, seed=5, execute=4, timeout=0.5, delay=2,
+                       on_step=lambda s, q: commands.append(np.array(q)))
+        spec = sim.robot
+    from wam_ros.core.decoding import ChunkDecoder
+
+    decoded = [ChunkDecoder(spec).decode(c).actions for c in chunks]
+    np.testing.assert_allclose(commands[0], decoded[0][0], atol=1e-6)  # held at the start
+    np.testing.assert_allclose(commands[2], decoded[0][2], atol=1e-6)
+    np.testing.assert_allclose(commands[4], decoded[0][4], atol=1e-6)  # the old plan runs on
+    np.testing.assert_allclose(commands[6], decoded[1][2], atol=1e-6)  # then the new one
 
 
 def test_rollout_cli_writes_the_summary(tiny_checkpoint, tmp_path, capsys):

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=100000,
                    help="first episode seed (default 100000: away from generated data)")
     r.add_argument("--execute", type=int, default=8, help="actions executed per chunk")
+    r.add_argument("--delay", type=int, default=0,
+                   help="inference latency in actions: the previous chunk runs on meanwhile")
     r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
     r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
     r.add_argument("--memory-stride", type=float, default=None,
@@ -154,14 +156,15 @@ def run_rollout(args: argparse.Namespace) -> int:
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
             runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
-                                       timeout=args.timeout))
+                                       timeout=args.timeout, delay=args.delay))
     ok = [r for r in runs if r.success]
     phases: dict[str, int] = {}
     for r in runs:
         phases[r.phase] = phases.get(r.phase, 0) + 1
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
-               "memory": args.memory, "execute": args.execute, "episodes": len(runs),
+               "memory": args.memory, "execute": args.execute, "delay": args.delay,
+               "episodes": len(runs),
                "success_rate": len(ok) / len(runs),
                "mean_completion_s": float(np.mean([r.seconds for r in ok])) if ok else None,
                "final_phases": phases, "infer_ms_p50": float(np.percentile(infer, 50)),

@@ -32,12 +32,19 @@ class PolicyRollout:
 
 def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15.0,
                    image_size: tuple[int, int] | None = None,
-                   decoder: ChunkDecoder | None = None, on_step=None) -> PolicyRollout:
+                   decoder: ChunkDecoder | None = None, on_step=None,
+                   delay: int = 0) -> PolicyRollout:
     """One episode: reset the scene with `seed` and the policy's memory, then plan / execute
     `execute` actions of each chunk until success or `timeout` sim seconds. `on_step(sim,
-    command)` is called before each command is applied."""
+    command)` is called before each command is applied.
+
+    `delay` (actions) models inference latency as the async scheduler lives it: the arm goes
+    on with the previous chunk for `delay` actions after the observation, then the new chunk
+    takes over at its action `delay` (its earlier actions are already in the past)."""
     if execute < 1:
         raise ValueError(f"execute: got {execute}; allowed: >= 1 actions per chunk")
+    if not 0 <= delay < execute:
+        raise ValueError(f"delay: got {delay}; allowed: 0 <= delay < execute ({execute})")
     h, w = image_size or tuple(policy.meta.image_size)
     decoder = decoder or ChunkDecoder(sim.robot)
     sim.reset(seed)
@@ -45,6 +52,7 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
     dt = sim.robot.action_dt
     chunks, infer_ms = 0, []
     status = sim.status()
+    pending = np.empty((0, sim.robot.action_dim))  # the previous chunk's unexecuted actions
     while not status.success and sim.elapsed < timeout:
         obs = sim.observation(width=w, height=h)
         start = time.perf_counter()
@@ -52,7 +60,11 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
         infer_ms.append((time.perf_counter() - start) * 1e3)
         chunks += 1
         actions = decoder.decode(chunk, obs.joint_positions).actions
-        for command in actions[:min(execute, len(actions))]:
+        # while the model "thinks" the arm follows the old plan (or holds at the start)
+        late = pending[:delay] if len(pending) else np.repeat(actions[:1], delay, axis=0)
+        plan = np.concatenate([late, actions[delay:]])
+        pending = actions[min(execute, len(actions)):]
+        for command in plan[:min(execute, len(plan))]:
             if on_step is not None:
                 on_step(sim, command)
             sim.command_joints(np.asarray(command, dtype=np.float64))
