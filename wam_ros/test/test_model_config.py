@@ -31,7 +31,8 @@ def test_yaml_overrides_a_preset(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("doc, key, fragment", [
-    ({"model": {"encoder": "resnet"}}, "model.encoder", "allowed: conv, efficientnet_lite0"),
+    ({"model": {"encoder": "resnet"}}, "model.encoder",
+     "allowed: conv, conv_keypoints, efficientnet_lite0"),
     ({"model": {"action_space": "cartesian"}}, "model.action_space",
      "allowed: absolute, delta, latent"),
     ({"model": {"d_model": 30, "n_heads": 4}}, "model.n_heads", "divisor of d_model=30"),
@@ -39,7 +40,8 @@ def test_yaml_overrides_a_preset(tmp_path) -> None:
     ({"model": {"memory_window": 1}}, "model.memory_window", ">= 2"),
     ({"model": {"p_fast": 0.9}}, "model.p_fast", "<= 1 - p_clean_latent"),
     ({"model": {"flow_steps": "four"}}, "model.flow_steps", "expected an integer"),
-    ({"model": {"encoder_trainable": True}}, "model.encoder_trainable", "unless encoder is conv"),
+    ({"model": {"encoder_trainable": True}}, "model.encoder_trainable",
+     "unless encoder is one of conv, conv_keypoints"),
     ({"model": {"d_modle": 64}}, "model.d_modle", "did you mean 'd_model'"),
     ({"train": {"lr": -1.0}}, "train.lr", "> 0"),
     ({"train": {"val_fraction": 1.5}}, "train.val_fraction", "between 0 and 1"),

@@ -8,6 +8,7 @@ joint states and stop requests, and turns its output into controller messages.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -42,6 +43,7 @@ class SmootherNode(Node):
             safety=declare_settings(self, SafetyConfig, "safety"),
         )
         self.pipeline = CommandPipeline(self.robot, config, logger=self._log)
+        self._tick_lock = threading.Lock()
         self.diag = Diagnostics(self, "smoother")
         self.measured: np.ndarray | None = None
         self.episode: int | None = None
@@ -125,6 +127,13 @@ class SmootherNode(Node):
         return response
 
     def tick(self, early: bool = False) -> None:
+        # The control timer and an early step for a fresh plan run on different executor
+        # threads: time, step and publication happen under one lock, so commands leave in the
+        # order (and with the stamps) they were computed in, never a newer one first.
+        with self._tick_lock:
+            self._tick(early)
+
+    def _tick(self, early: bool) -> None:
         now = stamp_sec(self)
         try:
             out = self.pipeline.step(now, self.measured, early=early)
