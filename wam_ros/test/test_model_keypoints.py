@@ -81,3 +81,22 @@ def test_onnx_parity(tmp_path) -> None:
     for i in range(3):
         obs = fake_observation("cobot_magic", pt.meta.image_size, i)
         np.testing.assert_allclose(ort.infer(obs).actions, pt.infer(obs).actions, atol=1e-5)
+
+
+def test_stats_of_keypoint_tokens_are_fixed_not_measured(tmp_path) -> None:
+    """The untrained encoder's coordinate statistics would only distort what training sets:
+    feature statistics are mean 0 / std 0.5; state and action statistics come from the data."""
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.data.dataset import EpisodeReader, WindowDataset, make_synthetic_dataset
+    from wam_ros.model.train import compute_stats
+
+    model = tiny_model(encoder="conv_keypoints", keypoints=8, encoder_trainable=True)
+    root = make_synthetic_dataset(tmp_path / "data", RobotSpec.load("cobot_magic"),
+                                  n_episodes=2, length=20, image_size=model.cfg.image_size)
+    reader = EpisodeReader(root)
+    data = WindowDataset(reader, [0, 1], model.cfg.horizon, 2)
+    stats = compute_stats(model, data, 4, torch.device("cpu"))
+    assert torch.equal(stats["feat_mean"], torch.zeros(model.feature_dim))
+    assert torch.equal(stats["feat_std"], torch.full((model.feature_dim,), 0.5))
+    assert stats["state_std"].shape == (model.cfg.action_dim,)
+    assert float(stats["state_std"].max()) > 0.01  # measured from the episodes

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from wam_ros.cli import main
+from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.runtime import load_policy
 from wam_ros.sim.mujoco_sim import Simulator
 from wam_ros.sim.rollout import policy_rollout
@@ -50,8 +51,6 @@ def test_rollout_with_latency_runs_the_previous_chunk_meanwhile(tiny_checkpoint)
         policy_rollout(sim, policy, seed=5, execute=4, timeout=0.5, delay=2,
                        on_step=lambda s, q: commands.append(np.array(q)))
         spec = sim.robot
-    from wam_ros.core.decoding import ChunkDecoder
-
     decoded = [ChunkDecoder(spec).decode(c).actions for c in chunks]
     np.testing.assert_allclose(commands[0], decoded[0][0], atol=1e-6)  # held at the start
     np.testing.assert_allclose(commands[2], decoded[0][2], atol=1e-6)

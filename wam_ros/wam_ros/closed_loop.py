@@ -188,12 +188,12 @@ class ClosedLoop:
         # (the scene reset below frees it)
         home, arm = self.spec.home_vector(), ~self.spec.gripper_mask()
 
-        def off_home() -> np.ndarray:
-            return np.abs(self.measured - home) * arm if self.measured is not None else home
+        def off_home() -> np.ndarray:  # (D,) arm joints' distance from home (grippers 0)
+            return np.abs(self.measured - home) * arm
 
         if not self._spin_until(lambda: self.measured is not None
                                 and float(off_home().max()) < 0.02, 30.0):
-            error = off_home()
+            error = off_home()  # joint states have arrived (the graph came up with them)
             far = [f"{self.spec.action_layout[i]} {error[i]:.3f} rad"
                    for i in np.flatnonzero(error >= 0.02)]
             raise RuntimeError(f"the arm did not get home within 30 s: {', '.join(far)}")

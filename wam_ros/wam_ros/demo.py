@@ -72,7 +72,7 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                   trace_first: bool = False, checkpoint: Path | None = None
                   ) -> tuple[list[EpisodeResult], Trace | None]:
     checkpoint = prepared_checkpoint(checkpoint or _checkpoint(args, args.robot), args.backend,
-                           workdir.parent)
+                                     workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
                       seed=args.seed)

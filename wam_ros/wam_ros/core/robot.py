@@ -7,6 +7,7 @@ action are normalised (0 = closed, 1 = fully open) and mapped to joint units per
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +207,11 @@ def available_robots() -> list[str]:
     return sorted(p.stem for p in robots_dir().glob("*.yaml"))
 
 
+def _repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)
+
+
 def _find_urdf(rel: str, yaml_path: Path) -> Path | None:
     """An absolute path, or one relative to the YAML file or to the package share directory."""
     from wam_ros.paths import share_dir
@@ -269,7 +275,7 @@ def _parse(top: Section, path: Path) -> RobotSpec:
     commanded = [j for a in arms for j in a.joints] + [
         a.gripper.joint for a in arms if a.gripper is not None
     ]
-    dupes = sorted({j for j in commanded if commanded.count(j) > 1})
+    dupes = _repeated(commanded)
     if dupes:
         raise top.error("arms", f"joints {dupes} belong to more than one arm or gripper")
     unused = [j for j in known if j not in commanded]
@@ -301,7 +307,7 @@ def _parse(top: Section, path: Path) -> RobotSpec:
         sec.finish()
     owned = [j for c in controllers for j in c.joints]
     missing = [j for j in commanded if j not in owned]
-    twice = sorted({j for j in owned if owned.count(j) > 1})
+    twice = _repeated(owned)
     if missing:
         raise top.error("controllers", f"joints {missing} have no controller")
     if twice:
@@ -367,7 +373,7 @@ def _parse_teleop(sec: Section, commanded: list[str]) -> TeleopSpec:
     sec.finish()
     if not sources:
         raise sec.error("leaders", "at least one leader (command topic) is required")
-    twice = sorted({j for j in covered if covered.count(j) > 1})
+    twice = _repeated(covered)
     if twice:
         raise sec.error("leaders", f"joints {twice} are driven by more than one leader")
     missing = [j for j in commanded if j not in covered]

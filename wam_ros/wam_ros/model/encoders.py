@@ -83,7 +83,6 @@ class ConvEncoder(_PooledEncoder):
         super().__init__()
         c = cfg.conv_channels
         self.grid = cfg.grid
-        self.feature_stride = 16
         layers: list[nn.Module] = []
         chans = [3, max(1, c // 2), c, c, c]
         for i in range(4):
@@ -105,7 +104,6 @@ class KeypointEncoder(nn.Module):
         c, k = cfg.conv_channels, cfg.keypoints
         self.grid = cfg.grid
         self.keypoints = k
-        self.feature_stride = 4
 
         def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
@@ -156,7 +154,6 @@ class EfficientNetLite0Encoder(_PooledEncoder):
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.grid = cfg.grid
-        self.feature_stride = 32
         self._init_pool(cfg.image_size)  # out_channels: 320
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -123,9 +123,10 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
     with torch.no_grad():
         for i in range(0, min(len(data), n * step), step):
             batch = collate([data[i]])
-            img = batch["images"].to(device, torch.float32).flatten(0, 1)
-            f = model.raw_tokens(img.flatten(0, 1))
-            feats.append(f.reshape(-1, f.shape[-1]))
+            if not model.bounded_tokens:
+                img = batch["images"].to(device, torch.float32).flatten(0, 1)
+                f = model.raw_tokens(img.flatten(0, 1))
+                feats.append(f.reshape(-1, f.shape[-1]))
             st = batch["state"].to(device)
             states.append(st.reshape(-1, st.shape[-1]))
             a = model_actions(model.cfg, batch["actions"].to(device), st, latent_encoder)
@@ -138,13 +139,14 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
     out = {}
     for name, xs, floor in (("feat", feats, 1e-3), ("state", states, 1e-2),
                             ("action", acts, 1e-3)):
-        mean, std = ms(xs, floor)
-        out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
-    if getattr(model.encoder, "bounded", False):
+        if xs:
+            mean, std = ms(xs, floor)
+            out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
+    if model.bounded_tokens:
         # coordinates in [-1, 1] whose spread the training itself sets: statistics of the
         # untrained encoder would only distort them
-        out["feat_mean"] = torch.zeros_like(out["feat_mean"])
-        out["feat_std"] = torch.full_like(out["feat_std"], 0.5)
+        out["feat_mean"] = torch.zeros(model.feature_dim)
+        out["feat_std"] = torch.full((model.feature_dim,), 0.5)
     return out
 
 

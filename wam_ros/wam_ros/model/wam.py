@@ -161,6 +161,12 @@ class WorldActionModel(nn.Module):
         return self
 
     @property
+    def bounded_tokens(self) -> bool:
+        """The encoder's tokens live in a fixed range (keypoint coordinates in [-1, 1]): no
+        token norm, no statistics from the untrained encoder."""
+        return bool(getattr(self.encoder, "bounded", False))
+
+    @property
     def head_dim(self) -> int:
         return self.cfg.d_model // self.cfg.n_heads
 
@@ -186,7 +192,7 @@ class WorldActionModel(nn.Module):
     def raw_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) 0..255 -> (N, g*g, Cf) tokens before normalisation."""
         feats = self.encoder(images)
-        if self.cfg.encoder_trainable and not getattr(self.encoder, "bounded", False):
+        if self.cfg.encoder_trainable and not self.bounded_tokens:
             # a trained encoder's feature scale drifts away from the statistics taken at the
             # start; a parameter-free layer norm per token keeps the scale of the tokens, and
             # of the future-latent target made from them (see `loss`), fixed

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 
 ROBOTS_HELP = "robot config name (config/robots/<robot>.yaml)"
 
@@ -94,6 +95,13 @@ def _env() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def _write_json(path: str | None, result: dict) -> None:
+    """--json: the command's result, when asked for."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     _env()
     from wam_ros.sim.generate import generate_dataset
@@ -135,9 +143,7 @@ def run_check(args: argparse.Namespace) -> int:
           f"{summary['mean_episode_s']:.1f} s sim")
     for r in summary["failures"]:
         print(f"  seed {r['seed']}: {r['phase']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
+    _write_json(args.json, summary)
     return 0
 
 
@@ -158,9 +164,7 @@ def run_rollout(args: argparse.Namespace) -> int:
             runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
                                        timeout=args.timeout, delay=args.delay))
     ok = [r for r in runs if r.success]
-    phases: dict[str, int] = {}
-    for r in runs:
-        phases[r.phase] = phases.get(r.phase, 0) + 1
+    phases = dict(Counter(r.phase for r in runs))
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "execute": args.execute, "delay": args.delay,
@@ -174,9 +178,7 @@ def run_rollout(args: argparse.Namespace) -> int:
           f"({100 * summary['success_rate']:.0f} %); final phases {phases}; "
           + (f"mean completion {summary['mean_completion_s']:.1f} s sim; " if ok else "")
           + f"inference p50 {summary['infer_ms_p50']:.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
+    _write_json(args.json, summary)
     return 0
 
 
@@ -203,9 +205,7 @@ def run_bench(args: argparse.Namespace) -> int:
               "physics_dt": sim.dt, "render_size": [h, w],
               "render_ms": {c: round(float(np.median(v)), 2) for c, v in per_cam.items()}}
     print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(args.json, result)
     return 0
 
 

@@ -5,14 +5,14 @@
 Each step renders the cameras at the model's input size, infers a chunk, decodes it to absolute
 joints (`ChunkDecoder`, as the decoder node does) and executes its first `execute` actions at the
 action rate through the same mock controllers the sim node drives; the sim waits for the model
-(synchronous, no latency), so this measures what the policy does, not how fast the stack is.
+(latency only as `delay` models it), so this measures what the policy does, not how fast the
+stack is.
 The ROS graph's own episodes are `wam_ros.closed_loop`; a checkpoint that fails here will not
 succeed there.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,8 +26,11 @@ class PolicyRollout:
     success: bool
     seconds: float  # sim time to success (or the timeout)
     phase: str  # the task's furthest phase at the end
-    chunks: int
-    infer_ms: list[float] = field(default_factory=list)
+    infer_ms: list[float] = field(default_factory=list)  # per chunk (Chunk.inference_time)
+
+    @property
+    def chunks(self) -> int:
+        return len(self.infer_ms)
 
 
 def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15.0,
@@ -50,18 +53,18 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
     sim.reset(seed)
     policy.reset()
     dt = sim.robot.action_dt
-    chunks, infer_ms = 0, []
+    infer_ms: list[float] = []
     status = sim.status()
     pending = np.empty((0, sim.robot.action_dim))  # the previous chunk's unexecuted actions
     while not status.success and sim.elapsed < timeout:
         obs = sim.observation(width=w, height=h)
-        start = time.perf_counter()
         chunk = policy.infer(obs)
-        infer_ms.append((time.perf_counter() - start) * 1e3)
-        chunks += 1
+        infer_ms.append(chunk.inference_time * 1e3)
         actions = decoder.decode(chunk, obs.joint_positions).actions
-        # while the model "thinks" the arm follows the old plan (or holds at the start)
-        late = pending[:delay] if len(pending) else np.repeat(actions[:1], delay, axis=0)
+        # while the model "thinks" the arm follows the old plan, holding at its last action if
+        # that runs out (at the episode start: holding at the new chunk's first)
+        old = pending if len(pending) else actions[:1]
+        late = old[np.minimum(np.arange(delay), len(old) - 1)]
         plan = np.concatenate([late, actions[delay:]])
         pending = actions[min(execute, len(actions)):]
         for command in plan[:min(execute, len(plan))]:
@@ -73,7 +76,7 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
             if status.success or sim.elapsed >= timeout:
                 break
     return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
-                         chunks, infer_ms)
+                         infer_ms)
 
 
 __all__ = ["PolicyRollout", "policy_rollout"]
