@@ -16,7 +16,7 @@ from wam_ros.cli import main
 from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.runtime import load_policy
 from wam_ros.sim.mujoco_sim import Simulator
-from wam_ros.sim.rollout import policy_rollout
+from wam_ros.sim.rollout import policy_rollout, stack_rollout
 
 
 def test_rollout_executes_decoded_chunks_until_the_timeout(tiny_checkpoint):
@@ -58,6 +58,52 @@ def test_rollout_with_latency_runs_the_previous_chunk_meanwhile(tiny_checkpoint)
     np.testing.assert_allclose(commands[6], decoded[1][2], atol=1e-6)  # then the new one
 
 
+def _stack_run(policy, scheduler: str, timeout: float = 1.0):
+    commands = []
+    with Simulator("cobot_magic", "pick_place") as sim:
+        result = stack_rollout(sim, policy, seed=5, scheduler=scheduler, latency_s=0.1,
+                               timeout=timeout,
+                               on_command=lambda s, out: commands.append(
+                                   (s.time, out.positions.copy())))
+        return result, commands, sim.robot
+
+
+def test_stack_rollout_commands_at_the_control_rate_within_limits(tiny_checkpoint):
+    """Through the runtime (scheduler, decoder, smoother pipeline) on the sim's clock: a
+    command per control period, starting at rest from the measured pose, every step within
+    the position and velocity limits, and deterministic with a fixed simulated latency."""
+    policy = load_policy(tiny_checkpoint("cobot_magic"))
+    result, commands, spec = _stack_run(policy, "async")
+    assert not result.success and result.phase == "approach"
+    assert result.seconds == pytest.approx(1.0, abs=0.05)
+    t = np.array([c[0] for c in commands])
+    q = np.array([c[1] for c in commands])
+    dt = 1.0 / spec.control_rate_hz
+    assert len(q) == pytest.approx(1.0 / dt, abs=2)
+    assert np.all(np.diff(t) > 0.5 * dt) and np.all(np.diff(t) < 1.5 * dt)
+    np.testing.assert_allclose(q[0], spec.home_vector(), atol=1e-6)
+    assert np.all(q >= spec.limits_array("lower") - 1e-9)
+    assert np.all(q <= spec.limits_array("upper") + 1e-9)
+    step = np.abs(np.diff(q, axis=0)) / np.diff(t)[:, None]
+    assert np.all(step <= spec.limits_array("velocity") * 1.0001)
+    assert result.chunks >= 2 and len(result.infer_ms) == result.chunks
+    # a fresh policy: the flow noise is seeded per (episode, chunk) of the policy
+    again, commands2, _ = _stack_run(load_policy(tiny_checkpoint("cobot_magic")), "async")
+    assert again.chunks == result.chunks
+    np.testing.assert_array_equal(q, np.array([c[1] for c in commands2]))
+
+
+def test_stack_rollout_async_plans_more_often_than_sync(tiny_checkpoint):
+    """sync waits for the plan to run out (and the latency) before the next inference; async
+    starts the next one while the plan still runs."""
+    policy = load_policy(tiny_checkpoint("cobot_magic"))
+    sync, _, spec = _stack_run(policy, "sync", timeout=2.0)
+    asyn, _, _ = _stack_run(policy, "async", timeout=2.0)
+    chunk_s = policy.meta.horizon * policy.meta.dt
+    assert sync.chunks <= 2.0 / (chunk_s + 0.1) + 1
+    assert asyn.chunks > sync.chunks
+
+
 def test_rollout_cli_writes_the_summary(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
@@ -68,3 +114,17 @@ def test_rollout_cli_writes_the_summary(tiny_checkpoint, tmp_path, capsys):
     assert summary["final_phases"] == {"approach": 2}
     assert [e["seed"] for e in summary["episodes_detail"]] == [100000, 100001]
     assert "0/2 solved" in capsys.readouterr().out
+
+
+def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--episodes", "1", "--timeout", "0.5", "--stack", "sai", "--latency-ms", "80",
+                 "--json", str(out)])
+    assert code == 0
+    summary = json.loads(out.read_text())
+    assert summary["stack"] == "sai" and summary["latency_ms"] == 80.0
+    assert "execute" not in summary and summary["episodes"] == 1
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--latency-ms", "0"]) == 2
+    assert "--latency-ms" in capsys.readouterr().err

@@ -2,14 +2,11 @@
 replay BAG --checkpoint CKPT`), compared with the actions the operator recorded.
 
 The runtime is the robot's: observations are built like the observation node builds them
-(core.image.prepare_image + core.sync.ApproximateSync, settings from config/wam_ros.yaml), the
-policy is driven by runtime.chunk_runner.ChunkRunner with the chosen scheduler, chunks are
-decoded by core.decoding.ChunkDecoder and executed by core.safety.CommandPipeline (timeline,
-smoothing, limits) at the robot's control rate. Only the clock is simulated: events happen at
-the bag's own times (message arrival = bag timestamp), the scheduler ticks at 100 Hz like the
-policy node, and an inference handed out at time t finishes at t + `latency_ms` (split f / 1-f
-for sai's speculative and completing parts) of simulated time, whatever it took on this
-machine. With a fixed latency the replay is deterministic (same bag, checkpoint and options ->
+(core.image.prepare_image + core.sync.ApproximateSync, settings from config/wam_ros.yaml), and
+from there on it is runtime.stack.SimulatedStack: the policy node's ChunkRunner and scheduler,
+the decoder and the smoother's CommandPipeline on a simulated clock. Events happen at the bag's
+own times (message arrival = bag timestamp), and an inference handed out at time t finishes at
+t + `latency_ms` of simulated time, whatever it took on this machine. With a fixed latency the replay is deterministic (same bag, checkpoint and options ->
 same chunks); the time each inference really took is reported as `latency_ms.p50` / `.p99`.
 
 Metrics, in action units (joints rad / m, grippers normalised 0..1), against the recorded
@@ -24,16 +21,14 @@ the follower went, state at t + dt):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from wam_ros.core.image import prepare_image
 from wam_ros.core.robot import RobotSpec
@@ -41,8 +36,7 @@ from wam_ros.core.types import Observation
 from wam_ros.data.bag import deserialize, header_stamp_ns, image_to_rgb, open_bag
 from wam_ros.data.convert import _interp, _read_streams, camera_topics
 from wam_ros.data.teleop import LeaderMap
-
-TICK_HZ = 100.0  # as the policy node: scheduler decisions
+from wam_ros.runtime.stack import StackTrace
 
 
 @dataclass(frozen=True)
@@ -57,37 +51,6 @@ class ReplayOptions:
     device: str = "cpu"
     include_partial: bool = True
     seed: int = 0
-
-
-@dataclass
-class _Trace:
-    chunks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # times, (H, D)
-    executed_t: list[float] = field(default_factory=list)
-    executed_q: list[np.ndarray] = field(default_factory=list)
-    compute_ms: list[float] = field(default_factory=list)
-    boundary_jumps: list[float] = field(default_factory=list)
-    first_action: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    rejected: int = 0
-
-
-def _node_params(node: str) -> dict[str, Any]:
-    from wam_ros.paths import config_dir
-
-    doc = yaml.safe_load((config_dir() / "wam_ros.yaml").read_text()) or {}
-    return dict((doc.get(node) or {}).get("ros__parameters") or {})
-
-
-def _settings(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in params.items():
-        if prefix and not key.startswith(prefix + "."):
-            continue
-        name = key[len(prefix) + 1:] if prefix else key
-        if name in names:
-            values[name] = tuple(value) if isinstance(value, list) else value
-    values.update({k: v for k, v in overrides.items() if k in names})
-    return cls(**values)
 
 
 class Recorded:
@@ -125,14 +88,9 @@ def recorded_actions(bag: Any, spec: RobotSpec, cams: dict[str, str]) -> tuple[R
 def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
                    log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """One bag through the policy; (metrics, trace for the plot)."""
-    from wam_ros.core.decoding import ChunkDecoder
-    from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
-    from wam_ros.core.settings import ObservationSettings, PolicySettings
-    from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
+    from wam_ros.core.settings import ObservationSettings
     from wam_ros.core.sync import ApproximateSync
-    from wam_ros.core.timeline import TimelineConfig
-    from wam_ros.runtime.chunk_runner import ChunkRunner
-    from wam_ros.runtime.scheduler import Decision, SchedulerConfig, make_scheduler
+    from wam_ros.runtime.stack import SimulatedStack, node_params, settings_from
 
     bag = open_bag(bag_path, include_partial=options.include_partial)
     meta = policy.meta
@@ -147,92 +105,22 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
     recorded, source = recorded_actions(bag, spec, cams)
     task = options.task or bag.custom.get("task", "")
 
-    obs_s = _settings(ObservationSettings, _node_params("wam_observation"), robot=spec.name)
-    pol_s = _settings(PolicySettings, _node_params("wam_policy"), robot=spec.name)
-    smoother_params = _node_params("wam_smoother")
-    pipeline = CommandPipeline(spec, PipelineConfig(
-        timeline=_settings(TimelineConfig, smoother_params, "timeline"),
-        smoothing=_settings(SmoothingConfig, smoother_params, "smoothing"),
-        limits=_settings(LimitsConfig, smoother_params, "limits"),
-        safety=_settings(SafetyConfig, smoother_params, "safety")), logger=lambda _m: None)
-    scheduler = make_scheduler(options.scheduler, SchedulerConfig(
-        margin_s=pol_s.latency_margin_s, execute_actions=pol_s.execute_steps,
-        speculative_fraction=pol_s.sai_s_mid))
-    sim_latency = options.latency_ms * 1e-3
+    obs_s = settings_from(ObservationSettings, node_params("wam_observation"), robot=spec.name)
     policy.reset()
-    runner = ChunkRunner(policy, scheduler, s_mid=pol_s.sai_s_mid,
-                         max_observation_age=pol_s.max_observation_age_s,
-                         initial_latency=sim_latency if sim_latency > 0 else 0.1)
-    decoder = ChunkDecoder(spec)
+    stack = SimulatedStack(policy, spec, scheduler=options.scheduler,
+                           latency_s=options.latency_ms * 1e-3 if options.latency_ms > 0
+                           else None, log=log)
     h, w = meta.image_size
     sync = ApproximateSync(meta.camera_names, obs_s.slop_s, obs_s.max_age_s, obs_s.joint_slop_s)
     layout = list(spec.action_layout)
     cam_of = {cams[c]: c for c in meta.camera_names}
-    trace = _Trace()
-    state: dict[str, Any] = {"measured": None, "pending": None, "sequence": 0,
-                             "started": False}
-    f_spec = pol_s.sai_s_mid
+    measured: list[np.ndarray | None] = [None]  # the newest follower joint state
+    sequence = 0
 
-    def finish_job(now: float) -> None:
-        result, _, measured = state["pending"]
-        state["pending"] = None
-        chunk = runner.finish(result, now)
-        if chunk is None:
-            return
-        trace.compute_ms.append(measured * 1e3)
-        out = decoder.decode(chunk)
-        splice = pipeline.offer_chunk(out, now)
-        if not splice.accepted:
-            trace.rejected += 1
-            return
-        times = out.times()
-        trace.chunks.append((times, spec.joint_to_action(out.actions)))
-        if len(trace.chunks) > 1:
-            trace.boundary_jumps.append(splice.boundary_jump)
-        kept = times >= now
-        if kept.any():
-            k = int(np.argmax(kept))
-            trace.first_action.append((float(times[k]),
-                                       spec.joint_to_action(out.actions[k].astype(float))))
-
-    def advance(until: float) -> None:
-        """Ticks, control steps and job completions up to (excluding) `until`."""
-        while True:
-            pending = state["pending"]
-            events = [state["next_tick"], state["next_control"]]
-            if pending is not None:
-                events.append(pending[1])
-            now = min(events)
-            if now >= until:
-                return
-            if pending is not None and now == pending[1]:
-                finish_job(now)
-                continue
-            if now == state["next_control"]:
-                out = pipeline.step(now, None if state["started"] else state["measured"])
-                if out is not None:
-                    state["started"] = True
-                    trace.executed_t.append(now)
-                    trace.executed_q.append(spec.joint_to_action(out.positions))
-                state["next_control"] += pipeline.dt
-                continue
-            state["next_tick"] += 1.0 / TICK_HZ
-            if state["pending"] is None:
-                job = runner.poll(now)
-                if job is not None:
-                    result = runner.execute(job)
-                    if result.error:
-                        log(f"inference failed: {result.error}")
-                    measured = result.compute_s
-                    share = 1.0
-                    if job.kind is Decision.SPECULATE:
-                        share = f_spec
-                    elif job.kind is Decision.COMPLETE:
-                        share = 1.0 - f_spec
-                    if sim_latency > 0:
-                        result.compute_s = sim_latency * share
-                    # the scheduler learns the simulated latency, as it would learn the real
-                    state["pending"] = (result, now + max(result.compute_s, 1e-6), measured)
+    def measure(_now: float) -> np.ndarray | None:
+        # the pipeline starts from where the follower was; after that the bag's follower
+        # does not react to the replayed commands, so it is not compared with them
+        return None if stack.commanding else measured[0]
 
     wall0 = time.perf_counter()
     first = last = None
@@ -241,9 +129,9 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
         now = m.timestamp * 1e-9
         if first is None:
             first = now
-            state["next_tick"] = state["next_control"] = now
+            stack.start(now)
         last = now
-        advance(now)
+        stack.advance(now, measure)
         stamp = (header_stamp_ns(m.data, m.msgtype) or m.timestamp) * 1e-9
         if m.topic == spec.joint_state_topic:
             msg = deserialize(m.data, m.msgtype)
@@ -251,9 +139,9 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
             if not all(j in index for j in layout):
                 continue
             q = np.array([msg.position[index[j]] for j in layout])
-            state["measured"] = q
+            measured[0] = q
             sync.add_joint_state(stamp, q, now)
-            pipeline.offer_observation(now)
+            stack.joint_state(now)
         else:
             try:
                 rgb = image_to_rgb(deserialize(m.data, m.msgtype))
@@ -264,17 +152,18 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
         synced = sync.poll(now)
         if synced is not None:
             obs = Observation(synced.stamp, synced.images, synced.joint_positions, task=task,
-                              sequence=state["sequence"])
-            state["sequence"] += 1
+                              sequence=sequence)
+            sequence += 1
             observations += 1
-            runner.on_observation(obs, now)
+            stack.runner.on_observation(obs, now)
     if first is None:
         raise ValueError(f"{bag_path}: no camera or joint state messages")
-    advance(last + 1e-9)
+    stack.advance(last + 1e-9, measure)
     wall = time.perf_counter() - wall0
     duration = last - first
+    trace = stack.trace
     metrics = _metrics(trace, recorded, spec, meta.horizon)
-    stats = runner.stats()
+    stats = stack.runner.stats()
     metrics.update({
         "bag": str(bag_path), "task": task, "action_source": source,
         "duration_s": duration, "wall_s": wall,
@@ -293,7 +182,7 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def _metrics(trace: _Trace, recorded: Recorded, spec: RobotSpec, horizon: int
+def _metrics(trace: StackTrace, recorded: Recorded, spec: RobotSpec, horizon: int
              ) -> dict[str, Any]:
     names = list(spec.action_layout)
     errors, by_step = [], [[] for _ in range(horizon)]

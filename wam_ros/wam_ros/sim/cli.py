@@ -5,8 +5,8 @@
     wam-ros sim check    --robot R --task T [--episodes 50] [--seed S] [--json F]
                                                        scripted expert success rate
     wam-ros sim rollout  --checkpoint CKPT --robot R --task T [--episodes 20] [--seed S]
-                         [--execute 8] [--memory kv|ttt] [--json F]
-                                                       a checkpoint in closed loop, no ROS
+                         [--execute 8 [--delay K] | --stack sync|async|sai [--latency-ms 100]]
+                         [--memory kv|ttt] [--json F]  a checkpoint in closed loop, no ROS
     wam-ros sim bench    --robot R [--json F]          physics steps/s, render ms per camera
     wam-ros sim snapshot --robot R --task T --out F.png [--seed S] [--size H W]
                                                        every camera after reset, side by side
@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--execute", type=int, default=8, help="actions executed per chunk")
     r.add_argument("--delay", type=int, default=0,
                    help="inference latency in actions: the previous chunk runs on meanwhile")
+    r.add_argument("--stack", choices=("sync", "async", "sai"),
+                   help="run through the robot-side runtime with this scheduler instead (policy "
+                        "node scheduler, decoder, smoother timeline and limits at the control "
+                        "rate; the graph minus DDS); --execute/--delay do not apply")
+    r.add_argument("--latency-ms", type=float, default=100.0,
+                   help="--stack: simulated inference latency (default 100, as measured "
+                        "through the graph)")
     r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
     r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
     r.add_argument("--memory-stride", type=float, default=None,
@@ -154,20 +161,30 @@ def run_rollout(args: argparse.Namespace) -> int:
 
     from wam_ros.runtime import load_policy
     from wam_ros.sim.mujoco_sim import Simulator
-    from wam_ros.sim.rollout import policy_rollout
+    from wam_ros.sim.rollout import policy_rollout, stack_rollout
 
+    if args.latency_ms <= 0:
+        print(f"error: --latency-ms: got {args.latency_ms}; allowed: > 0", file=sys.stderr)
+        return 2
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
                          memory_stride=args.memory_stride)
     runs = []
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
-            runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
-                                       timeout=args.timeout, delay=args.delay))
+            if args.stack:
+                runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
+                                          latency_s=args.latency_ms * 1e-3,
+                                          timeout=args.timeout))
+            else:
+                runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
+                                           timeout=args.timeout, delay=args.delay))
     ok = [r for r in runs if r.success]
     phases = dict(Counter(r.phase for r in runs))
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
-               "memory": args.memory, "execute": args.execute, "delay": args.delay,
+               "memory": args.memory,
+               **({"stack": args.stack, "latency_ms": args.latency_ms} if args.stack else
+                  {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),
                "success_rate": len(ok) / len(runs),
                "mean_completion_s": float(np.mean([r.seconds for r in ok])) if ok else None,

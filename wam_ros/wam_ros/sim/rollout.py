@@ -9,6 +9,13 @@ action rate through the same mock controllers the sim node drives; the sim waits
 stack is.
 The ROS graph's own episodes are `wam_ros.closed_loop`; a checkpoint that fails here will not
 succeed there.
+
+    result = stack_rollout(sim, policy, seed=3, scheduler="async", latency_s=0.1)
+
+runs the same episode through the robot-side runtime instead (runtime.stack.SimulatedStack: the
+policy node's scheduler, the decoder, the smoother's timeline, Savitzky-Golay and limits at the
+control rate, mock controllers fed like the sim node feeds them), on the simulator's clock with a
+fixed simulated inference latency: the graph minus DDS, deterministic and faster than real time.
 """
 
 from __future__ import annotations
@@ -79,4 +86,47 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
                          infer_ms)
 
 
-__all__ = ["PolicyRollout", "policy_rollout"]
+def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: float = 0.1,
+                  timeout: float = 15.0, image_size: tuple[int, int] | None = None,
+                  pipeline_config=None, on_command=None) -> PolicyRollout:
+    """One episode through SimulatedStack (module docstring): cameras at the robot's first
+    camera rate, joint states and commands at the control rate; `on_command(sim, out)` sees
+    each PipelineOutput before it is applied."""
+    from wam_ros.runtime.stack import SimulatedStack
+
+    h, w = image_size or tuple(policy.meta.image_size)
+    sim.reset(seed)
+    policy.reset()
+    stack = SimulatedStack(policy, sim.robot, scheduler=scheduler, latency_s=latency_s,
+                           pipeline_config=pipeline_config)
+    physics_dt = sim.model.opt.timestep
+
+    def run_to(t: float) -> None:
+        if t - sim.time >= 0.5 * physics_dt:
+            sim.step(t - sim.time)
+
+    def measure(now: float) -> np.ndarray:
+        run_to(now)
+        return sim.joint_positions()
+
+    def command(now: float, out) -> None:
+        if on_command is not None:
+            on_command(sim, out)
+        sim.command_joints(out.positions)
+
+    frame_dt = 1.0 / sim.robot.cameras[0].rate_hz
+    t0 = sim.time
+    stack.start(t0)
+    next_frame = t0
+    status = sim.status()
+    while not status.success and sim.elapsed < timeout:
+        stack.advance(next_frame, measure, command)
+        run_to(next_frame)
+        stack.observe(sim.observation(width=w, height=h), sim.time)
+        next_frame += frame_dt
+        status = sim.status()
+    return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
+                         stack.trace.compute_ms)
+
+
+__all__ = ["PolicyRollout", "policy_rollout", "stack_rollout"]

@@ -1,0 +1,208 @@
+"""The robot-side runtime on a simulated clock: what offline bag replay and the simulator's
+stack rollout share.
+
+    stack = SimulatedStack(policy, spec, scheduler="async", latency_s=0.1)
+    stack.start(t0)
+    stack.advance(t, measure, command)   # ticks, control steps, finished inferences up to t
+    stack.observe(obs, t)                # a synchronised observation arrived at t
+
+Everything between an observation and a joint command is the nodes' own core code, with the
+nodes' parameters (config/wam_ros.yaml): runtime.chunk_runner.ChunkRunner with the chosen
+scheduler (ticked at 100 Hz like the policy node), core.decoding.ChunkDecoder, and
+core.safety.CommandPipeline (timeline splicing and blending, Savitzky-Golay, limits, safety) at
+the robot's control rate. Only the clock is simulated: an inference handed out at time t
+finishes at t + `latency_s` (split f / 1 - f for sai's speculative and completing parts) of
+simulated time, whatever it took on this machine, so a run is deterministic; the time each
+inference really took is kept in `trace.compute_ms`. DDS transport is not modelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+
+from wam_ros.core.robot import RobotSpec
+from wam_ros.core.types import Observation
+
+TICK_HZ = 100.0  # as the policy node: time-based scheduler decisions
+
+
+def node_params(node: str) -> dict[str, Any]:
+    """The `ros__parameters` of one node in config/wam_ros.yaml."""
+    from wam_ros.paths import config_dir
+
+    doc = yaml.safe_load((config_dir() / "wam_ros.yaml").read_text()) or {}
+    return dict((doc.get(node) or {}).get("ros__parameters") or {})
+
+
+def settings_from(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:
+    """A settings dataclass from node parameters (`prefix.` selects a group), as the nodes'
+    declare_settings maps them; `overrides` win, names the class lacks are ignored."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in params.items():
+        if prefix and not key.startswith(prefix + "."):
+            continue
+        name = key[len(prefix) + 1:] if prefix else key
+        if name in names:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    values.update({k: v for k, v in overrides.items() if k in names})
+    return cls(**values)
+
+
+def default_pipeline_config():
+    """The smoother node's PipelineConfig as config/wam_ros.yaml sets it."""
+    from wam_ros.core.safety import PipelineConfig, SafetyConfig
+    from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
+    from wam_ros.core.timeline import TimelineConfig
+
+    params = node_params("wam_smoother")
+    return PipelineConfig(
+        timeline=settings_from(TimelineConfig, params, "timeline"),
+        smoothing=settings_from(SmoothingConfig, params, "smoothing"),
+        limits=settings_from(LimitsConfig, params, "limits"),
+        safety=settings_from(SafetyConfig, params, "safety"))
+
+
+@dataclass
+class StackTrace:
+    """What happened, for metrics and plots (joints in action units)."""
+
+    chunks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # times, (H, D)
+    executed_t: list[float] = field(default_factory=list)
+    executed_q: list[np.ndarray] = field(default_factory=list)
+    compute_ms: list[float] = field(default_factory=list)  # real wall time per inference
+    boundary_jumps: list[float] = field(default_factory=list)
+    first_action: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    rejected: int = 0
+
+
+class SimulatedStack:
+    """ChunkRunner + decoder + CommandPipeline driven by a simulated clock (module docstring).
+
+    latency_s: simulated duration of a full inference (> 0); None: the measured one.
+    pipeline_config: None = the smoother node's (config/wam_ros.yaml).
+    """
+
+    def __init__(self, policy: Any, spec: RobotSpec, *, scheduler: str = "async",
+                 latency_s: float | None = 0.1, pipeline_config: Any = None,
+                 log: Callable[[str], None] = print) -> None:
+        from wam_ros.core.decoding import ChunkDecoder
+        from wam_ros.core.safety import CommandPipeline
+        from wam_ros.core.settings import PolicySettings
+        from wam_ros.runtime.chunk_runner import ChunkRunner
+        from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
+
+        if latency_s is not None and not (np.isfinite(latency_s) and latency_s > 0):
+            raise ValueError(f"latency_s: got {latency_s!r}; allowed: > 0 seconds or None "
+                             "(the measured latency)")
+        self.spec, self.log = spec, log
+        self.settings = settings_from(PolicySettings, node_params("wam_policy"),
+                                      robot=spec.name)
+        s = self.settings
+        self.pipeline = CommandPipeline(spec, pipeline_config or default_pipeline_config(),
+                                        logger=lambda _m: None)
+        sched = make_scheduler(scheduler, SchedulerConfig(
+            margin_s=s.latency_margin_s, execute_actions=s.execute_steps,
+            speculative_fraction=s.sai_s_mid))
+        self.latency_s = latency_s
+        self.runner = ChunkRunner(policy, sched, s_mid=s.sai_s_mid,
+                                  max_observation_age=s.max_observation_age_s,
+                                  initial_latency=latency_s or 0.1)
+        self.decoder = ChunkDecoder(spec)
+        self.trace = StackTrace()
+        self._pending: tuple[Any, float, float] | None = None  # result, finish time, wall s
+        self._next_tick = self._next_control = 0.0
+        self.commanding = False  # a first command went out
+
+    def start(self, now: float) -> None:
+        """Clock origin: the first scheduler tick and control step happen at `now`."""
+        self._next_tick = self._next_control = now
+
+    def observe(self, obs: Observation, now: float) -> None:
+        """A synchronised observation arrived at `now` (joint state feeds the watchdog)."""
+        self.pipeline.offer_observation(now)
+        self.runner.on_observation(obs, now)
+
+    def joint_state(self, now: float) -> None:
+        """A joint state arrived (feeds the safety watchdog)."""
+        self.pipeline.offer_observation(now)
+
+    def advance(self, until: float,
+                measure: Callable[[float], np.ndarray | None] | None = None,
+                command: Callable[[float, Any], None] | None = None) -> None:
+        """Scheduler ticks, control steps and job completions before `until`, in time order.
+
+        measure(now): the measured joints for the control step at `now` (None: none);
+        command(now, PipelineOutput): called with each command the pipeline produces."""
+        while True:
+            events = [self._next_tick, self._next_control]
+            if self._pending is not None:
+                events.append(self._pending[1])
+            now = min(events)
+            if now >= until:
+                return
+            if self._pending is not None and now == self._pending[1]:
+                self._finish(now)
+            elif now == self._next_control:
+                out = self.pipeline.step(now, measure(now) if measure else None)
+                if out is not None:
+                    self.commanding = True
+                    self.trace.executed_t.append(now)
+                    self.trace.executed_q.append(self.spec.joint_to_action(out.positions))
+                    if command is not None:
+                        command(now, out)
+                self._next_control += self.pipeline.dt
+            else:
+                self._next_tick += 1.0 / TICK_HZ
+                if self._pending is None:
+                    self._start_job(now)
+
+    def _start_job(self, now: float) -> None:
+        from wam_ros.runtime.scheduler import Decision
+
+        job = self.runner.poll(now)
+        if job is None:
+            return
+        result = self.runner.execute(job)
+        if result.error:
+            self.log(f"inference failed: {result.error}")
+        measured = result.compute_s
+        if self.latency_s is not None:
+            f = self.settings.sai_s_mid
+            share = {Decision.SPECULATE: f, Decision.COMPLETE: 1.0 - f}.get(job.kind, 1.0)
+            # the scheduler learns the simulated latency, as it would learn the real one
+            result.compute_s = self.latency_s * share
+        self._pending = (result, now + max(result.compute_s, 1e-6), measured)
+
+    def _finish(self, now: float) -> None:
+        assert self._pending is not None
+        result, _, measured = self._pending
+        self._pending = None
+        chunk = self.runner.finish(result, now)
+        if chunk is None:
+            return
+        self.trace.compute_ms.append(measured * 1e3)
+        out = self.decoder.decode(chunk)
+        splice = self.pipeline.offer_chunk(out, now)
+        if not splice.accepted:
+            self.trace.rejected += 1
+            return
+        times = out.times()
+        self.trace.chunks.append((times, self.spec.joint_to_action(out.actions)))
+        if len(self.trace.chunks) > 1:
+            self.trace.boundary_jumps.append(splice.boundary_jump)
+        kept = times >= now
+        if kept.any():
+            k = int(np.argmax(kept))
+            self.trace.first_action.append(
+                (float(times[k]), self.spec.joint_to_action(out.actions[k].astype(float))))
+
+
+__all__ = ["TICK_HZ", "SimulatedStack", "StackTrace", "default_pipeline_config",
+           "node_params", "settings_from"]
