@@ -72,6 +72,7 @@ class PolicySettings(_Settings):
     mode: str = "joint"
     scheduler: str = "async"
     flow_steps: int = 4
+    noise_scale: float = -1.0  # flow starting-noise scale; < 0: the checkpoint's
     sai_s_mid: float = 0.5  # share of the flow ODE integrated speculatively
     task: str = ""
     execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
@@ -90,6 +91,7 @@ class PolicySettings(_Settings):
         _check(n, "mode", self.mode, choices=MODES)
         _check(n, "scheduler", self.scheduler, choices=SCHEDULERS)
         _check(n, "flow_steps", self.flow_steps, minimum=1, maximum=64)
+        _check(n, "noise_scale", self.noise_scale, maximum=2.0)
         _check(n, "sai_s_mid", self.sai_s_mid, minimum=0.0, maximum=0.95)
         _check(n, "execute_steps", self.execute_steps, minimum=0)
         _check(n, "latency_margin_s", self.latency_margin_s, minimum=0.0)

@@ -46,6 +46,7 @@ class ReplayOptions:
     mode: str = "joint"
     backend: str = "torch"
     flow_steps: int = 4
+    noise_scale: float = -1.0  # < 0: the checkpoint's
     latency_ms: float = 100.0  # simulated inference latency; <= 0: the measured one
     task: str = ""  # empty: the bag's task
     device: str = "cpu"
@@ -232,7 +233,8 @@ def replay(bags: list[str | Path], checkpoint: str | Path, options: ReplayOption
 
     policy = load_policy(checkpoint, backend=options.backend, memory=options.memory,
                          mode=options.mode, flow_steps=options.flow_steps,
-                         device=options.device, seed=options.seed)
+                         device=options.device, seed=options.seed,
+                         noise_scale=options.noise_scale if options.noise_scale >= 0 else None)
     _warm_up(policy)
     episodes, plots, errors = [], [], []
     for path in find_bags(bags):

@@ -66,6 +66,9 @@ class ModelConfig:
     p_history_noise: float = 0.5  # CLWM history augmentation probability
     history_noise_min: float = 0.5  # s_aug ~ U[history_noise_min, 1]
     step_cache_threshold: float = 0.99  # DiT step caching; > 1 disables
+    # inference: scale of the flow's starting noise (1 = the learned distribution; lower
+    # samples nearer its modes: smoother chunks, see MODEL.md); runtime settings may override
+    noise_scale: float = 1.0
 
     @property
     def action_dim(self) -> int:
@@ -195,6 +198,8 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("p_fast", f"<= 1 - p_clean_latent ({1 - obj.p_clean_latent:g})")
         if len(obj.latent_beta) != 2 or min(obj.latent_beta) <= 0:
             raise bad("latent_beta", "[a, b] with a, b > 0")
+        if not 0.0 <= obj.noise_scale <= 2.0:
+            raise bad("noise_scale", "0 .. 2")
         if obj.ttt_lr_init <= 0 or obj.ttt_grad_clip <= 0:
             raise bad("ttt_lr_init" if obj.ttt_lr_init <= 0 else "ttt_grad_clip", "> 0")
         if len(set(obj.camera_names)) != len(obj.camera_names):

@@ -50,7 +50,9 @@ class PolicyNode(Node):
         with lowered_new_threads(s.inference_nice) as pool_threads:
             try:
                 self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
-                                          mode=s.mode, flow_steps=s.flow_steps, device=s.device)
+                                          mode=s.mode, flow_steps=s.flow_steps, device=s.device,
+                                          noise_scale=s.noise_scale if s.noise_scale >= 0
+                                          else None)
             except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
                 # unknown names, a checkpoint without the backend's export, a backend that is
                 # not installed here: one line for the operator instead of a traceback

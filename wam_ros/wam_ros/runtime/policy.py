@@ -117,7 +117,8 @@ class Policy:
     def __init__(self, backend: Any, cfg: ModelConfig, stats: dict[str, np.ndarray],
                  memory: str = "kv", mode: str = "joint", flow_steps: int | None = None,
                  step_cache_threshold: float | None = None, seed: int = 0,
-                 checkpoint: str = "", memory_stride: float | None = None) -> None:
+                 checkpoint: str = "", memory_stride: float | None = None,
+                 noise_scale: float | None = None) -> None:
         if memory not in MEMORIES:
             raise ValueError(f"unknown memory {memory!r}; allowed: {', '.join(MEMORIES)}")
         if mode not in MODES:
@@ -130,6 +131,12 @@ class Policy:
         self.step_cache_threshold = (cfg.step_cache_threshold if step_cache_threshold is None
                                      else float(step_cache_threshold))
         self.seed = seed
+        # Reduced-temperature sampling: the flow starts from noise_scale * N(0, I). Below 1 the
+        # samples move toward the modes of the action distribution; with few Euler steps that
+        # removes most of the chunk-to-chunk jitter a robot's acceleration limits cannot follow.
+        self.noise_scale = cfg.noise_scale if noise_scale is None else float(noise_scale)
+        if not (np.isfinite(self.noise_scale) and 0.0 <= self.noise_scale <= 2.0):
+            raise ValueError(f"noise_scale: got {noise_scale!r}; allowed: 0 .. 2")
         # Memory holds observations one chunk apart, as in training (windows of consecutive
         # chunks, `horizon` actions apart). A policy asked for chunks more often (async,
         # execute < horizon) still plans from every new observation, but only commits one to
@@ -322,8 +329,10 @@ class Policy:
         rng = np.random.default_rng((self.seed, self.episode_id, self.chunk_index))
         cfg = self.cfg
         feat_dim = int(self.stats["feat_mean"].shape[0])
-        x_lat = rng.standard_normal((1, cfg.n_obs_tokens, feat_dim), dtype=np.float32)
-        x_act = rng.standard_normal((1, cfg.horizon, cfg.model_action_dim), dtype=np.float32)
+        scale = np.float32(self.noise_scale)
+        x_lat = scale * rng.standard_normal((1, cfg.n_obs_tokens, feat_dim), dtype=np.float32)
+        x_act = scale * rng.standard_normal((1, cfg.horizon, cfg.model_action_dim),
+                                            dtype=np.float32)
         return (None if self.mode == "fast" else x_lat), x_act
 
     def _phases(self) -> list[str]:
@@ -431,8 +440,10 @@ class Policy:
 def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str = "kv",
                 mode: str = "joint", flow_steps: int | None = 4, device: str = "cpu",
                 step_cache_threshold: float | None = None, seed: int = 0,
-                compile: bool = False, memory_stride: float | None = None) -> Policy:
-    """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices."""
+                compile: bool = False, memory_stride: float | None = None,
+                noise_scale: float | None = None) -> Policy:
+    """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices.
+    flow_steps / noise_scale None: the checkpoint's (model.flow_steps, model.noise_scale)."""
     from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
 
     for what, value, allowed in (("backend", backend, BACKENDS), ("memory", memory, MEMORIES),
@@ -443,4 +454,5 @@ def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str 
     be = make_backend(backend, checkpoint_dir, device, compile=compile)
     return Policy(be, cfg, load_stats(checkpoint_dir), memory=memory, mode=mode,
                   flow_steps=flow_steps, step_cache_threshold=step_cache_threshold, seed=seed,
-                  checkpoint=str(checkpoint_dir), memory_stride=memory_stride)
+                  checkpoint=str(checkpoint_dir), memory_stride=memory_stride,
+                  noise_scale=noise_scale)

@@ -76,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between observations kept in memory (default: one chunk, "
                         "as trained; 0: every observation)")
     r.add_argument("--backend", default="torch")
+    r.add_argument("--noise-scale", type=float, default=None,
+                   help="flow starting-noise scale (default: the checkpoint's)")
     r.add_argument("--json", help="write the result here")
     r.set_defaults(func=run_rollout)
 
@@ -167,7 +169,7 @@ def run_rollout(args: argparse.Namespace) -> int:
         print(f"error: --latency-ms: got {args.latency_ms}; allowed: > 0", file=sys.stderr)
         return 2
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
-                         memory_stride=args.memory_stride)
+                         memory_stride=args.memory_stride, noise_scale=args.noise_scale)
     runs = []
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
@@ -182,7 +184,7 @@ def run_rollout(args: argparse.Namespace) -> int:
     phases = dict(Counter(r.phase for r in runs))
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
-               "memory": args.memory,
+               "memory": args.memory, "noise_scale": policy.noise_scale,
                **({"stack": args.stack, "latency_ms": args.latency_ms} if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),
