@@ -18,7 +18,7 @@ from wam_ros.model.testing import make_tiny_checkpoint
 from wam_ros.paths import resolve_checkpoint
 from wam_ros.runtime import load_policy
 from wam_ros.sim.mujoco_sim import Simulator
-from wam_ros.sim.rollout import policy_rollout
+from wam_ros.sim.rollout import stack_rollout
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -61,7 +61,7 @@ def test_default_checkpoint_drives_the_task_arm_through_the_graph(ros_domain, tm
     # Through the graph: one episode with the shipped default; plans reach the controllers
     # within limits and drive the task's arm (the right one) while the other stays home.
     # Success through the graph is not asserted: it varies with thread timing from run to run
-    # (sync 3/4 on these seeds in the issue 5 note); the ROS-free rollout below is
+    # (sync 3/4 on these seeds in the issue 5 note); the runtime rollout below is
     # deterministic and must solve its episode.
     exported = prepared_checkpoint(checkpoint, "onnxruntime", tmp_path)
     loop = ClosedLoop(tmp_path, spec.name, "pick_place", exported, scheduler="sync",
@@ -82,9 +82,10 @@ def test_default_checkpoint_drives_the_task_arm_through_the_graph(ros_domain, tm
     assert s["episodes"] == 1 and np.isfinite(s["latency_ms.p50"])
 
 
-def test_default_checkpoint_solves_pick_and_place_without_ros(monkeypatch) -> None:
-    """The shipped default in closed loop on the simulator, deterministic (seeded flow noise,
-    the sim waits for the model, 3 actions of inference latency): it picks and places."""
+def test_default_checkpoint_solves_pick_and_place_through_the_runtime(monkeypatch) -> None:
+    """The shipped default in closed loop on the simulator through the robot-side runtime
+    (async scheduler with 100 ms of inference latency, decoder, smoother timeline and limits
+    at the control rate), deterministic on the simulator's clock: it picks and places."""
     monkeypatch.setenv("MUJOCO_GL", "egl")
     try:
         checkpoint = resolve_checkpoint("", "cobot_magic")
@@ -92,5 +93,6 @@ def test_default_checkpoint_solves_pick_and_place_without_ros(monkeypatch) -> No
         pytest.skip("no default checkpoint shipped for cobot_magic yet (issue 5)")
     policy = load_policy(checkpoint)
     with Simulator("cobot_magic", "pick_place") as sim:
-        result = policy_rollout(sim, policy, seed=1002, execute=11, delay=3, timeout=12.0)
+        result = stack_rollout(sim, policy, seed=100003, scheduler="async", latency_s=0.1,
+                               timeout=12.0)
     assert result.success, result
