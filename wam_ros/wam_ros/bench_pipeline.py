@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--graph", default="composed", choices=("composed", "processes"),
                    help="composed: the four nodes in one process with in-process hand-off "
                         "(wam_bringup); processes: one process per node, all over DDS")
+    p.add_argument("--inference-nice", type=int, default=None,
+                   help="nice value of the policy's inference threads (default: the policy "
+                        "node's, config/wam_ros.yaml)")
     p.add_argument("--json", dest="json_out", default="", help="write the results here")
 
 
@@ -67,7 +70,8 @@ def _pct(values, q) -> float:
 
 
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
-            duration: float, workdir: Path, composed: bool = True) -> dict:
+            duration: float, workdir: Path, composed: bool = True,
+            policy_params: dict | None = None) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -85,7 +89,8 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     h, w = cfg.image_size
     procs = start_graph_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
                                   scheduler=scheduler, composed=composed,
-                                  fake_robot={"camera_width": w, "camera_height": h})
+                                  fake_robot={"camera_width": w, "camera_height": h},
+                                  policy_params=policy_params)
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -234,11 +239,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s} "
                   f"({args.graph}): {args.duration:g} s ...", flush=True)
             per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
-                             args.duration, workdir, composed=args.graph == "composed")
+                             args.duration, workdir, composed=args.graph == "composed",
+                             policy_params=None if args.inference_nice is None else
+                             {"inference_nice": args.inference_nice})
     ref = per.get("async") or next(iter(per.values()))
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
-        "graph": args.graph,
+        "graph": args.graph, "inference_nice": args.inference_nice,
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "model_ms": ref["model_ms"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},

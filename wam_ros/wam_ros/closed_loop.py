@@ -180,10 +180,6 @@ class ClosedLoop:
     def episode(self, timeout_s: float, trace: bool = False) -> EpisodeResult:
         req = self._SetBool.Request(data=False)
         self._call(self.policy_run, req)
-        self._call(self.enable, self._Trigger.Request())  # a stop of the last episode, if any
-        answer = self._call(self.home, self._Trigger.Request())
-        if not answer.success:
-            raise RuntimeError(answer.message)
         # arm joints only: a gripper still closed on an object cannot reach its home opening
         # (the scene reset below frees it)
         home, arm = self.spec.home_vector(), ~self.spec.gripper_mask()
@@ -191,12 +187,23 @@ class ClosedLoop:
         def off_home() -> np.ndarray:  # (D,) arm joints' distance from home (grippers 0)
             return np.abs(self.measured - home) * arm
 
-        if not self._spin_until(lambda: self.measured is not None
-                                and float(off_home().max()) < 0.02, 30.0):
+        # As an operator would: clear a stop of the last episode, home; a move home can latch a
+        # stop of its own (the arm still holds the object against the bin or the table), so
+        # a stalled homing is re-enabled and retried.
+        for attempt in range(3):
+            self._call(self.enable, self._Trigger.Request())
+            answer = self._call(self.home, self._Trigger.Request())
+            if not answer.success:
+                raise RuntimeError(answer.message)
+            if self._spin_until(lambda: self.measured is not None
+                                and float(off_home().max()) < 0.02, 30.0 if attempt == 2
+                                else 10.0):
+                break
+        else:
             error = off_home()  # joint states have arrived (the graph came up with them)
             far = [f"{self.spec.action_layout[i]} {error[i]:.3f} rad"
                    for i in np.flatnonzero(error >= 0.02)]
-            raise RuntimeError(f"the arm did not get home within 30 s: {', '.join(far)}")
+            raise RuntimeError(f"the arm did not get home in 3 attempts: {', '.join(far)}")
         before = self.status.get("episode")
         self._call(self.sim_reset, self._Trigger.Request())
         self._spin_until(lambda: self.status.get("episode") != before

@@ -6,8 +6,9 @@ The runtime is the robot's: observations are built like the observation node bui
 from there on it is runtime.stack.SimulatedStack: the policy node's ChunkRunner and scheduler,
 the decoder and the smoother's CommandPipeline on a simulated clock. Events happen at the bag's
 own times (message arrival = bag timestamp), and an inference handed out at time t finishes at
-t + `latency_ms` of simulated time, whatever it took on this machine. With a fixed latency the replay is deterministic (same bag, checkpoint and options ->
-same chunks); the time each inference really took is reported as `latency_ms.p50` / `.p99`.
+t + `latency_ms` of simulated time, whatever it took on this machine. With a fixed latency the
+replay is deterministic (same bag, checkpoint and options -> same chunks); the time each
+inference really took is reported as `latency_ms.p50` / `.p99`.
 
 Metrics, in action units (joints rad / m, grippers normalised 0..1), against the recorded
 action (the teleop command at the same time; a bag without teleop topics falls back to where

@@ -65,28 +65,35 @@ def python_module_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def observation_params_file(path: Path, checkpoint: Path) -> Path:
-    """A ros__parameters file sizing the observation node to the checkpoint's input."""
+def observation_params_file(path: Path, checkpoint: Path,
+                            policy: dict[str, object] | None = None) -> Path:
+    """A ros__parameters file sizing the observation node to the checkpoint's input (and
+    setting `policy` parameters of the policy node, if given)."""
     import yaml
 
     from wam_ros.model.checkpoint import read_checkpoint_config
 
     h, w = read_checkpoint_config(checkpoint)[0].image_size
-    path.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": h, "image_width": w}}}))
+    doc: dict[str, object] = {"wam_observation": {"ros__parameters": {
+        "image_height": h, "image_width": w}}}
+    if policy:
+        doc["wam_policy"] = {"ros__parameters": dict(policy)}
+    path.write_text(yaml.safe_dump(doc))
     return path
 
 
 def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           backend: str = "torch", memory: str = "kv", scheduler: str = "async",
                           fake_robot: dict[str, object] | None = None,
-                          composed: bool = False) -> list[NodeProcess]:
+                          composed: bool = False,
+                          policy_params: dict[str, object] | None = None) -> list[NodeProcess]:
     """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes (or
     the composed bringup: one process), with the observation node sized to the checkpoint's
     input; logs go to `workdir`."""
     from wam_ros.graph import GraphArgs, NodeSpec, build_graph
 
-    params = observation_params_file(workdir / f"params_{scheduler}.yaml", checkpoint)
+    params = observation_params_file(workdir / f"params_{scheduler}.yaml", checkpoint,
+                                     policy_params)
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
                                   memory=memory, scheduler=scheduler, params_file=str(params),
                                   composed=composed))
