@@ -79,12 +79,9 @@ class PolicySettings(_Settings):
     latency_margin_s: float = 0.1  # async: start inference this much before it is needed
     max_observation_age_s: float = 0.5  # older observations are not used for inference
     device: str = "cpu"
-    # nice value of the inference threads (0: leave them alone; up to 19 lets every other
-    # thread preempt the model). 0 by default: the control path (smoother, its own callback
-    # group or process) sleeps between ticks and the kernel already wakes it promptly, while a
-    # niced model loses its core to the camera and ROS threads: `wam-ros bench pipeline`,
-    # model p50 117 ms at 0 vs 140 ms at 10 (composed), 70 vs 96 ms (processes), on 2 cores.
-    inference_nice: int = 0
+    # nice value of the inference threads (0: leave them alone): the control path preempts
+    # the model instead of queueing behind it (runtime/threads.py)
+    inference_nice: int = 10
 
     def validate(self) -> None:
         n = type(self).__name__

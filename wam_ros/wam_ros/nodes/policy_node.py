@@ -4,8 +4,7 @@ Scheduling lives in runtime.chunk_runner.ChunkRunner and runtime.scheduler; this
 observations and control ticks and runs the jobs it hands out on a worker thread, so inference
 never blocks an executor callback. The scheduler is asked for a decision the moment something
 changes (an observation arrives, a job finishes) and on a timer for time-based decisions; the
-inference threads can run at a raised nice value (`inference_nice`, off by default: measured,
-it slows the model more than it helps the control path on a loaded 2-core computer).
+inference threads run at a raised nice value so the control path preempts them.
 """
 
 from __future__ import annotations

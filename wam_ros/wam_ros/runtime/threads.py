@@ -5,8 +5,6 @@ sync, decoding, smoothing, command publication). Inference is throughput work th
 milliseconds anyway; a control callback is latency work that takes a fraction of one. Running
 the inference threads at a higher nice value lets the kernel preempt them as soon as a control
 callback wakes up, instead of making that callback wait for its fair share behind a busy model.
-The price is the model's own latency whenever other threads are busy (cameras, DDS): on the
-2-core test machine the policy node's default is therefore 0 (PolicySettings.inference_nice).
 
 Linux keeps the nice value per thread (`setpriority(PRIO_PROCESS, tid, n)` affects one thread)
 and a new thread inherits its creator's, so the backend's own worker pools (ONNX Runtime
