@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from wam_ros.core.config import ConfigError
 
@@ -19,11 +22,19 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
 
     Several threads because nodes put slow work (inference, decoding) in their own callback
     groups; one thread would let that work starve the control timers.
+
+    SIGINT / SIGTERM stop the spinning first and shut the context down last: with rclpy's own
+    handlers the context died at once, and a callback still running on another executor thread
+    (a camera timer mid-publish) failed with "publisher's context is invalid".
     """
     # A callback waiting for the GIL behind another thread's Python code (the inference
     # worker's pre/post-processing) waits up to the switch interval: 5 ms by default.
     sys.setswitchinterval(0.001)
-    rclpy.init(args=args if args is not None else sys.argv)
+    rclpy.init(args=args if args is not None else sys.argv,
+               signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     nodes: list[Node] = []
     executor = MultiThreadedExecutor(num_threads=threads)
     try:
@@ -33,7 +44,8 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             link(*nodes)
         for node in nodes:
             executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except ConfigError as exc:
         # one readable line for the operator, no traceback
         print(f"[wam_ros] configuration error: {exc}", file=sys.stderr, flush=True)
