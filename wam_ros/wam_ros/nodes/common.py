@@ -33,10 +33,17 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     rclpy.init(args=args if args is not None else sys.argv,
                signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    nodes: list[Node] = []
     executor = MultiThreadedExecutor(num_threads=threads)
+    wake: list = []  # a guard condition once a node exists: ends the executor's wait
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        for guard in wake:
+            guard.trigger()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    nodes: list[Node] = []
     try:
         for make in factories:
             nodes.append(make())
@@ -44,8 +51,10 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             link(*nodes)
         for node in nodes:
             executor.add_node(node)
+        if nodes:
+            wake.append(nodes[0].create_guard_condition(lambda: None))
         while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_once()
     except ConfigError as exc:
         # one readable line for the operator, no traceback
         print(f"[wam_ros] configuration error: {exc}", file=sys.stderr, flush=True)
