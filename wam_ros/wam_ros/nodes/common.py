@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 
 from wam_ros.core.config import ConfigError
 
@@ -22,28 +19,13 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
 
     Several threads because nodes put slow work (inference, decoding) in their own callback
     groups; one thread would let that work starve the control timers.
-
-    SIGINT / SIGTERM stop the spinning first and shut the context down last: with rclpy's own
-    handlers the context died at once, and a callback still running on another executor thread
-    (a camera timer mid-publish) failed with "publisher's context is invalid".
     """
     # A callback waiting for the GIL behind another thread's Python code (the inference
     # worker's pre/post-processing) waits up to the switch interval: 5 ms by default.
     sys.setswitchinterval(0.001)
-    rclpy.init(args=args if args is not None else sys.argv,
-               signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    executor = MultiThreadedExecutor(num_threads=threads)
-    wake: list = []  # a guard condition once a node exists: ends the executor's wait
-
-    def on_signal(*_: object) -> None:
-        stop.set()
-        for guard in wake:
-            guard.trigger()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    rclpy.init(args=args if args is not None else sys.argv)
     nodes: list[Node] = []
+    executor = MultiThreadedExecutor(num_threads=threads)
     try:
         for make in factories:
             nodes.append(make())
@@ -51,10 +33,7 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             link(*nodes)
         for node in nodes:
             executor.add_node(node)
-        if nodes:
-            wake.append(nodes[0].create_guard_condition(lambda: None))
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once()
+        executor.spin()
     except ConfigError as exc:
         # one readable line for the operator, no traceback
         print(f"[wam_ros] configuration error: {exc}", file=sys.stderr, flush=True)
