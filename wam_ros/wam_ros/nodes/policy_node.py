@@ -30,7 +30,6 @@ from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
 from wam_ros.runtime.chunk_runner import ChunkRunner, Job, JobResult
-from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
 from wam_ros.runtime.threads import lower_priority, lowered_new_threads
 from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
@@ -65,12 +64,7 @@ class PolicyNode(Node):
                     f"{list(self.robot.action_layout)}")
             self.meta = meta
             latency = self._warm_up()
-        scheduler = make_scheduler(s.scheduler, SchedulerConfig(
-            margin_s=s.latency_margin_s, execute_actions=s.execute_steps,
-            speculative_fraction=s.sai_s_mid))
-        self.runner = ChunkRunner(self.policy, scheduler, s_mid=s.sai_s_mid,
-                                  max_observation_age=s.max_observation_age_s,
-                                  initial_latency=latency)
+        self.runner = ChunkRunner.from_settings(self.policy, s, latency)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam_inference",
                                          initializer=lower_priority,
                                          initargs=(s.inference_nice,))

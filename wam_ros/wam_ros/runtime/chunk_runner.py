@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from wam_ros.core.types import Chunk, Observation
-from wam_ros.runtime.scheduler import Decision, Scheduler
+from wam_ros.runtime.scheduler import Decision, Scheduler, SchedulerConfig, make_scheduler
 
 
 class ChunkPolicy(Protocol):
@@ -69,6 +69,18 @@ class ChunkRunner:
         self.refusals: Counter[str] = Counter()
         # recent inference times for the statistics (bounded: a node runs for days)
         self.compute_times: deque[float] = deque(maxlen=200)
+
+    @classmethod
+    def from_settings(cls, policy: ChunkPolicy, settings: Any,
+                      initial_latency: float) -> ChunkRunner:
+        """The runner the policy node builds from its PolicySettings (scheduler, margins,
+        SAI split, observation age)."""
+        scheduler = make_scheduler(settings.scheduler, SchedulerConfig(
+            margin_s=settings.latency_margin_s, execute_actions=settings.execute_steps,
+            speculative_fraction=settings.sai_s_mid))
+        return cls(policy, scheduler, s_mid=settings.sai_s_mid,
+                   max_observation_age=settings.max_observation_age_s,
+                   initial_latency=initial_latency)
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:

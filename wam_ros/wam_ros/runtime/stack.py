@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import yaml
 
+from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.core.robot import RobotSpec
+from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
+from wam_ros.core.settings import PolicySettings
+from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
+from wam_ros.core.timeline import TimelineConfig
 from wam_ros.core.types import Observation
+from wam_ros.runtime.chunk_runner import ChunkRunner
+from wam_ros.runtime.scheduler import Decision
 
 TICK_HZ = 100.0  # as the policy node: time-based scheduler decisions
 
@@ -55,12 +62,8 @@ def settings_from(cls: type, params: dict[str, Any], prefix: str = "", **overrid
     return cls(**values)
 
 
-def default_pipeline_config():
+def default_pipeline_config() -> PipelineConfig:
     """The smoother node's PipelineConfig as config/wam_ros.yaml sets it."""
-    from wam_ros.core.safety import PipelineConfig, SafetyConfig
-    from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
-    from wam_ros.core.timeline import TimelineConfig
-
     params = node_params("wam_smoother")
     return PipelineConfig(
         timeline=settings_from(TimelineConfig, params, "timeline"),
@@ -90,35 +93,28 @@ class SimulatedStack:
     """
 
     def __init__(self, policy: Any, spec: RobotSpec, *, scheduler: str = "async",
-                 latency_s: float | None = 0.1, pipeline_config: Any = None,
+                 latency_s: float | None = 0.1,
+                 pipeline_config: PipelineConfig | None = None,
                  log: Callable[[str], None] = print) -> None:
-        from wam_ros.core.decoding import ChunkDecoder
-        from wam_ros.core.safety import CommandPipeline
-        from wam_ros.core.settings import PolicySettings
-        from wam_ros.runtime.chunk_runner import ChunkRunner
-        from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
-
         if latency_s is not None and not (np.isfinite(latency_s) and latency_s > 0):
             raise ValueError(f"latency_s: got {latency_s!r}; allowed: > 0 seconds or None "
                              "(the measured latency)")
         self.spec, self.log = spec, log
-        self.settings = settings_from(PolicySettings, node_params("wam_policy"),
-                                      robot=spec.name)
-        s = self.settings
+        self.settings = replace(settings_from(PolicySettings, node_params("wam_policy"),
+                                              robot=spec.name), scheduler=scheduler)
         self.pipeline = CommandPipeline(spec, pipeline_config or default_pipeline_config(),
                                         logger=lambda _m: None)
-        sched = make_scheduler(scheduler, SchedulerConfig(
-            margin_s=s.latency_margin_s, execute_actions=s.execute_steps,
-            speculative_fraction=s.sai_s_mid))
         self.latency_s = latency_s
-        self.runner = ChunkRunner(policy, sched, s_mid=s.sai_s_mid,
-                                  max_observation_age=s.max_observation_age_s,
-                                  initial_latency=latency_s or 0.1)
+        self.runner = ChunkRunner.from_settings(policy, self.settings, latency_s or 0.1)
         self.decoder = ChunkDecoder(spec)
         self.trace = StackTrace()
         self._pending: tuple[Any, float, float] | None = None  # result, finish time, wall s
         self._next_tick = self._next_control = 0.0
-        self.commanding = False  # a first command went out
+
+    @property
+    def commanding(self) -> bool:
+        """A first command went out."""
+        return bool(self.trace.executed_t)
 
     def start(self, now: float) -> None:
         """Clock origin: the first scheduler tick and control step happen at `now`."""
@@ -152,7 +148,6 @@ class SimulatedStack:
             elif now == self._next_control:
                 out = self.pipeline.step(now, measure(now) if measure else None)
                 if out is not None:
-                    self.commanding = True
                     self.trace.executed_t.append(now)
                     self.trace.executed_q.append(self.spec.joint_to_action(out.positions))
                     if command is not None:
@@ -164,8 +159,6 @@ class SimulatedStack:
                     self._start_job(now)
 
     def _start_job(self, now: float) -> None:
-        from wam_ros.runtime.scheduler import Decision
-
         job = self.runner.poll(now)
         if job is None:
             return

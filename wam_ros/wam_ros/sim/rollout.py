@@ -99,10 +99,8 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
     policy.reset()
     stack = SimulatedStack(policy, sim.robot, scheduler=scheduler, latency_s=latency_s,
                            pipeline_config=pipeline_config)
-    physics_dt = sim.model.opt.timestep
-
     def run_to(t: float) -> None:
-        if t - sim.time >= 0.5 * physics_dt:
+        if t - sim.time >= 0.5 * sim.dt:  # sim.step rounds to whole physics steps
             sim.step(t - sim.time)
 
     def measure(now: float) -> np.ndarray:
