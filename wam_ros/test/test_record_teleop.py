@@ -130,3 +130,11 @@ def test_playback_keeps_timing_clock_and_shifts_stamps_on_loop(tmp_path, storage
         Playback(bag, PlaybackSettings(bag=str(bag.path), topics=("/nope",)))
     with pytest.raises(ValueError, match="rate"):
         PlaybackSettings(bag="x", rate=0)
+
+
+def test_record_refuses_the_expert_operator_without_the_simulator(capsys):
+    from wam_ros.cli import main
+
+    for argv in (["--sim", "fake", "--episodes", "1"], ["--sim", "mujoco"]):
+        assert main(["record", "--teleop", "expert", *argv]) == 2
+        assert "--teleop expert needs --sim mujoco and --episodes N" in capsys.readouterr().err

@@ -90,3 +90,48 @@ def test_generated_episodes_read_back(tmp_path):
     assert ep["action"][:, 13].min() == 0.0  # the right gripper closed on the cube
     # state follows action: the measured pose ends near the last command
     np.testing.assert_allclose(ep["state"][-1, :6], ep["action"][-1, :6], atol=0.01)
+
+
+def test_expert_operator_drives_a_teleop_episode_and_replaces_unplannable_scenes():
+    """The operator of `wam-ros record --sim mujoco --teleop expert`: a seeded reset plans on a
+    fresh scene, actions are looked up by episode time (any teleop rate), a reset without seed
+    keeps the plan, and a scene the expert cannot plan for is replaced by the next seed's."""
+    from wam_ros.sim.experts import ExpertOperator, PlanningError
+
+    with Simulator("cobot_magic", "pick_place") as sim:
+        seeds: list[int | None] = []
+
+        def new_episode(seed):
+            seeds.append(seed)
+            sim.reset(seed)
+            return sim.object_poses()
+
+        operator = ExpertOperator(make_expert(sim), new_episode)
+        operator.reset(None, seed=11)
+        plan = operator.plan_.actions
+        operator.reset(None)  # the teleop node's first tick: the plan stays
+        assert seeds == [11] and operator.plan_.actions is plan
+        dt = 1.0 / 50.0  # the teleop node's rate, not the action rate
+        for k in range(int(len(plan) * sim.robot.action_dt / dt) + 25):
+            sim.command_action(operator.action(k * dt, None))
+            sim.step(dt)
+        assert sim.status().success, sim.status().phase
+        np.testing.assert_array_equal(operator.action(1e3, None), plan[-1])
+
+        expert = make_expert(sim)
+        real_plan, failures = expert.plan, [1]
+
+        def flaky_plan(poses):
+            if failures:
+                failures.pop()
+                raise PlanningError("descend: no smooth IK path")
+            return real_plan(poses)
+
+        expert.plan = flaky_plan
+        operator = ExpertOperator(expert, new_episode)
+        operator.reset(None, seed=20)
+        assert seeds[-2:] == [20, None] and sim.seed == 21
+        assert operator.skipped == ["descend: no smooth IK path"]
+        expert.plan = lambda poses: (_ for _ in ()).throw(PlanningError("never"))
+        with pytest.raises(PlanningError, match="no plan in 2 scenes"):
+            ExpertOperator(expert, new_episode, attempts=2).reset(None, seed=30)

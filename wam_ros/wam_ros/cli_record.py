@@ -9,6 +9,9 @@
         ten 20 s episodes of a scripted operator (a new seed each), then exit
     wam-ros record --sim mujoco --sim-task pick_place --teleop keyboard
         the MuJoCo simulator (rendered cameras, physics; everything on its /clock)
+    wam-ros record --sim mujoco --teleop expert --episodes 5 --seconds 12
+        the simulator's scripted expert is the operator: each episode resets the scene (seed
+        --seed, +1 per episode), and the sim's success detection marks the episode
 
 All nodes run composed in this process; `ros2 run wam_ros wam_recorder_node` (and
 wam_teleop_node) start them separately with the same parameters.
@@ -33,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-free-mb", type=float, default=2048.0,
                    help="refuse to start an episode with less free disk space (MiB)")
     p.add_argument("--teleop", default="none",
-                   help="none (real leader arms) | scripted | keyboard | package.module:Factory")
+                   help="none (real leader arms) | scripted | keyboard | "
+                        "package.module:Factory | expert (--sim mujoco: the task's scripted "
+                        "expert)")
     p.add_argument("--sim", choices=("none", "fake", "mujoco"), default="none",
                    help="fake: the kinematic fake robot stands in for the hardware; mujoco: "
                         "the MuJoCo simulator")
@@ -63,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     batch = args.episodes > 0
+    if args.teleop == "expert" and (args.sim != "mujoco" or not batch):
+        print("error: --teleop expert needs --sim mujoco and --episodes N (the expert resets "
+              "the simulator for each episode)", file=sys.stderr)
+        return 2
 
     def params(**values: Any) -> list[Parameter]:
         out = []
@@ -76,11 +85,17 @@ def run(args: argparse.Namespace) -> int:
 
     factories = []
     sim_time = args.sim == "mujoco"  # the simulator's /clock drives every node
+    sim_holder: list[Any] = []
     if args.sim == "mujoco":
         from wam_ros.sim.sim_node import SimNode
 
-        factories.append(lambda: SimNode(parameter_overrides=params(
-            robot=args.robot, task=args.sim_task, seed=args.seed)))
+        def make_sim() -> Any:
+            node = SimNode(parameter_overrides=params(
+                robot=args.robot, task=args.sim_task, seed=args.seed))
+            sim_holder.append(node)
+            return node
+
+        factories.append(make_sim)
     if args.sim == "fake":
         from wam_ros.sim.fake_robot import FakeRobotNode
 
@@ -91,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
         from wam_ros.nodes.teleop_node import TeleopNode
 
         def make_teleop() -> Any:
-            node = TeleopNode(parameter_overrides=params(
-                robot=args.robot, operator=args.teleop, seed=args.seed,
+            operator = _expert_operator(sim_holder[0]) if args.teleop == "expert" else None
+            name = "wam_ros.sim.experts:ExpertOperator" if operator else args.teleop
+            node = TeleopNode(operator, parameter_overrides=params(
+                robot=args.robot, operator=name, seed=args.seed,
                 drive_follower=args.sim != "none", use_sim_time=sim_time))
             teleop_holder.append(node)
             return node
@@ -101,17 +118,34 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.nodes.recorder_node import RecorderNode
 
     def make_recorder() -> Any:
+        task = args.task
+        if not task and sim_holder:  # the simulated task's instruction, as the model sees it
+            task = sim_holder[0].sim.task.instruction
         node = RecorderNode(parameter_overrides=params(
-            robot=args.robot, output_dir=args.out, task=args.task, note=args.note,
+            robot=args.robot, output_dir=args.out, task=task, note=args.note,
             flush_interval_s=args.flush_interval, min_free_mb=args.min_free_mb,
             extra_topics=list(args.extra_topic), autostart=False,
             max_episode_s=args.seconds if batch else 0.0, use_sim_time=sim_time))
         if batch or args.autostart:
-            _EpisodeBatch(node, teleop_holder, args.episodes if batch else 1, args.seed)
+            _EpisodeBatch(node, teleop_holder, args.episodes if batch else 1, args.seed,
+                          sim_holder[0] if sim_holder else None)
         return node
 
     factories.append(make_recorder)
     return run_nodes(factories, [sys.argv[0]])
+
+
+def _expert_operator(sim_node: Any) -> Any:
+    """The task's scripted expert as the operator; its episodes reset the sim node's scene."""
+    from wam_ros.sim.experts import ExpertOperator, make_expert
+
+    def new_episode(seed: int | None) -> Any:
+        result = sim_node.reset_episode(seed)
+        if result is None:
+            raise RuntimeError("the simulator did not reset within 10 s")
+        return result[1]
+
+    return ExpertOperator(make_expert(sim_node.sim), new_episode)
 
 
 def end_process() -> None:
@@ -122,18 +156,28 @@ def end_process() -> None:
 
 class _EpisodeBatch:
     """Starts episodes one after the other (each ends at max_episode_s), restarting the
-    operator with a new seed each time, then ends the process."""
+    operator with a new seed each time, then ends the process. With a simulator, each kept
+    episode is marked with the task's success detection at its end."""
 
-    def __init__(self, recorder: Any, teleop: list[Any], episodes: int, seed: int) -> None:
-        self.recorder, self.teleop = recorder, teleop
+    def __init__(self, recorder: Any, teleop: list[Any], episodes: int, seed: int,
+                 sim: Any = None) -> None:
+        self.recorder, self.teleop, self.sim = recorder, teleop, sim
         self.left, self.seed = episodes, seed
         self.started = False
+        self.marked = True
         recorder.create_timer(0.2, self.tick)
 
     def tick(self) -> None:
         rec = self.recorder.recorder
         if rec.recording:
             return
+        if not self.marked and self.sim is not None and not rec.error:
+            status = self.sim.last_status
+            self.recorder.get_logger().info(
+                f"episode of seed {status.seed}: {status.phase}, "
+                f"{'success' if status.success else 'failure'}")
+            rec.mark(bool(status.success))
+        self.marked = True
         if self.started and rec.error:
             self.recorder.get_logger().error(f"batch stopped: {rec.error}")
             self.left = 0
@@ -157,5 +201,6 @@ class _EpisodeBatch:
             self.left = 0
             return
         self.started = True
+        self.marked = False
         self.left -= 1
         self.seed += 1

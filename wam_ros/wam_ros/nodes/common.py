@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -49,6 +50,23 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def unless_shut_down(node: Node, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """`callback` for a timer or thread of `node` that ends quietly when the context has shut
+    down under it: rclpy's SIGINT handler shuts the context down while other executor threads
+    may still be publishing ("publisher's context is invalid"). Errors while the context is up
+    still raise."""
+
+    def guarded(*args: Any) -> Any:
+        try:
+            return callback(*args)
+        except Exception:
+            if node.context.ok():
+                raise
+            return None
+
+    return guarded
 
 
 def stamp_sec(node: Node) -> float:

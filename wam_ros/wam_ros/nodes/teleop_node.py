@@ -32,7 +32,9 @@ from wam_ros.nodes.params import declare_settings
 
 
 class TeleopNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, operator: Any = None, **kwargs: Any) -> None:
+        """`operator`: an operator object built by the caller (e.g. one holding a simulator in
+        the same process); the `operator` parameter then only names it in the log."""
         super().__init__("wam_teleop", **kwargs)
         s = self.settings = declare_settings(self, TeleopSettings)
         self.robot = RobotSpec.load(s.robot)
@@ -43,7 +45,7 @@ class TeleopNode(Node):
                 options = {"seed": s.seed, "amplitude": s.amplitude}
             elif s.operator == "keyboard":
                 options = {"step": s.jog_step}
-            self.operator = make_operator(s.operator, self.robot, **options)
+            self.operator = operator or make_operator(s.operator, self.robot, **options)
         except ValueError as exc:
             raise ConfigError(f"teleop: {exc}") from exc
         self.keys = TerminalKeys() if isinstance(self.operator, KeyboardOperator) else None

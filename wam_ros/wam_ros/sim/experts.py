@@ -15,6 +15,8 @@ one per 1 / action_rate_hz.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -439,6 +441,50 @@ def make_expert(sim: Simulator) -> ScriptedExpert:
         raise ValueError(f"no scripted expert for task {sim.task.name!r}; allowed: "
                          f"{', '.join(EXPERTS)}")
     return EXPERTS[sim.task.name](sim)
+
+
+class ExpertOperator:
+    """A teleop operator (`data.teleop.Operator`) that performs a scripted expert's plan: the
+    simulated operator of `wam-ros record --sim mujoco --teleop expert`.
+
+    `reset(state, seed)` starts a new episode through `new_episode(seed)`, which resets the
+    simulator (objects from `seed`; None = the next seed) and returns the object poses right
+    after the reset, and plans from them; a scene the expert cannot plan for is replaced by the
+    next seed's (up to `attempts` scenes). `reset(state)` without a seed plans only if nothing
+    was planned yet (the teleop node calls it at its first tick). Thread-safe: the teleop
+    node's timer and an episode controller may reset at once. `action(t, state)` is the plan's
+    action at episode time t, its last one once the plan is done."""
+
+    def __init__(self, expert: ScriptedExpert,
+                 new_episode: Callable[[int | None], dict[str, np.ndarray]],
+                 attempts: int = 5) -> None:
+        self.expert = expert
+        self.new_episode = new_episode
+        self.attempts = attempts
+        self.dt = expert.sim.robot.action_dt
+        self.plan_: Plan | None = None
+        self.skipped: list[str] = []  # why scenes were replaced
+        self._lock = threading.Lock()
+
+    def reset(self, follower_state: np.ndarray | None = None, seed: int | None = None) -> None:
+        with self._lock:
+            if seed is None and self.plan_ is not None:
+                return
+            self.plan_ = None
+            for attempt in range(self.attempts):
+                poses = self.new_episode(seed if attempt == 0 else None)
+                try:
+                    self.plan_ = self.expert.plan(poses)
+                    return
+                except PlanningError as exc:
+                    self.skipped.append(str(exc))
+            raise PlanningError(f"no plan in {self.attempts} scenes; last: {self.skipped[-1]}")
+
+    def action(self, t: float, follower_state: np.ndarray | None) -> np.ndarray:
+        if self.plan_ is None:
+            self.reset(follower_state)
+        actions = self.plan_.actions
+        return actions[min(max(round(t / self.dt), 0), len(actions) - 1)]
 
 
 @dataclass

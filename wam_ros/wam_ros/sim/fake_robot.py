@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.core.robot import RobotSpec
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.common import run_nodes, stamp_sec, unless_shut_down
 from wam_ros.sim.controllers import ControllerError, ForwardController, TrajectoryController
 
 
@@ -74,8 +74,9 @@ class FakeRobotNode(Node):
                                          topics.COMMAND_QOS)
         self.period = 1.0 / self.spec.control_rate_hz
         self.last = stamp_sec(self)
-        self.create_timer(self.period, self.tick)
-        self.create_timer(1.0 / self.spec.cameras[0].rate_hz, self.publish_cameras)
+        self.create_timer(self.period, unless_shut_down(self, self.tick))
+        self.create_timer(1.0 / self.spec.cameras[0].rate_hz,
+                          unless_shut_down(self, self.publish_cameras))
 
     def on_trajectory(self, ctrl: TrajectoryController, msg: JointTrajectory) -> None:
         try:

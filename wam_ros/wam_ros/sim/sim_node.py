@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -33,6 +34,9 @@ from wam_ros.core.config import ConfigError
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import run_nodes
 from wam_ros.sim.controllers import ControllerError
+
+if TYPE_CHECKING:
+    from wam_ros.sim.mujoco_sim import SimStatus
 
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_PERIOD = 0.1  # s sim time between task status messages
@@ -88,8 +92,11 @@ class SimNode(Node):
         self.create_service(Trigger, topics.SIM_RESET, self.on_reset,
                             callback_group=ReentrantCallbackGroup())
         self._reset_lock = threading.Lock()
-        self._reset_request: threading.Event | None = None
+        self._reset_serial = threading.Lock()
+        self._reset_request: tuple[threading.Event, int | None] | None = None
         self._reset_status = self.sim.status()
+        self._reset_poses = self.sim.object_poses()
+        self.last_status = self._reset_status  # the sim thread's newest, every STATUS_PERIOD
         self._stop = threading.Event()
         self.achieved_rtf = float("nan")
         self._thread = threading.Thread(target=self._run, name="wam_sim_physics", daemon=True)
@@ -119,16 +126,27 @@ class SimNode(Node):
             self.rejected += 1
             self.get_logger().warning(f"command rejected: {exc}", once=True)
 
+    def reset_episode(self, seed: int | None = None, timeout: float = 10.0
+                      ) -> tuple[SimStatus, dict[str, np.ndarray]] | None:
+        """New episode (objects from `seed`, default the next one), done by the sim thread
+        between two steps; returns its status and the object poses right after the reset, or
+        None when the sim thread did not get to it within `timeout` seconds."""
+        with self._reset_serial:  # one request at a time: the sim thread takes the newest
+            done = threading.Event()
+            with self._reset_lock:
+                self._reset_request = (done, seed)
+            if not done.wait(timeout):
+                return None
+            return self._reset_status, self._reset_poses  # taken by the sim thread
+
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
-        done = threading.Event()
-        with self._reset_lock:
-            self._reset_request = done
-        if not done.wait(10.0):
+        result = self.reset_episode()
+        if result is None:
             response.success = False
             response.message = "the simulator did not reset within 10 s"
             return response
-        status = self._reset_status  # taken by the sim thread: the physics is not ours here
+        status = result[0]
         response.success = True
         response.message = f"episode {status.episode}, seed {status.seed}"
         self.get_logger().info(f"reset: {response.message}")
@@ -149,9 +167,11 @@ class SimNode(Node):
                 with self._reset_lock:
                     request, self._reset_request = self._reset_request, None
                 if request is not None:
-                    self._reset_status = sim.reset()
+                    done, seed = request
+                    self._reset_status = sim.reset(seed)
+                    self._reset_poses = sim.object_poses()
                     next_status = sim.time
-                    request.set()
+                    done.set()
                 sim.step(self.clock_dt)
                 now = sim.time
                 self.clock_pub.publish(Clock(clock=conversions.to_time(now)))
@@ -179,7 +199,8 @@ class SimNode(Node):
                     elif ahead < -0.1:
                         wall0, sim0 = wall, now
         except Exception as exc:  # keep the reason in the log; the node stays up, frozen
-            self.get_logger().error(f"simulation stopped: {exc!r}")
+            if self.context.ok():  # else: shut down under a publish (Ctrl-C), nothing to say
+                self.get_logger().error(f"simulation stopped: {exc!r}")
         finally:
             if viewer is not None:
                 viewer.close()
@@ -213,7 +234,8 @@ class SimNode(Node):
             pub.publish(msg)
 
     def _publish_status(self) -> None:
-        status = self.sim.status().as_dict()
+        self.last_status = self.sim.status()
+        status = self.last_status.as_dict()
         status["real_time_factor"] = (None if np.isnan(self.achieved_rtf)
                                       else round(self.achieved_rtf, 3))
         status["rejected_commands"] = self.rejected
