@@ -101,3 +101,29 @@ def test_failed_inference_is_counted_and_retried(runner: ChunkRunner) -> None:
     runner.policy.fail = False
     runner.on_observation(obs(1.1), 1.1)
     assert runner.poll(1.1) is not None
+
+
+class PrefixPolicy(FakePolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefixes: list[float | None] = []
+
+    def infer(self, obs: Observation, **options) -> Chunk:
+        self.prefixes.append(options.get("prefix_s"))
+        return super().infer(obs)
+
+
+@pytest.mark.parametrize("scheduler,inpaint,expected", [
+    ("async", True, 0.05 + 0.1), ("sync", True, None), ("async", False, None)])
+def test_inpainting_asks_for_the_prefix_that_executes_until_arrival(scheduler, inpaint,
+                                                                    expected) -> None:
+    """prefix_s = observation age at the start + the expected latency, only when the arm moves
+    during inference (not sync), and only when asked for."""
+    policy = PrefixPolicy()
+    runner = ChunkRunner(policy, make_scheduler(scheduler, SchedulerConfig(margin_s=0.1)),
+                         initial_latency=0.1, inpaint=inpaint)
+    runner.on_observation(obs(1.0), 1.0)
+    job = runner.poll(1.05)
+    assert job is not None and job.kind is Decision.START
+    runner.finish(runner.execute(job), 1.1)
+    assert policy.prefixes == [pytest.approx(expected) if expected else None]

@@ -201,3 +201,36 @@ def test_torch_cuda_matches_cpu(ckpt) -> None:
     for i in range(3):
         np.testing.assert_allclose(gpu.infer(_obs(gpu, i)).actions,
                                    cpu.infer(_obs(cpu, i)).actions, atol=1e-3)
+
+
+@pytest.mark.parametrize("memory,mode", [("kv", "joint"), ("ttt", "two_stage")])
+def test_prefix_inpainting_keeps_the_executing_chunk_until_arrival(ckpt, memory, mode) -> None:
+    """prefix_s: the new chunk's actions inside it are the last chunk's at the same times
+    (absolute, whatever the new reference state), the rest come from the flow; SAI inpaints
+    in its completion; no last chunk or prefix_s 0 inpaints nothing."""
+    from dataclasses import replace
+
+    policy = load_policy(ckpt, memory=memory, mode=mode)
+    spec = policy.robot
+    dt = policy.meta.dt
+    first = policy.infer(_obs(policy, 0), prefix_s=0.2)  # nothing executes yet
+    assert first.extras["inpainted_actions"] == 0
+    absolute = spec.joint_to_action(first.reference) + first.actions  # delta space
+
+    obs = replace(_obs(policy, 1), stamp=first.stamp + 2 * dt)
+    free = load_policy(ckpt, memory=memory, mode=mode)
+    free.infer(_obs(free, 0))
+    plain = free.infer(obs)
+    chunk = policy.infer(obs, prefix_s=2.5 * dt)  # actions 0, 1, 2 fall inside
+    assert chunk.extras["inpainted_actions"] == 3
+    new_abs = spec.joint_to_action(chunk.reference) + chunk.actions
+    np.testing.assert_allclose(new_abs[:3], absolute[2:5], atol=1e-4)
+    assert not np.allclose(chunk.actions[3:], plain.actions[3:], atol=1e-6)  # conditioned
+
+    handle = policy.speculate(0.5)
+    obs3 = replace(_obs(policy, 2), stamp=obs.stamp + dt)
+    done = policy.complete(handle, obs3, prefix_s=1.2 * dt)
+    assert done.extras["inpainted_actions"] == 2
+    np.testing.assert_allclose(spec.joint_to_action(done.reference) + done.actions[:2],
+                               new_abs[1:3], atol=1e-4)
+    assert policy.infer(replace(obs3, stamp=obs3.stamp + dt)).extras["inpainted_actions"] == 0

@@ -54,7 +54,8 @@ class ClosedLoop:
     def __init__(self, workdir: Path, robot: str, task: str, checkpoint: Path, *,
                  scheduler: str = "async", memory: str = "kv", backend: str = "onnxruntime",
                  composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
-                 log: Callable[[str], None] = print, startup_timeout: float = 180.0) -> None:
+                 real_time_factor: float = 1.0, log: Callable[[str], None] = print,
+                 startup_timeout: float = 180.0) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
@@ -70,7 +71,7 @@ class ClosedLoop:
         self.task, self.log = task, log
         self._conversions = conversions
         workdir.mkdir(parents=True, exist_ok=True)
-        sim_params: dict[str, object] = {"seed": seed}
+        sim_params: dict[str, object] = {"seed": seed, "real_time_factor": real_time_factor}
         if not camera_size[0]:
             # render at the model's input size: the pixels the expert episodes were rendered
             # with (the observation node's resize is then the identity), and cheapest

@@ -31,6 +31,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=1000, help="first scene seed")
     p.add_argument("--timeout", type=float, default=20.0, help="sim seconds per episode")
+    p.add_argument("--real-time-factor", type=float, default=1.0,
+                   help="the simulator's pace (sim seconds per wall second; at most this, less "
+                        "when the CPU cannot keep up). Below 1 the node graph gets more compute "
+                        "per sim second: what a faster on-board computer would give it")
     p.add_argument("--composed", action="store_true",
                    help="run the four nodes in one process (default: one process each)")
     p.add_argument("--json", dest="json_out", default="")
@@ -75,7 +79,7 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                                      workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
-                      seed=args.seed)
+                      seed=args.seed, real_time_factor=args.real_time_factor)
     results: list[EpisodeResult] = []
     first_trace = None
     try:

@@ -74,6 +74,9 @@ class PolicySettings(_Settings):
     flow_steps: int = 4
     noise_scale: float = -1.0  # flow starting-noise scale; < 0: the checkpoint's
     sai_s_mid: float = 0.5  # share of the flow ODE integrated speculatively
+    # async / sai: the new chunk's actions up to its expected arrival are inpainted with the
+    # chunk the arm still executes (real-time chunking's frozen prefix)
+    inpaint_prefix: bool = False
     task: str = ""
     execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
     latency_margin_s: float = 0.1  # async: start inference this much before it is needed

@@ -23,9 +23,12 @@ from wam_ros.runtime.scheduler import Decision, Scheduler, SchedulerConfig, make
 
 
 class ChunkPolicy(Protocol):
-    def infer(self, obs: Observation) -> Chunk: ...
+    """`prefix_s` (passed only when the runner inpaints): how long after the observation the
+    robot still executes the previous chunk; see `Policy.infer`."""
+
+    def infer(self, obs: Observation, prefix_s: float = 0.0) -> Chunk: ...
     def speculate(self, s_mid: float = 0.5) -> Any: ...
-    def complete(self, handle: Any, obs: Observation) -> Chunk: ...
+    def complete(self, handle: Any, obs: Observation, prefix_s: float = 0.0) -> Chunk: ...
     def reset(self) -> None: ...
 
 
@@ -51,9 +54,13 @@ class JobResult:
 class ChunkRunner:
     def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *, s_mid: float = 0.5,
                  max_observation_age: float = 0.5, initial_latency: float = 0.1,
-                 latency_smoothing: float = 0.3) -> None:
+                 latency_smoothing: float = 0.3, inpaint: bool = False) -> None:
+        """inpaint: with a scheduler that plans while the robot moves (async, sai), ask the
+        policy to keep the new chunk's actions up to the expected arrival equal to the
+        previous chunk's (real-time chunking's frozen prefix)."""
         self.policy = policy
         self.scheduler = scheduler
+        self.inpaint = inpaint
         self.s_mid = s_mid
         self.max_observation_age = max_observation_age
         self.expected_latency = initial_latency  # seconds of a full inference (EMA)
@@ -80,7 +87,7 @@ class ChunkRunner:
             speculative_fraction=settings.sai_s_mid))
         return cls(policy, scheduler, s_mid=settings.sai_s_mid,
                    max_observation_age=settings.max_observation_age_s,
-                   initial_latency=initial_latency)
+                   initial_latency=initial_latency, inpaint=settings.inpaint_prefix)
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:
@@ -134,8 +141,16 @@ class ChunkRunner:
                 return JobResult(job, handle=self.policy.speculate(self.s_mid),
                                  compute_s=time.perf_counter() - t0)
             assert job.observation is not None
-            chunk = (self.policy.complete(job.handle, job.observation)
-                     if job.kind is Decision.COMPLETE else self.policy.infer(job.observation))
+            options = {}
+            if self.inpaint and self.scheduler.plans_while_moving:
+                # the previous chunk runs on until this one arrives: from the observation
+                # to the expected end of this (remaining) inference
+                share = 1.0 if job.kind is Decision.START else max(0.0, 1.0 - self.s_mid)
+                options["prefix_s"] = max(0.0, job.started - job.observation.stamp
+                                          + share * self.expected_latency)
+            chunk = (self.policy.complete(job.handle, job.observation, **options)
+                     if job.kind is Decision.COMPLETE
+                     else self.policy.infer(job.observation, **options))
             return JobResult(job, chunk=chunk, compute_s=time.perf_counter() - t0)
         except Exception as exc:  # a failing backend must not take the node down
             return JobResult(job, error=f"{type(exc).__name__}: {exc}",

@@ -75,6 +75,7 @@ class SpeculativeHandle:
     skipped: int
     elapsed: float
     extras: dict[str, Any] = field(default_factory=dict)
+    noise_act: np.ndarray | None = None  # the actions' starting noise (prefix inpainting)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -183,22 +184,29 @@ class Policy:
         self._pred_latent: np.ndarray | None = None
         self._pred_state: np.ndarray | None = None
         self._prev_actions: np.ndarray | None = None  # last chunk's normalised model actions
+        # the last chunk as absolute actions (action convention): (stamp, dt, (H, A))
+        self._plan: tuple[float, float, np.ndarray] | None = None
         self._last_task = ""
 
     @property
     def memory_state_bytes(self) -> int:
         return self.kv.state_bytes if self.memory_kind == "kv" else self.ttt.state_bytes
 
-    def infer(self, obs: Observation) -> Chunk:
+    def infer(self, obs: Observation, prefix_s: float = 0.0) -> Chunk:
+        """The chunk planned from `obs`. prefix_s > 0: the robot will still execute the last
+        chunk for that long after obs.stamp (the inference's latency, async): the new chunk's
+        actions in that span are inpainted with the last chunk's, and the flow generates the
+        rest consistent with them (real-time chunking's frozen prefix)."""
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
         obs_tok = self.backend.encode(images)
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
         x_lat, x_act = self._noise()
+        known = self._inpaint_target(obs.stamp, state_act, prefix_s, x_act)
         cache = _StepCache(self.step_cache_threshold)
-        x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache)
+        x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache, known)
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
-                             prefix["committed"])
+                             prefix["committed"], known)
         chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
         return chunk
 
@@ -208,6 +216,7 @@ class Policy:
             raise ValueError(f"s_mid must be within [0, 1], got {s_mid}")
         t0 = time.perf_counter()
         x_lat, x_act = self._noise()
+        noise_act = x_act.copy()
         n_spec = round(s_mid * self.flow_steps)
         cache = _StepCache(self.step_cache_threshold)
         if n_spec > 0:
@@ -221,10 +230,12 @@ class Policy:
             x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, n_spec, cache)
         return SpeculativeHandle(self.episode_id, self.chunk_index, n_spec, x_lat, x_act,
                                  cache.skipped, time.perf_counter() - t0,
-                                 {"s_mid": float(s_mid)})
+                                 {"s_mid": float(s_mid)}, noise_act)
 
-    def complete(self, handle: SpeculativeHandle, obs: Observation) -> Chunk:
-        """Swap in the real observation (long-term memory updated) and integrate s_mid -> 1."""
+    def complete(self, handle: SpeculativeHandle, obs: Observation,
+                 prefix_s: float = 0.0) -> Chunk:
+        """Swap in the real observation (long-term memory updated) and integrate s_mid -> 1;
+        prefix_s as in `infer` (the inpainting starts at s_mid)."""
         if handle.episode != self.episode_id or handle.chunk_index != self.chunk_index:
             raise ValueError("stale speculative handle: the policy was reset or advanced since "
                              "speculate()")
@@ -232,11 +243,13 @@ class Policy:
         images, state_act, task = self._prepare(obs)
         obs_tok = self.backend.encode(images)
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
+        noise = handle.noise_act if handle.noise_act is not None else handle.x_act
+        known = self._inpaint_target(obs.stamp, state_act, prefix_s, noise)
         cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
         x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
-                                       None, cache)
+                                       None, cache, known)
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
-                             handle.skipped + cache.skipped, prefix["committed"])
+                             handle.skipped + cache.skipped, prefix["committed"], known)
         chunk.blocking_time = time.perf_counter() - t0
         chunk.inference_time = chunk.blocking_time + handle.elapsed
         chunk.extras["speculative_steps"] = float(handle.steps_done)
@@ -341,8 +354,13 @@ class Policy:
 
     def _integrate(self, prefix: dict[str, Any], x_lat: np.ndarray | None, x_act: np.ndarray,
                    start: int, stop: int | None, cache: _StepCache,
+                   known: tuple[np.ndarray, np.ndarray] | None = None,
                    ) -> tuple[np.ndarray | None, np.ndarray]:
-        """Euler steps [start, stop) over the concatenated phases' step sequence."""
+        """Euler steps [start, stop) over the concatenated phases' step sequence.
+
+        known = (target (1, d, A), noise (1, d, A)): the first d actions are inpainted: before
+        each action step they are put on the straight path from their noise to the target,
+        (1 - s) noise + s target, and they end exactly on the target."""
         n = self.flow_steps
         phases = self._phases()
         total = n * len(phases)
@@ -357,6 +375,10 @@ class Policy:
             s = np.array([i / n], np.float32)
             if phase == "action" and act_prefix is None:
                 act_prefix, w_act = self._action_prefix(prefix, x_lat)
+            if known is not None and phase != "latent":
+                d = known[0].shape[1]
+                x_act = x_act.copy()
+                x_act[:, :d] = (1.0 - s[0]) * known[1] + s[0] * known[0]
             reused = cache.reuse()
             if phase == "latent":
                 if reused is None:
@@ -381,7 +403,33 @@ class Policy:
                 nl = x_lat.size
                 x_lat = x_lat + reused[:nl].reshape(x_lat.shape) / n
                 x_act = x_act + reused[nl:].reshape(x_act.shape) / n
+        if known is not None and stop == total:
+            x_act = x_act.copy()
+            x_act[:, :known[0].shape[1]] = known[0]
         return x_lat, x_act
+
+    def _inpaint_target(self, stamp: float, state_act: np.ndarray, prefix_s: float,
+                        noise: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last chunk's actions at stamp + k dt for the new chunk's actions k inside
+        prefix_s, in the model's normalised action space, with their starting noise; None when
+        there is nothing to inpaint (no prefix, no last chunk covering stamp, latent space)."""
+        if prefix_s <= 0.0 or self._plan is None:
+            return None
+        plan_stamp, plan_dt, plan = self._plan
+        dt, horizon = self.cfg.dt, self.cfg.horizon
+        d = min(int(np.ceil(prefix_s / dt - 1e-9)), horizon - 1)
+        t = (stamp - plan_stamp + dt * np.arange(d)) / plan_dt  # in the last chunk's steps
+        d = int(np.sum((t >= 0.0) & (t <= len(plan) - 1)))  # covered, from the start
+        if d <= 0 or t[0] < 0.0:
+            return None
+        t = t[:d]
+        i = np.minimum(np.floor(t).astype(int), len(plan) - 2)
+        f = (t - i)[:, None]
+        absolute = (1.0 - f) * plan[i] + f * plan[i + 1]
+        if self.meta.action_space == ActionSpace.JOINT_DELTA:
+            absolute = absolute - state_act
+        target = (absolute - self.stats["action_mean"]) / self.stats["action_std"]
+        return target[None].astype(np.float32), noise[:, :d]
 
     @staticmethod
     def _extend(prefix: dict[str, Any], k: np.ndarray, v: np.ndarray) -> dict[str, Any]:
@@ -406,7 +454,7 @@ class Policy:
 
     def _finish(self, obs: Observation, obs_tok: np.ndarray, state_act: np.ndarray,
                 x_lat: np.ndarray | None, x_act: np.ndarray, skipped: int,
-                committed: bool) -> Chunk:
+                committed: bool, known: tuple[np.ndarray, np.ndarray] | None = None) -> Chunk:
         out = x_act[0] * self.stats["action_std"] + self.stats["action_mean"]  # (H, A)
         if not np.all(np.isfinite(out)):
             raise FloatingPointError("model produced non-finite actions")
@@ -425,11 +473,17 @@ class Policy:
                       reference=np.asarray(obs.joint_positions, np.float64),
                       extras={"skipped_steps": float(skipped),
                               "flow_steps": float(self.flow_steps * len(self._phases())),
-                              "memory_committed": float(committed)})
+                              "memory_committed": float(committed),
+                              "inpainted_actions": float(0 if known is None
+                                                         else known[0].shape[1])})
         # what the next speculative pass uses as its surrogate observation
         self._last_obs_tokens = obs_tok
         self._pred_latent = x_lat
         self._pred_state = np.asarray(last_state, np.float32)
+        if space == ActionSpace.JOINT_ABSOLUTE:
+            self._plan = (float(obs.stamp), self.cfg.dt, out.astype(np.float64))
+        elif space == ActionSpace.JOINT_DELTA:
+            self._plan = (float(obs.stamp), self.cfg.dt, state_act + out.astype(np.float64))
         if committed:
             # TTT absorbs each committed context with the chunk planned from the one before
             self._prev_actions = x_act.astype(np.float32)

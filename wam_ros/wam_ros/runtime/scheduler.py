@@ -78,6 +78,7 @@ class Scheduler:
     """
 
     name: ClassVar[str] = ""
+    plans_while_moving: ClassVar[bool] = True  # the arm runs the last chunk while it plans
 
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         self.config = config or SchedulerConfig()
@@ -166,6 +167,7 @@ class Scheduler:
 
 class SyncScheduler(Scheduler):
     name = "sync"
+    plans_while_moving = False  # the arm holds while it plans
 
     def decide(self, now: float, *, remaining: float, in_flight: bool,
                expected_latency: float, arm_settled: bool = True) -> Decision:

@@ -76,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between observations kept in memory (default: one chunk, "
                         "as trained; 0: every observation)")
     r.add_argument("--backend", default="torch")
+    r.add_argument("--inpaint", default=None, action=argparse.BooleanOptionalAction,
+                   help="--stack: inpaint each chunk's prefix with the executing chunk "
+                        "(default: config/wam_ros.yaml's inpaint_prefix)")
     r.add_argument("--noise-scale", type=float, default=None,
                    help="flow starting-noise scale (default: the checkpoint's)")
     r.add_argument("--json", help="write the result here")
@@ -176,6 +179,7 @@ def run_rollout(args: argparse.Namespace) -> int:
             if args.stack:
                 runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
                                           latency_s=args.latency_ms * 1e-3,
+                                          inpaint=args.inpaint,
                                           timeout=args.timeout))
             else:
                 runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
@@ -185,7 +189,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "noise_scale": policy.noise_scale,
-               **({"stack": args.stack, "latency_ms": args.latency_ms} if args.stack else
+               **({"stack": args.stack, "latency_ms": args.latency_ms,
+                   "inpaint": args.inpaint} if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),
                "success_rate": len(ok) / len(runs),
