@@ -14,6 +14,7 @@ from wam_ros.data.dataset import (
     EpisodeReader,
     WindowDataset,
     make_synthetic_dataset,
+    rest_tail_start,
     split_episodes,
 )
 
@@ -107,3 +108,23 @@ def test_windows_past_the_end_hold_the_last_frame(tmp_path) -> None:
         assert np.array_equal(item["state"][1], _frame(min(t0 + 4, 9))[1])
         assert np.array_equal(item["images"][3, 0, 0], np.full((8, 6), (min(t0 + 12, 9) * 7)
                                                                % 256))
+
+
+def test_rest_tail_is_not_trained_on(tmp_path) -> None:
+    """An episode that moves for 6 frames and then rests: with a rest tolerance its windows
+    end at the last moving frame, so no sample shows the arm at rest told to stay."""
+    state = np.array([[0.0], [1.0], [2.0], [3.0], [3.98], [3.995], [4.0], [4.0], [4.0]])
+    assert rest_tail_start(state, 0.05) == 4 and rest_tail_start(state, 0.001) == 6
+    assert rest_tail_start(np.zeros((5, 2)), 0.05) == 0  # never moved
+    writer = DatasetWriter(tmp_path, _info())
+    with writer.new_episode("x") as ep:
+        for t in range(12):
+            images, state, action = _frame(min(t, 6))  # frames 6.. repeat: at rest
+            ep.add(t * 0.1, images, state, action)
+    reader = EpisodeReader(tmp_path)
+    full = WindowDataset(reader, [0], horizon=2, chunks=2, samples_per_epoch=40)
+    trimmed = WindowDataset(reader, [0], horizon=2, chunks=2, samples_per_epoch=40,
+                            rest_tolerance=0.05)
+    assert full.lengths[0] == 12 and trimmed.lengths[0] == 6
+    assert max(float(trimmed[i]["state"][:, 0].max()) for i in range(40)) <= 5.0
+    assert max(float(full[i]["state"][:, 0].max()) for i in range(40)) == 6.0

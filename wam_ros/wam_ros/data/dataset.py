@@ -213,18 +213,25 @@ class WindowDataset:
 
     Sample i (deterministic from i): an episode and a start frame t0; frames t_c = t0 + c*H for
     c = 0..chunks (the last one is the future target of the last chunk), indices past the end
-    clamp to the last frame (the robot holds still). Returns a dict of numpy arrays:
+    clamp to the last frame (the robot holds still). rest_tolerance > 0 ends each episode
+    before its rest tail (`rest_tail_start`). Returns a dict of numpy arrays:
       images (chunks+1, ncam, 3, H, W) uint8, state (chunks, D), actions (chunks, H, D)
       absolute, task (str).
     """
 
     def __init__(self, reader: EpisodeReader, episodes: list[int], horizon: int, chunks: int,
-                 samples_per_epoch: int | None = None, seed: int = 0) -> None:
+                 samples_per_epoch: int | None = None, seed: int = 0,
+                 rest_tolerance: float = 0.0) -> None:
         if not episodes:
             raise ValueError("no episodes for this split")
         self.reader, self.episodes = reader, list(episodes)
         self.horizon, self.chunks = horizon, chunks
-        lengths = np.array([reader.length(e) for e in self.episodes])
+        self.lengths = {e: reader.length(e) for e in self.episodes}
+        if rest_tolerance > 0:
+            for e in self.episodes:
+                state = reader.frames(e, "state", np.arange(self.lengths[e]))
+                self.lengths[e] = max(rest_tail_start(state, rest_tolerance), 2)
+        lengths = np.array([self.lengths[e] for e in self.episodes])
         self.weights = lengths / lengths.sum()
         self.n = samples_per_epoch or int(lengths.sum())
         self.seed = seed
@@ -235,7 +242,7 @@ class WindowDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng((self.seed, i))
         ep = self.episodes[int(rng.choice(len(self.episodes), p=self.weights))]
-        n = self.reader.length(ep)
+        n = self.lengths[ep]
         t0 = int(rng.integers(0, max(1, n - self.horizon)))
         frame_idx = np.minimum(t0 + self.horizon * np.arange(self.chunks + 1), n - 1)
         act_idx = np.minimum(t0 + np.arange(self.chunks * self.horizon), n - 1)
@@ -248,6 +255,14 @@ class WindowDataset:
                 self.chunks, self.horizon, -1),
             "task": self.reader.task(ep),
         }
+
+
+def rest_tail_start(state: np.ndarray, tolerance: float) -> int:
+    """Index of the first frame from which the state stays within `tolerance` (max abs over
+    the dimensions) of the final state: where the episode's rest tail starts."""
+    far = np.abs(np.asarray(state) - np.asarray(state)[-1]).max(axis=1) > tolerance
+    moving = np.flatnonzero(far)
+    return int(moving[-1]) + 1 if moving.size else 0
 
 
 def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -112,6 +112,12 @@ class TrainConfig:
     seed: int = 0
     stats_samples: int = 256  # windows used to compute normalisation statistics
     latent_steps: int = 1500  # latent-action autoencoder steps (action_space: latent)
+    # Trim each demonstration's rest tail: the frames at its end whose state stays within this
+    # distance (max over the action layout, rad / m / gripper 0..1) of the final state are not
+    # trained on (0: keep them). Demonstrations end with the arm settled at home, which is
+    # also where the next one starts: "at home -> stay" samples teach a policy to stay put at
+    # the start of an episode.
+    rest_tail_tolerance: float = 0.0
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -213,6 +219,8 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("lr", "> 0")
         if not 0.0 < obj.val_fraction < 1.0:
             raise bad("val_fraction", "between 0 and 1 (exclusive)")
+        if obj.rest_tail_tolerance < 0:
+            raise bad("rest_tail_tolerance", ">= 0")
         if obj.num_workers < 0 or obj.warmup_steps < 0:
             raise bad("num_workers" if obj.num_workers < 0 else "warmup_steps", ">= 0")
 

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="override train.batch_size")
     p.add_argument("--action-space", choices=("absolute", "delta", "latent"),
                    help="override model.action_space")
+    p.add_argument("--rest-tail-tolerance", type=float,
+                   help="override train.rest_tail_tolerance (episodes' rest tails not trained on)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -210,7 +212,8 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
 def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainConfig],
           out_dir: str | Path, *, resume: bool = False, device: str = "auto",
           steps: int | None = None, batch_size: int | None = None,
-          action_space: str | None = None, progress: bool = True,
+          action_space: str | None = None, rest_tail_tolerance: float | None = None,
+          progress: bool = True,
           log: Any = print) -> dict[str, Any]:
     """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}."""
     out = Path(out_dir)
@@ -241,6 +244,8 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
         tcfg.steps = steps
     if batch_size is not None:
         tcfg.batch_size = batch_size
+    if rest_tail_tolerance is not None:
+        tcfg.rest_tail_tolerance = rest_tail_tolerance
     if action_space is not None and not resume:
         mcfg.action_space = action_space
     if len(reader) < 2:
@@ -249,10 +254,11 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
     torch.manual_seed(tcfg.seed + rank)
     train_eps, val_eps = split_episodes(len(reader), tcfg.val_fraction, tcfg.seed)
     train_data = WindowDataset(reader, train_eps, mcfg.horizon, tcfg.train_chunks,
-                               samples_per_epoch=10**9, seed=tcfg.seed)
+                               samples_per_epoch=10**9, seed=tcfg.seed,
+                               rest_tolerance=tcfg.rest_tail_tolerance)
     val_data = WindowDataset(reader, val_eps, mcfg.horizon, tcfg.train_chunks,
                              samples_per_epoch=tcfg.val_batches * tcfg.batch_size,
-                             seed=tcfg.seed + 1)
+                             seed=tcfg.seed + 1, rest_tolerance=tcfg.rest_tail_tolerance)
 
     model = WorldActionModel(mcfg).to(dev)
     latent_encoder = None
@@ -324,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.config, args.out, resume=args.resume, device=args.device,
               steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
-              progress=not args.quiet)
+              rest_tail_tolerance=args.rest_tail_tolerance, progress=not args.quiet)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
