@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +26,8 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     sys.setswitchinterval(0.001)
     rclpy.init(args=args if args is not None else sys.argv)
     nodes: list[Node] = []
-    executor = None
+    executor = MultiThreadedExecutor(num_threads=threads)
     try:
-        executor = make_executor(threads)
         for make in factories:
             nodes.append(make())
         if link is not None:  # composed: wire the nodes to each other before anything runs
@@ -44,8 +42,7 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
+        executor.shutdown(timeout_sec=1.0)
         for node in nodes:
             close = getattr(node, "close", None)
             if close is not None:
@@ -53,23 +50,6 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
-EXECUTORS = ("multithreaded", "events")
-
-
-def make_executor(threads: int) -> Any:
-    """The executor named by WAM_ROS_EXECUTOR: `multithreaded` (default; rclpy's
-    MultiThreadedExecutor with `threads` threads) or `events` (rclpy's EventsExecutor: one
-    thread, callbacks dispatched from C++ without rebuilding a wait set per callback)."""
-    name = os.environ.get("WAM_ROS_EXECUTOR", "multithreaded")
-    if name == "events":
-        from rclpy.experimental import EventsExecutor
-
-        return EventsExecutor()
-    if name != "multithreaded":
-        raise ConfigError(f"WAM_ROS_EXECUTOR: got {name!r}; allowed: {', '.join(EXECUTORS)}")
-    return MultiThreadedExecutor(num_threads=threads)
 
 
 def unless_shut_down(node: Node, callback: Callable[..., Any]) -> Callable[..., Any]:
