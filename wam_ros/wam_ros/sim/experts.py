@@ -35,6 +35,11 @@ YAW_SPEED = 2.0  # rad/s: peak wrist yaw rate of Cartesian moves
 # wrist pitch (+-1 rad in our config) cannot point the gripper straight down at table height;
 # values found by scanning the workspaces for IK paths without joint jumps
 GRASP_TILT = {("agibot_g1", "pick_place"): 1.0, ("agibot_g1", "handover"): 0.5}
+# Robots whose hand cameras do not see the object from home (G1's look over the table's edge):
+# the hand reaches above the object at the neutral yaw and turns to the grasp yaw there, in
+# view of its camera, so a policy can see which way to turn (the head camera shows a 4 cm cube
+# as a few pixels at the model's 96x96).
+ALIGN_ABOVE = {("agibot_g1", "pick_place")}
 MAX_STRETCH = 4.0  # a segment needing more than this much time stretch has a joint jump
 
 
@@ -365,8 +370,12 @@ class PickPlaceExpert(ScriptedExpert):
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
         above = [x, y, z + self.approach_height]
-        self._leave_home(b, {arm: yaw})
-        b.segment("approach", {arm: ("joint", self._ik(arm, above, yaw, b.q))})
+        align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
+        reach_yaw = 0.0 if align else yaw
+        self._leave_home(b, {arm: reach_yaw})
+        b.segment("approach", {arm: ("joint", self._ik(arm, above, reach_yaw, b.q))})
+        if align:
+            b.segment("approach", {arm: ("cart", above, yaw)})
         b.segment("descend", {arm: ("cart", [x, y, z], yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
         b.hold("grasp", 0.2)
