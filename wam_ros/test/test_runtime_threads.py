@@ -61,3 +61,38 @@ def test_threads_started_in_the_block_are_lowered() -> None:
     assert seen["nice"] == base + 4
     assert thread_nice() == base
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def test_realtime_control_threads_and_inference_threads_back_to_normal() -> None:
+    """A SCHED_FIFO thread's children inherit it; lower_priority (what the policy node does to
+    its inference threads) puts a thread back under the normal policy with the nice value.
+    Runs in a thread of its own: the test process stays normal."""
+    from wam_ros.runtime.threads import realtime_priority, set_realtime
+
+    assert set_realtime(1000) != ""  # out of range: refused with a reason, nothing changed
+    out: dict[str, object] = {}
+
+    def control() -> None:
+        out["why"] = set_realtime(5)
+        if out["why"]:
+            return
+        out["control"] = realtime_priority()
+
+        def inference() -> None:
+            out["inherited"] = realtime_priority()
+            lower_priority(7)
+            out["demoted"] = (realtime_priority(), thread_nice())
+
+        t = threading.Thread(target=inference)
+        t.start()
+        t.join()
+        out["control_after"] = realtime_priority()
+
+    t = threading.Thread(target=control)
+    t.start()
+    t.join()
+    if out["why"]:
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    assert out["control"] == 5 and out["inherited"] == 5
+    assert out["demoted"] == (0, 7) and out["control_after"] == 5
+    assert realtime_priority() == 0

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference-nice", type=int, default=None,
                    help="nice value of the policy's inference threads (default: the policy "
                         "node's, config/wam_ros.yaml)")
+    p.add_argument("--realtime-priority", type=int, default=0,
+                   help="run the graph's processes SCHED_FIFO at this priority (1..99; needs "
+                        "an rtprio limit or CAP_SYS_NICE; inference threads stay normal)")
     p.add_argument("--json", dest="json_out", default="", help="write the results here")
 
 
@@ -71,7 +74,7 @@ def _pct(values, q) -> float:
 
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
             duration: float, workdir: Path, composed: bool = True,
-            policy_params: dict | None = None) -> dict:
+            policy_params: dict | None = None, realtime_priority: int = 0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -90,7 +93,8 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     procs = start_graph_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
                                   scheduler=scheduler, composed=composed,
                                   fake_robot={"camera_width": w, "camera_height": h},
-                                  policy_params=policy_params)
+                                  policy_params=policy_params,
+                                  realtime_priority=realtime_priority)
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -241,11 +245,13 @@ def run(args: argparse.Namespace) -> int:
             per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
                              args.duration, workdir, composed=args.graph == "composed",
                              policy_params=None if args.inference_nice is None else
-                             {"inference_nice": args.inference_nice})
+                             {"inference_nice": args.inference_nice},
+                             realtime_priority=args.realtime_priority)
     ref = per.get("async") or next(iter(per.values()))
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
         "graph": args.graph, "inference_nice": args.inference_nice,
+        "realtime_priority": args.realtime_priority,
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "model_ms": ref["model_ms"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},

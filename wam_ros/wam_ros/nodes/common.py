@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     # A callback waiting for the GIL behind another thread's Python code (the inference
     # worker's pre/post-processing) waits up to the switch interval: 5 ms by default.
     sys.setswitchinterval(0.001)
+    realtime = _realtime_from_env()
     rclpy.init(args=args if args is not None else sys.argv)
     nodes: list[Node] = []
     executor = MultiThreadedExecutor(num_threads=threads)
@@ -32,6 +34,8 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             nodes.append(make())
         if link is not None:  # composed: wire the nodes to each other before anything runs
             link(*nodes)
+        if realtime:
+            nodes[0].get_logger().warning(realtime, once=True)
         for node in nodes:
             executor.add_node(node)
         executor.spin()
@@ -50,6 +54,28 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+RT_PRIORITY_ENV = "WAM_ROS_RT_PRIORITY"
+
+
+def _realtime_from_env() -> str:
+    """WAM_ROS_RT_PRIORITY=N (1..99): this process's threads (DDS, executor) run SCHED_FIFO at
+    N, so the control path preempts inference, drivers and everything else at normal priority;
+    the policy node moves its inference threads back to normal (runtime.threads). Returns a
+    warning to log ("" when it worked or was not asked for)."""
+    value = os.environ.get(RT_PRIORITY_ENV, "").strip()
+    if not value or value == "0":
+        return ""
+    from wam_ros.runtime.threads import set_realtime
+
+    try:
+        priority = int(value)
+    except ValueError:
+        return f"{RT_PRIORITY_ENV}={value!r} ignored: expected a priority 1..99"
+    why = set_realtime(priority)
+    return f"{RT_PRIORITY_ENV}={priority} not applied: {why}; running at normal priority" \
+        if why else ""
 
 
 def unless_shut_down(node: Node, callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -86,11 +86,14 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           backend: str = "torch", memory: str = "kv", scheduler: str = "async",
                           fake_robot: dict[str, object] | None = None,
                           composed: bool = False,
-                          policy_params: dict[str, object] | None = None) -> list[NodeProcess]:
+                          policy_params: dict[str, object] | None = None,
+                          realtime_priority: int = 0) -> list[NodeProcess]:
     """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes (or
     the composed bringup: one process), with the observation node sized to the checkpoint's
-    input; logs go to `workdir`."""
+    input; logs go to `workdir`. realtime_priority > 0: the graph's processes run SCHED_FIFO
+    at that priority (WAM_ROS_RT_PRIORITY; inference threads stay normal)."""
     from wam_ros.graph import GraphArgs, NodeSpec, build_graph
+    from wam_ros.nodes.common import RT_PRIORITY_ENV
 
     params = observation_params_file(workdir / f"params_{scheduler}.yaml", checkpoint,
                                      policy_params)
@@ -99,5 +102,7 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                                   composed=composed))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
                     {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})
-    return [NodeProcess(s.command(), log_path=str(workdir / f"{scheduler}_{s.name}.log"))
+    rt = {RT_PRIORITY_ENV: str(realtime_priority)}
+    return [NodeProcess(s.command(), env=rt if s is not fake else None,
+                        log_path=str(workdir / f"{scheduler}_{s.name}.log"))
             for s in [fake, *graph]]

@@ -6,6 +6,11 @@ milliseconds anyway; a control callback is latency work that takes a fraction of
 the inference threads at a higher nice value lets the kernel preempt them as soon as a control
 callback wakes up, instead of making that callback wait for its fair share behind a busy model.
 
+The control path may also run under the real-time policy (SCHED_FIFO, `set_realtime`, what
+ros2_control's update loop uses on a robot): it then preempts every normal thread at once.
+Inference must never run real-time, so `lower_priority` first moves a thread back to the normal
+policy (allowed without privilege).
+
 Linux keeps the nice value per thread (`setpriority(PRIO_PROCESS, tid, n)` affects one thread)
 and a new thread inherits its creator's, so the backend's own worker pools (ONNX Runtime
 intra-op threads, torch's pool) are caught either by creating them from a lowered thread or by
@@ -28,12 +33,44 @@ def _task_ids() -> set[int]:
         return set()
 
 
+def set_realtime(priority: int) -> str:
+    """The calling thread (and the threads it starts from now on) under SCHED_FIFO at
+    `priority` (1..99). Returns "" on success, else why not (no privilege: an rtprio limit in
+    /etc/security/limits.conf or CAP_SYS_NICE is needed)."""
+    if not hasattr(os, "sched_setscheduler"):
+        return "this platform has no real-time scheduling"
+    lo, hi = os.sched_get_priority_min(os.SCHED_FIFO), os.sched_get_priority_max(os.SCHED_FIFO)
+    if not lo <= priority <= hi:
+        return f"priority {priority} outside {lo}..{hi}"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"SCHED_FIFO {priority} refused ({exc.strerror})"
+    return ""
+
+
+def realtime_priority(tid: int | None = None) -> int:
+    """SCHED_FIFO / SCHED_RR priority of a thread; 0 for a normal one."""
+    tid = threading.get_native_id() if tid is None else tid
+    try:
+        if os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR):
+            return os.sched_getparam(tid).sched_priority
+    except (OSError, AttributeError):
+        pass
+    return 0
+
+
 def lower_priority(nice: int, tid: int | None = None) -> bool:
-    """Raise the nice value of one thread (default: the calling one) to `nice`; never lowers
-    it. False where the platform does not allow it."""
+    """Move one thread (default: the calling one) off real-time scheduling and raise its nice
+    value to `nice`; never lowers it. False where the platform does not allow it."""
+    tid = threading.get_native_id() if tid is None else tid
+    if realtime_priority(tid):
+        try:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            return False
     if nice <= 0 or not hasattr(os, "setpriority"):
         return False
-    tid = threading.get_native_id() if tid is None else tid
     try:
         if os.getpriority(os.PRIO_PROCESS, tid) >= nice:
             return True
@@ -62,4 +99,5 @@ def thread_nice(tid: int | None = None) -> int:
     return os.getpriority(os.PRIO_PROCESS, tid)
 
 
-__all__ = ["lower_priority", "lowered_new_threads", "thread_nice"]
+__all__ = ["lower_priority", "lowered_new_threads", "realtime_priority", "set_realtime",
+           "thread_nice"]
