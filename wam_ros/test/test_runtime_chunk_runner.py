@@ -127,3 +127,15 @@ def test_inpainting_asks_for_the_prefix_that_executes_until_arrival(scheduler, i
     assert job is not None and job.kind is Decision.START
     runner.finish(runner.execute(job), 1.1)
     assert policy.prefixes == [pytest.approx(expected) if expected else None]
+
+
+def test_reset_refuses_observations_of_the_last_episode(runner: ChunkRunner) -> None:
+    """After reset(now), an observation stamped before `now` (the last episode's scene, still
+    in flight) is refused and counted; later ones start the episode."""
+    runner.reset(5.0)
+    runner.on_observation(obs(4.98), 5.01)
+    assert runner.poll(5.02) is None
+    assert runner.stats()["refused.observation_before_episode"] == 1
+    runner.on_observation(obs(5.03), 5.04)
+    job = runner.poll(5.05)
+    assert job is not None and job.observation.stamp == 5.03

@@ -151,7 +151,7 @@ class PolicyNode(Node):
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
-        self.runner.reset()
+        self.runner.reset(stamp_sec(self))
         response.success = True
         response.message = f"episode {self.runner.episode}"
         self.get_logger().info(f"reset: {response.message}")
@@ -160,7 +160,7 @@ class PolicyNode(Node):
     def on_run(self, request: SetBool.Request, response: SetBool.Response
                ) -> SetBool.Response:
         if request.data:
-            self.runner.reset()
+            self.runner.reset(stamp_sec(self))
             response.message = f"running episode {self.runner.episode}"
         else:
             self.runner.pause()

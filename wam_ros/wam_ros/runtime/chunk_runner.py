@@ -71,6 +71,7 @@ class ChunkRunner:
         self._plan_end = -np.inf  # time of the last action handed out
         self.in_flight: Job | None = None
         self._reset_pending = False  # reset asked while a job ran: reset when it is back
+        self._not_before = -np.inf  # observations stamped earlier belong to a past episode
         self.episode = 0
         self.paused = False  # no inference while paused (between episodes)
         self.refusals: Counter[str] = Counter()
@@ -92,6 +93,9 @@ class ChunkRunner:
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:
         with self._lock:
+            if obs.stamp < self._not_before:
+                self.refusals["observation_before_episode"] += 1
+                return
             if self._newest is not None and obs.stamp <= self._newest[0].stamp:
                 self.refusals["observation_out_of_order"] += 1
                 return
@@ -198,10 +202,13 @@ class ChunkRunner:
             self.paused = True
             self.episode += 1  # results of the ending episode are dropped
 
-    def reset(self) -> None:
+    def reset(self, now: float | None = None) -> None:
         """Episode start: memory cleared, plan forgotten, running (not paused); a job in
-        flight is discarded."""
+        flight is discarded. With `now`, observations stamped before it are refused: frames
+        of the last episode's scene still in flight (camera buffers, the observation node's
+        synchroniser) would otherwise be the new episode's first context."""
         with self._lock:
+            self._not_before = -np.inf if now is None else float(now)
             self.paused = False
             self.episode += 1
             if self.in_flight is None:
