@@ -27,4 +27,6 @@ def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
         assert 0.0 <= data["idle_fraction"][s] <= 1.0
         assert data["per_scheduler"][s]["chunks"] > 0
         # commands never step further than a control period's velocity limit allows
-        assert data["chunk_boundary_max_jump_ratio"][s] <= 1.0 + 1e-6
+        # stamps are float64 seconds since the epoch: 0.24 us resolution, 1.2e-5 of a 20 ms
+        # period (the smoother limits over the same rounded times)
+        assert data["chunk_boundary_max_jump_ratio"][s] <= 1.0 + 1e-4
