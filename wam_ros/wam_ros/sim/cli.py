@@ -79,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--inpaint", default=None, action=argparse.BooleanOptionalAction,
                    help="--stack: inpaint each chunk's prefix with the executing chunk "
                         "(default: config/wam_ros.yaml's inpaint_prefix)")
+    r.add_argument("--sai-s-mid", type=float, default=None,
+                   help="--stack sai: share of the flow integrated speculatively (default: "
+                        "config/wam_ros.yaml's sai_s_mid)")
     r.add_argument("--noise-scale", type=float, default=None,
                    help="flow starting-noise scale (default: the checkpoint's)")
     r.add_argument("--json", help="write the result here")
@@ -179,7 +182,7 @@ def run_rollout(args: argparse.Namespace) -> int:
             if args.stack:
                 runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
                                           latency_s=args.latency_ms * 1e-3,
-                                          inpaint=args.inpaint,
+                                          inpaint=args.inpaint, sai_s_mid=args.sai_s_mid,
                                           timeout=args.timeout))
             else:
                 runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
