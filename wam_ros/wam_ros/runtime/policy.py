@@ -184,8 +184,8 @@ class Policy:
         self._pred_latent: np.ndarray | None = None
         self._pred_state: np.ndarray | None = None
         self._prev_actions: np.ndarray | None = None  # last chunk's normalised model actions
-        # the last chunk as absolute actions (action convention): (stamp, dt, (H, A))
-        self._plan: tuple[float, float, np.ndarray] | None = None
+        # the last chunk as absolute actions (action convention): (stamp, (H, A))
+        self._plan: tuple[float, np.ndarray] | None = None
         self._last_task = ""
 
     @property
@@ -415,10 +415,10 @@ class Policy:
         there is nothing to inpaint (no prefix, no last chunk covering stamp, latent space)."""
         if prefix_s <= 0.0 or self._plan is None:
             return None
-        plan_stamp, plan_dt, plan = self._plan
-        dt, horizon = self.cfg.dt, self.cfg.horizon
-        d = min(int(np.ceil(prefix_s / dt - 1e-9)), horizon - 1)
-        t = (stamp - plan_stamp + dt * np.arange(d)) / plan_dt  # in the last chunk's steps
+        plan_stamp, plan = self._plan
+        dt = self.cfg.dt
+        d = min(int(np.ceil(prefix_s / dt - 1e-9)), self.cfg.horizon - 1)
+        t = (stamp - plan_stamp) / dt + np.arange(d)  # in the last chunk's steps
         d = int(np.sum((t >= 0.0) & (t <= len(plan) - 1)))  # covered, from the start
         if d <= 0 or t[0] < 0.0:
             return None
@@ -481,9 +481,9 @@ class Policy:
         self._pred_latent = x_lat
         self._pred_state = np.asarray(last_state, np.float32)
         if space == ActionSpace.JOINT_ABSOLUTE:
-            self._plan = (float(obs.stamp), self.cfg.dt, out.astype(np.float64))
+            self._plan = (float(obs.stamp), out.astype(np.float64))
         elif space == ActionSpace.JOINT_DELTA:
-            self._plan = (float(obs.stamp), self.cfg.dt, state_act + out.astype(np.float64))
+            self._plan = (float(obs.stamp), state_act + out.astype(np.float64))
         if committed:
             # TTT absorbs each committed context with the chunk planned from the one before
             self._prev_actions = x_act.astype(np.float32)

@@ -90,23 +90,22 @@ class SimulatedStack:
 
     latency_s: simulated duration of a full inference (> 0); None: the measured one.
     pipeline_config: None = the smoother node's (config/wam_ros.yaml).
+    policy_settings: PolicySettings fields that replace config/wam_ros.yaml's policy node
+    parameters (e.g. inpaint_prefix, sai_s_mid).
     """
 
     def __init__(self, policy: Any, spec: RobotSpec, *, scheduler: str = "async",
                  latency_s: float | None = 0.1,
                  pipeline_config: PipelineConfig | None = None,
-                 inpaint: bool | None = None, sai_s_mid: float | None = None,
+                 policy_settings: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> None:
         if latency_s is not None and not (np.isfinite(latency_s) and latency_s > 0):
             raise ValueError(f"latency_s: got {latency_s!r}; allowed: > 0 seconds or None "
                              "(the measured latency)")
         self.spec, self.log = spec, log
         self.settings = replace(settings_from(PolicySettings, node_params("wam_policy"),
-                                              robot=spec.name), scheduler=scheduler)
-        if inpaint is not None:  # None: config/wam_ros.yaml's inpaint_prefix
-            self.settings = replace(self.settings, inpaint_prefix=bool(inpaint))
-        if sai_s_mid is not None:  # None: config/wam_ros.yaml's sai_s_mid
-            self.settings = replace(self.settings, sai_s_mid=float(sai_s_mid))
+                                              robot=spec.name, scheduler=scheduler),
+                                **(policy_settings or {}))
         self.pipeline = CommandPipeline(spec, pipeline_config or default_pipeline_config(),
                                         logger=lambda _m: None)
         self.latency_s = latency_s

@@ -174,6 +174,9 @@ def run_rollout(args: argparse.Namespace) -> int:
     if args.latency_ms <= 0:
         print(f"error: --latency-ms: got {args.latency_ms}; allowed: > 0", file=sys.stderr)
         return 2
+    # --stack options that replace config/wam_ros.yaml's policy node parameters
+    overrides = {k: v for k, v in (("inpaint_prefix", args.inpaint),
+                                   ("sai_s_mid", args.sai_s_mid)) if v is not None}
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
                          memory_stride=args.memory_stride, noise_scale=args.noise_scale)
     runs = []
@@ -182,7 +185,7 @@ def run_rollout(args: argparse.Namespace) -> int:
             if args.stack:
                 runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
                                           latency_s=args.latency_ms * 1e-3,
-                                          inpaint=args.inpaint, sai_s_mid=args.sai_s_mid,
+                                          policy_settings=overrides,
                                           timeout=args.timeout))
             else:
                 runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
@@ -192,8 +195,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "noise_scale": policy.noise_scale,
-               **({"stack": args.stack, "latency_ms": args.latency_ms,
-                   "inpaint": args.inpaint} if args.stack else
+               **({"stack": args.stack, "latency_ms": args.latency_ms, **overrides}
+                  if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),
                "success_rate": len(ok) / len(runs),

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +43,16 @@ if TYPE_CHECKING:
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_PERIOD = 0.1  # s sim time between task status messages
 RATE_WINDOW = 5.0  # s wall time over which the achieved real-time factor is measured
+
+
+@dataclass
+class _ResetRequest:
+    """A new episode asked of the sim thread; it fills status and poses, then sets done."""
+
+    seed: int | None
+    done: threading.Event = field(default_factory=threading.Event)
+    status: SimStatus | None = None
+    poses: dict[str, np.ndarray] | None = None
 
 
 class SimNode(Node):
@@ -91,12 +103,9 @@ class SimNode(Node):
         # the reset waits for the sim thread; its own group keeps commands flowing meanwhile
         self.create_service(Trigger, topics.SIM_RESET, self.on_reset,
                             callback_group=ReentrantCallbackGroup())
-        self._reset_lock = threading.Lock()
-        self._reset_serial = threading.Lock()
-        self._reset_request: tuple[threading.Event, int | None] | None = None
-        self._reset_status = self.sim.status()
-        self._reset_poses = self.sim.object_poses()
-        self.last_status = self._reset_status  # the sim thread's newest, every STATUS_PERIOD
+        # the sim thread serves them in order, between two steps
+        self._resets: queue.SimpleQueue[_ResetRequest] = queue.SimpleQueue()
+        self.last_status = self.sim.status()  # the sim thread's newest, every STATUS_PERIOD
         self._stop = threading.Event()
         self.achieved_rtf = float("nan")
         self._thread = threading.Thread(target=self._run, name="wam_sim_physics", daemon=True)
@@ -131,13 +140,11 @@ class SimNode(Node):
         """New episode (objects from `seed`, default the next one), done by the sim thread
         between two steps; returns its status and the object poses right after the reset, or
         None when the sim thread did not get to it within `timeout` seconds."""
-        with self._reset_serial:  # one request at a time: the sim thread takes the newest
-            done = threading.Event()
-            with self._reset_lock:
-                self._reset_request = (done, seed)
-            if not done.wait(timeout):
-                return None
-            return self._reset_status, self._reset_poses  # taken by the sim thread
+        request = _ResetRequest(seed)
+        self._resets.put(request)
+        if not request.done.wait(timeout):
+            return None
+        return request.status, request.poses
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
@@ -164,14 +171,12 @@ class SimNode(Node):
         window = (wall0, sim0)
         try:
             while not self._stop.is_set():
-                with self._reset_lock:
-                    request, self._reset_request = self._reset_request, None
-                if request is not None:
-                    done, seed = request
-                    self._reset_status = sim.reset(seed)
-                    self._reset_poses = sim.object_poses()
+                while not self._resets.empty():
+                    request = self._resets.get()
+                    request.status = sim.reset(request.seed)
+                    request.poses = sim.object_poses()
                     next_status = sim.time
-                    done.set()
+                    request.done.set()
                 sim.step(self.clock_dt)
                 now = sim.time
                 self.clock_pub.publish(Clock(clock=conversions.to_time(now)))
