@@ -142,3 +142,14 @@ def test_bad_camera_encoding(tmp_path):
 def test_unknown_robot_lists_choices():
     with pytest.raises(ConfigError, match="allowed: agibot_g1, cobot_magic"):
         RobotSpec.load("cobot_magik")
+
+
+def test_trajectory_lead_defaults_to_one_action_period_and_never_under_a_control_period(
+        tmp_path):
+    spec = RobotSpec.load("cobot_magic")
+    assert spec.trajectory_lead_s == pytest.approx(spec.action_dt)
+    set_lead = RobotSpec.from_yaml(_write_variant(
+        tmp_path, "cobot_magic", lambda d: d.update(trajectory_lead_s=0.05)))
+    assert set_lead.trajectory_lead_s == 0.05
+    msg = _error(tmp_path, "cobot_magic", lambda d: d.update(trajectory_lead_s=0.01))
+    assert "trajectory_lead_s: got 0.01; allowed: >= 0.02" in msg

@@ -71,3 +71,22 @@ def test_forward_controller_holds_the_newest_command():
     with pytest.raises(ControllerError):
         ctrl.command([1.0, np.inf, 0.0])
     np.testing.assert_allclose(ctrl.goal(1.0), [1, 2, 3])
+
+
+def test_a_new_spline_starts_from_the_goal_velocity_it_replaces():
+    # joint_trajectory_controller starts a new trajectory from its current desired state,
+    # velocity included: streaming one point per tick must not stop the arm at every tick
+    ctrl = TrajectoryController(("a",), np.zeros(1))
+    ctrl.command(["a"], 0.0, np.array([1.0]), np.array([[1.0]]), np.array([[1.0]]), now=0.0)
+    h = 1e-6
+    v_before = (ctrl.goal(0.5 + h)[0] - ctrl.goal(0.5 - h)[0]) / (2 * h)
+    assert v_before > 1.0  # mid-way through an S-curve from rest
+    ctrl.command(["a"], 0.0, np.array([0.5]), np.array([[2.0]]), np.array([[1.0]]), now=0.5)
+    v_after = (ctrl.goal(0.5 + 2 * h)[0] - ctrl.goal(0.5 + h)[0]) / h
+    assert v_after == pytest.approx(v_before, rel=1e-3)
+    assert ctrl.goal(1.0)[0] == pytest.approx(2.0)
+    # replacing a linear segment starts from its slope
+    lin = TrajectoryController(("a",), np.zeros(1))
+    lin.command(["a"], 0.0, np.array([1.0]), np.array([[2.0]]), None, now=0.0)
+    lin.command(["a"], 0.0, np.array([1.0]), np.array([[3.0]]), np.array([[0.0]]), now=0.5)
+    assert (lin.goal(0.5 + h)[0] - lin.goal(0.5)[0]) / h == pytest.approx(2.0, rel=1e-3)

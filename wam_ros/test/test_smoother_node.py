@@ -13,6 +13,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.core.safety import PipelineState  # noqa: E402
@@ -42,6 +43,11 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         JointState, topics.COMMANDED,
         lambda m: commanded.append((conversions.to_sec(m.header.stamp), np.array(m.position))),
         10)
+    trajectories: list[JointTrajectory] = []
+    jtc = next((c for c in spec.controllers if c.type == "joint_trajectory"), None)
+    if jtc is not None:
+        client.create_subscription(JointTrajectory, jtc.topic, trajectories.append,
+                                   topics.COMMAND_QOS)
     chunk_pub = client.create_publisher(ActionChunk, topics.CHUNK_JOINT, topics.CHUNK_QOS)
     estop_pub = client.create_publisher(Bool, topics.ESTOP, topics.ESTOP_QOS)
     enable = client.create_client(Trigger, topics.ENABLE_SERVICE)
@@ -71,6 +77,14 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         assert np.abs(fake.joints.q - home).max() > 0.2
         assert sum(c.accepted for c in fake.joints.controllers.values()) > 30
         assert fake.rejected == 0
+        # one point the robot's trajectory lead ahead, positions only (as demonstrations are
+        # recorded); the controller interpolates to it
+        assert trajectories or jtc is None
+        for msg in trajectories[-5:]:
+            (point,) = msg.points
+            assert conversions.to_sec(point.time_from_start) == pytest.approx(
+                spec.trajectory_lead_s, abs=1e-9)
+            assert len(point.velocities) == 0 and len(point.positions) == len(jtc.joints)
 
         estop_pub.publish(Bool(data=True))
         assert spin_until(executor, lambda: smoother.pipeline.state is PipelineState.STOPPED,

@@ -69,6 +69,8 @@ class ClosedLoop:
 
         self.spec = RobotSpec.load(robot)
         self.task, self.log = task, log
+        # waits for sim-time motions (homing) are in wall seconds: slower sims need longer
+        self._slow = 1.0 / min(1.0, real_time_factor) if real_time_factor > 0 else 1.0
         self._conversions = conversions
         workdir.mkdir(parents=True, exist_ok=True)
         sim_params: dict[str, object] = {"seed": seed, "real_time_factor": real_time_factor}
@@ -197,8 +199,8 @@ class ClosedLoop:
             if not answer.success:
                 raise RuntimeError(answer.message)
             if self._spin_until(lambda: self.measured is not None
-                                and float(off_home().max()) < 0.02, 30.0 if attempt == 2
-                                else 10.0):
+                                and float(off_home().max()) < 0.02,
+                                (30.0 if attempt == 2 else 10.0) * self._slow):
                 break
         else:
             error = off_home()  # joint states have arrived (the graph came up with them)
@@ -208,7 +210,7 @@ class ClosedLoop:
         before = self.status.get("episode")
         self._call(self.sim_reset, self._Trigger.Request())
         self._spin_until(lambda: self.status.get("episode") != before
-                         and self.status.get("elapsed", 1.0) < 0.5, 10.0)
+                         and self.status.get("elapsed", 1.0) < 0.5, 10.0 * self._slow)
         seed = int(self.status.get("seed", -1))
         self.trace = Trace() if trace else None
         self._tags.clear()

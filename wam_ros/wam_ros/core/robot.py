@@ -117,6 +117,9 @@ class RobotSpec:
     urdf: Path
     action_rate_hz: float
     control_rate_hz: float
+    # time_from_start of the one point a streamed JointTrajectory carries (smoother, teleop,
+    # the simulator's experts): how long the controller takes to reach each command
+    trajectory_lead_s: float
     joint_state_topic: str
     joints: dict[str, JointLimits]
     arms: tuple[Arm, ...]
@@ -233,6 +236,10 @@ def _parse(top: Section, path: Path) -> RobotSpec:
                         "package's share directory")
     action_rate = top.float("action_rate_hz", min=0.0, min_exclusive=True, max=1000.0)
     control_rate = top.float("control_rate_hz", min=0.0, min_exclusive=True, max=2000.0)
+    # default: one action period (never under a control period: the arm would stop between
+    # commands)
+    lead = top.float("trajectory_lead_s", 1.0 / min(action_rate, control_rate),
+                     min=1.0 / control_rate, max=1.0)
     joint_state_topic = top.str("joint_state_topic", "/joint_states")
 
     joints: dict[str, JointLimits] = {}
@@ -337,7 +344,7 @@ def _parse(top: Section, path: Path) -> RobotSpec:
 
     return RobotSpec(
         name=name, description=description, source=path, urdf=urdf,
-        action_rate_hz=action_rate, control_rate_hz=control_rate,
+        action_rate_hz=action_rate, control_rate_hz=control_rate, trajectory_lead_s=lead,
         joint_state_topic=joint_state_topic, joints=joints, arms=tuple(arms),
         cameras=tuple(cameras), controllers=tuple(controllers), action_layout=layout,
         home=home, fixed_joints=fixed, teleop=teleop,

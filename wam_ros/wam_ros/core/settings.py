@@ -125,6 +125,10 @@ class SmootherSettings(_Settings):
 
     robot: str = "cobot_magic"
     publish_commanded: bool = True  # /wam/commanded JointState, for plots and tests
+    # JointTrajectory points carry the smoothed velocities too (the controller then splines
+    # cubically); off: positions only, interpolated linearly, as the teleop node and the
+    # simulator's experts command the arm when demonstrations are recorded
+    trajectory_velocities: bool = False
 
     def validate(self) -> None:
         pass

@@ -48,6 +48,7 @@ class SmootherNode(Node):
         self.measured: np.ndarray | None = None
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
+        self.lead = conversions.to_duration(self.robot.trajectory_lead_s)
         self.outputs = []
         for c in self.robot.controllers:
             idx = [self.robot.action_layout.index(j) for j in c.joints]
@@ -73,7 +74,8 @@ class SmootherNode(Node):
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
             f"{self.robot.name}: {len(self.outputs)} controllers at "
-            f"{self.robot.control_rate_hz:g} Hz, blend {config.timeline.blend}")
+            f"{self.robot.control_rate_hz:g} Hz (trajectory lead "
+            f"{self.robot.trajectory_lead_s * 1e3:.0f} ms), blend {config.timeline.blend}")
 
     def _log(self, message: str) -> None:
         self.get_logger().warning(message)
@@ -147,11 +149,13 @@ class SmootherNode(Node):
             q = out.positions[idx]
             if controller.type == "joint_trajectory":
                 msg = JointTrajectory(joint_names=list(controller.joints))
-                # stamp zero = start now; one point one period ahead: the controller
-                # interpolates between our ticks
+                # stamp zero = start now; one point the robot's trajectory lead ahead: the
+                # controller interpolates between our ticks and reaches each command as it
+                # reached the commands of the recorded demonstrations
                 msg.points = [JointTrajectoryPoint(
-                    positions=q.tolist(), velocities=out.velocities[idx].tolist(),
-                    time_from_start=conversions.to_duration(self.period))]
+                    positions=q.tolist(), time_from_start=self.lead)]
+                if self.settings.trajectory_velocities:
+                    msg.points[0].velocities = out.velocities[idx].tolist()
             else:
                 msg = Float64MultiArray(data=q.tolist())
             pub.publish(msg)

@@ -131,10 +131,11 @@ class TeleopNode(Node):
         for controller, idx, pub in self.controller_pubs:
             q = [float(x) for x in self.command[idx]]
             if controller.type == "joint_trajectory":
-                # one point one period ahead: the controller interpolates to it
+                # one point the robot's trajectory lead ahead, as the smoother sends them: the
+                # arm follows the operator as it will follow the policy
                 msg = JointTrajectory(joint_names=list(controller.joints), points=[
-                    JointTrajectoryPoint(positions=q,
-                                         time_from_start=conversions.to_duration(self.period))])
+                    JointTrajectoryPoint(positions=q, time_from_start=conversions.to_duration(
+                        self.robot.trajectory_lead_s))])
             else:
                 msg = Float64MultiArray(data=q)
             pub.publish(msg)

@@ -13,7 +13,9 @@ core.safety.CommandPipeline (timeline splicing and blending, Savitzky-Golay, lim
 the robot's control rate. Only the clock is simulated: an inference handed out at time t
 finishes at t + `latency_s` (split f / 1 - f for sai's speculative and completing parts) of
 simulated time, whatever it took on this machine, so a run is deterministic; the time each
-inference really took is kept in `trace.compute_ms`. DDS transport is not modelled.
+inference really took is kept in `trace.compute_ms`. DDS transport is not modelled as such; a
+graph's latency tail can be: with `latency_p99_s`, each inference's latency is drawn from a
+log-normal with median `latency_s` and that 99th percentile (seeded: still deterministic).
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class SimulatedStack:
     """ChunkRunner + decoder + CommandPipeline driven by a simulated clock (module docstring).
 
     latency_s: simulated duration of a full inference (> 0); None: the measured one.
+    latency_p99_s: with latency_s, draw each inference's duration from a log-normal with median
+    latency_s and this 99th percentile (>= latency_s; None: always latency_s), from a
+    generator seeded with `seed`.
     pipeline_config: None = the smoother node's (config/wam_ros.yaml).
     policy_settings: PolicySettings fields that replace config/wam_ros.yaml's policy node
     parameters (e.g. inpaint_prefix, sai_s_mid).
@@ -96,12 +101,21 @@ class SimulatedStack:
 
     def __init__(self, policy: Any, spec: RobotSpec, *, scheduler: str = "async",
                  latency_s: float | None = 0.1,
+                 latency_p99_s: float | None = None, seed: int = 0,
                  pipeline_config: PipelineConfig | None = None,
                  policy_settings: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> None:
         if latency_s is not None and not (np.isfinite(latency_s) and latency_s > 0):
             raise ValueError(f"latency_s: got {latency_s!r}; allowed: > 0 seconds or None "
                              "(the measured latency)")
+        if latency_p99_s is not None and (latency_s is None or not (
+                np.isfinite(latency_p99_s) and latency_p99_s >= latency_s)):
+            raise ValueError(f"latency_p99_s: got {latency_p99_s!r}; allowed: >= latency_s "
+                             f"({latency_s!r}), which must be set")
+        # log-normal: ln(p99 / p50) = z99 * sigma
+        self._sigma = (float(np.log(latency_p99_s / latency_s) / 2.3263478740408408)
+                       if latency_p99_s is not None else 0.0)
+        self._rng = np.random.default_rng(seed)
         self.spec, self.log = spec, log
         self.settings = replace(settings_from(PolicySettings, node_params("wam_policy"),
                                               robot=spec.name, scheduler=scheduler),
@@ -174,7 +188,10 @@ class SimulatedStack:
             f = self.settings.sai_s_mid
             share = {Decision.SPECULATE: f, Decision.COMPLETE: 1.0 - f}.get(job.kind, 1.0)
             # the scheduler learns the simulated latency, as it would learn the real one
-            result.compute_s = self.latency_s * share
+            latency = self.latency_s
+            if self._sigma > 0.0:
+                latency *= float(np.exp(self._sigma * self._rng.standard_normal()))
+            result.compute_s = latency * share
         self._pending = (result, now + max(result.compute_s, 1e-6), measured)
 
     def _finish(self, now: float) -> None:

@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--latency-ms", type=float, default=100.0,
                    help="--stack: simulated inference latency (default 100, as measured "
                         "through the graph)")
+    r.add_argument("--latency-p99-ms", type=float, default=None,
+                   help="--stack: draw each inference's latency from a log-normal with median "
+                        "--latency-ms and this 99th percentile (a graph's latency tail; "
+                        "seeded per episode)")
     r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
     r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
     r.add_argument("--memory-stride", type=float, default=None,
@@ -174,6 +178,10 @@ def run_rollout(args: argparse.Namespace) -> int:
     if args.latency_ms <= 0:
         print(f"error: --latency-ms: got {args.latency_ms}; allowed: > 0", file=sys.stderr)
         return 2
+    if args.latency_p99_ms is not None and args.latency_p99_ms < args.latency_ms:
+        print(f"error: --latency-p99-ms: got {args.latency_p99_ms}; allowed: >= --latency-ms "
+              f"({args.latency_ms})", file=sys.stderr)
+        return 2
     # --stack options that replace config/wam_ros.yaml's policy node parameters
     overrides = {k: v for k, v in (("inpaint_prefix", args.inpaint),
                                    ("sai_s_mid", args.sai_s_mid)) if v is not None}
@@ -186,6 +194,8 @@ def run_rollout(args: argparse.Namespace) -> int:
                 runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
                                           latency_s=args.latency_ms * 1e-3,
                                           policy_settings=overrides,
+                                          latency_p99_s=None if args.latency_p99_ms is None
+                                          else args.latency_p99_ms * 1e-3,
                                           timeout=args.timeout))
             else:
                 runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
@@ -195,7 +205,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "noise_scale": policy.noise_scale,
-               **({"stack": args.stack, "latency_ms": args.latency_ms, **overrides}
+               **({"stack": args.stack, "latency_ms": args.latency_ms,
+                   "latency_p99_ms": args.latency_p99_ms, **overrides}
                   if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),

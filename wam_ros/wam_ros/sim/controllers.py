@@ -5,8 +5,9 @@ and the fake robot follow the same topic semantics with these classes:
 
 * `TrajectoryController` — joint_trajectory_controller: a JointTrajectory replaces the current
   goal from its start time (header.stamp; zero = now); the segment from the current state to
-  the first point is interpolated too; positions only -> linear, positions + velocities -> cubic
-  Hermite spline; joints missing from a message keep their goal (allow_partial_joints_goal);
+  the first point is interpolated too, from the current goal and its velocity (as the real
+  controller starts from its current desired state); positions only -> linear, positions +
+  velocities -> cubic Hermite spline; joints missing from a message keep their goal (allow_partial_joints_goal);
   after the last point the goal holds.
 * `ForwardController` — forward_command_controller (interface position): the newest command is
   the goal, held until the next one.
@@ -57,6 +58,7 @@ class TrajectoryController:
         start = now if start <= 0.0 else start
         with self._lock:
             current = self._sample(now)
+            current_vel = self._sample_velocity(now)
             full = np.repeat(current[None, :], len(times), axis=0)
             full[:, idx] = positions  # joints not in the message keep their goal
             abs_times = start + times
@@ -69,7 +71,7 @@ class TrajectoryController:
             if velocities is not None:
                 vel = np.zeros_like(full)
                 vel[:, idx] = np.asarray(velocities, dtype=np.float64).reshape(len(times), -1)
-                self._vel = np.concatenate([np.zeros((1, len(current))), vel[keep]])
+                self._vel = np.concatenate([current_vel[None, :], vel[keep]])
             else:
                 self._vel = None
             self._times, self._pos = knots_t, knots_p
@@ -78,6 +80,21 @@ class TrajectoryController:
     def goal(self, now: float) -> np.ndarray:
         with self._lock:
             return self._sample(now)
+
+    def _sample_velocity(self, t: float) -> np.ndarray:
+        """The goal's velocity at t (zero outside the trajectory: the goal holds)."""
+        times, pos = self._times, self._pos
+        if t < times[0] or t >= times[-1]:
+            return np.zeros(pos.shape[1])
+        k = int(np.searchsorted(times, t, side="right")) - 1
+        h = times[k + 1] - times[k]
+        if self._vel is None:
+            return (pos[k + 1] - pos[k]) / h
+        s = (t - times[k]) / h
+        d00, d10 = 6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1
+        d01, d11 = -6 * s**2 + 6 * s, 3 * s**2 - 2 * s
+        return ((d00 * pos[k] + d01 * pos[k + 1]) / h + d10 * self._vel[k]
+                + d11 * self._vel[k + 1])
 
     def _indices(self, joint_names: list[str]) -> list[int]:
         unknown = [j for j in joint_names if j not in self.joints]

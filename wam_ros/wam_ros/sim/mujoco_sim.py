@@ -149,13 +149,14 @@ class Simulator:
 
     def command_joints(self, positions: np.ndarray, duration: float | None = None) -> None:
         """(D,) joint positions (joint units, action layout) to every controller: trajectory
-        controllers get one point `duration` ahead (default one action period), as the
-        smoother node sends them; forward controllers take the positions as they are."""
+        controllers get one point `duration` ahead (default the robot's trajectory lead), as
+        the smoother and teleop nodes send them; forward controllers take the positions as
+        they are."""
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (self.robot.action_dim,):
             raise ValueError(f"expected ({self.robot.action_dim},) positions, got "
                              f"{positions.shape}")
-        duration = self.robot.action_dt if duration is None else duration
+        duration = self.robot.trajectory_lead_s if duration is None else duration
         for c in self.robot.controllers:
             values = positions[self._ctrl_index[c.name]]
             if c.type == "joint_trajectory":
