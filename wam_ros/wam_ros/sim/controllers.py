@@ -7,8 +7,8 @@ and the fake robot follow the same topic semantics with these classes:
   goal from its start time (header.stamp; zero = now); the segment from the current state to
   the first point is interpolated too, from the current goal and its velocity (as the real
   controller starts from its current desired state); positions only -> linear, positions +
-  velocities -> cubic Hermite spline; joints missing from a message keep their goal (allow_partial_joints_goal);
-  after the last point the goal holds.
+  velocities -> cubic Hermite spline; joints missing from a message keep their goal
+  (allow_partial_joints_goal); after the last point the goal holds.
 * `ForwardController` — forward_command_controller (interface position): the newest command is
   the goal, held until the next one.
 """
