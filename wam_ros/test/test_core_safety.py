@@ -538,3 +538,28 @@ def test_go_home_moves_smoothly_home_and_feeds_the_watchdog(spec: RobotSpec) -> 
     rig.run(0.5)
     with pytest.raises(RuntimeError, match="re-enable"):
         rig.pipe.go_home(rig.now)
+
+
+def test_preview_is_what_the_next_ticks_send_and_changes_nothing(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    rig.pipe.offer_chunk(rig.sweep_chunk(), rig.now)
+    rig.run(0.3)
+    ahead = rig.pipe.preview(rig.now, 5)
+    assert ahead.shape == (5, spec.action_dim)
+    again = rig.pipe.preview(rig.now, 5)  # no state was changed by the first preview
+    np.testing.assert_array_equal(ahead, again)
+    sent = rig.run(5 * rig.pipe.dt)
+    np.testing.assert_allclose(np.array([o.positions for o in sent]), ahead, atol=1e-12)
+    # within the limits, continuing the commands already sent
+    assert_within_limits(spec, np.vstack([rig.positions()[:-5], ahead]), rig.pipe.dt)
+    # it ends with the plan, and a hold is not extrapolated
+    end = rig.pipe.timeline.end_time
+    assert end is not None
+    near_end = rig.pipe.preview(end - 2.5 * rig.pipe.dt, 10)
+    assert len(near_end) == 2
+    rig.run(end - rig.now + 0.1)
+    assert rig.pipe.state is PipelineState.HOLDING
+    assert rig.pipe.preview(rig.now, 5).shape == (0, spec.action_dim)
+    rig.pipe.estop(rig.now)
+    rig.run(0.1)
+    assert rig.pipe.preview(rig.now, 5).shape == (0, spec.action_dim)

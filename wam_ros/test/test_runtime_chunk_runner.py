@@ -139,3 +139,45 @@ def test_reset_refuses_observations_of_the_last_episode(runner: ChunkRunner) -> 
     runner.on_observation(obs(5.03), 5.04)
     job = runner.poll(5.05)
     assert job is not None and job.observation.stamp == 5.03
+
+
+def test_latency_is_learned_on_the_callers_clock_and_the_handoff_from_splice_reports(
+        runner: ChunkRunner) -> None:
+    """L: handed out -> finished on the runner's clock (a wait for the worker included);
+    H: finished -> spliced, from the smoother's reports; async plans ahead by L + H."""
+    runner.expected_latency = 0.05
+    t = 1.0
+    for _ in range(20):
+        runner.on_observation(obs(t), t)
+        job = runner.poll(t + 0.01)
+        assert job is not None
+        chunk = runner.finish(runner.execute(job), t + 0.01 + 0.08)  # 80 ms on the clock
+        assert chunk is not None
+        runner.on_chunk_applied(chunk.stamp + 3e-7, t + 0.09 + 0.06)  # ns round trip
+        runner.on_chunk_applied(chunk.stamp, t + 0.5)  # reported twice: ignored
+        t += 0.6
+    assert runner.expected_latency == pytest.approx(0.08, abs=1e-3)  # not the compute time
+    assert runner.expected_handoff == pytest.approx(0.06, abs=1e-6)
+    assert runner.stats()["expected_handoff_ms"] == pytest.approx(60.0, abs=1e-3)
+    runner.on_chunk_applied(123.0, 124.0)  # not a chunk of ours
+    assert runner.expected_handoff == pytest.approx(0.06, abs=1e-6)
+    # the async trigger: remaining <= L + H + margin (0.08 + 0.06 + 0.1)
+    end = t - 0.6 + (H - 1) * DT  # the last plan's last action (chunks start at their stamp)
+    runner.on_observation(obs(end - 0.3), end - 0.3)
+    assert runner.poll(end - 0.25) is None
+    assert runner.poll(end - 0.23) is not None
+
+
+def test_deviation_allowance_plans_further_ahead() -> None:
+    runner = ChunkRunner(FakePolicy(), make_scheduler("async", SchedulerConfig(margin_s=0.0)),
+                         latency_deviations=2.0, initial_latency=0.05)
+    t = 1.0
+    for k in range(20):
+        runner.on_observation(obs(t), t)
+        job = runner.poll(t)
+        assert job is not None
+        latency = 0.04 if k % 2 else 0.12  # alternating: mean 0.08, deviation ~0.04
+        assert runner.finish(runner.execute(job), t + latency) is not None
+        t += 0.6
+    assert runner.latency_dev > 0.02
+    assert runner.lead_allowance() == pytest.approx(2.0 * runner.latency_dev)

@@ -128,3 +128,42 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--latency-ms", "0"]) == 2
     assert "--latency-ms" in capsys.readouterr().err
+
+
+def test_simulated_stack_hands_chunks_over_late_and_the_runner_learns_it(tiny_checkpoint):
+    """handoff_s: a finished chunk reaches the pipeline that much later and the runner learns
+    the hand-off from the splice reports, as the policy node does from the smoother's;
+    latency_p99_s draws each inference's latency (seeded: a run repeats exactly)."""
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.core.types import Observation
+    from wam_ros.runtime.stack import SimulatedStack
+
+    spec = RobotSpec.load("cobot_magic")
+
+    def run(seed: int) -> tuple[SimulatedStack, list[tuple[float, float]]]:
+        policy = load_policy(tiny_checkpoint("cobot_magic"))
+        stack = SimulatedStack(policy, spec, latency_s=0.05, latency_p99_s=0.15, seed=seed,
+                               handoff_s=0.04)
+        applied: list[tuple[float, float]] = []
+        report = stack.runner.on_chunk_applied
+        stack.runner.on_chunk_applied = lambda s, t: applied.append((s, t)) or report(s, t)
+        h, w = policy.meta.image_size
+        images = {c: np.zeros((h, w, 3), np.uint8) for c in policy.meta.camera_names}
+        q = spec.home_vector()
+        stack.start(0.0)
+        for k in range(60):
+            t = k / 30
+            stack.advance(t, measure=lambda now: q)
+            stack.observe(Observation(t, images, q), t)
+        return stack, applied
+
+    stack, applied = run(3)
+    assert len(applied) >= 5
+    assert stack.runner.expected_handoff == pytest.approx(0.04, abs=1e-9)
+    delays = np.array([t - s for s, t in applied])  # observation -> spliced
+    assert np.all(delays >= 0.04) and np.ptp(delays) > 0.02  # latencies drawn, not fixed
+    assert run(3)[1] == applied
+    with pytest.raises(ValueError, match="handoff_s"):
+        SimulatedStack(stack.runner.policy, spec, handoff_s=-0.1)
+    with pytest.raises(ValueError, match="latency_p99_s"):
+        SimulatedStack(stack.runner.policy, spec, latency_s=0.1, latency_p99_s=0.05)

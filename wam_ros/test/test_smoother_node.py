@@ -77,14 +77,23 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         assert np.abs(fake.joints.q - home).max() > 0.2
         assert sum(c.accepted for c in fake.joints.controllers.values()) > 30
         assert fake.rejected == 0
-        # one point the robot's trajectory lead ahead, positions only (as demonstrations are
-        # recorded); the controller interpolates to it
+        # the command the robot's trajectory lead ahead, then the plan's next commands one
+        # control period apart (a late tick leaves the arm on the plan); positions only, as
+        # demonstrations are recorded; all within the position limits
         assert trajectories or jtc is None
-        for msg in trajectories[-5:]:
-            (point,) = msg.points
-            assert conversions.to_sec(point.time_from_start) == pytest.approx(
-                spec.trajectory_lead_s, abs=1e-9)
-            assert len(point.velocities) == 0 and len(point.positions) == len(jtc.joints)
+        idx = [spec.action_layout.index(j) for j in jtc.joints] if jtc else []
+        previews = 0
+        for msg in trajectories[5:]:
+            times = [conversions.to_sec(p.time_from_start) for p in msg.points]
+            expected = spec.trajectory_lead_s + np.arange(len(times)) / spec.control_rate_hz
+            np.testing.assert_allclose(times, expected, atol=1e-9)
+            assert len(times) <= 1 + round(0.1 * spec.control_rate_hz)
+            previews += len(times) > 1
+            for point in msg.points:
+                assert len(point.velocities) == 0
+                assert np.all(np.array(point.positions) >= lower[idx] - 1e-9)
+                assert np.all(np.array(point.positions) <= upper[idx] + 1e-9)
+        assert previews > 10 or jtc is None
 
         estop_pub.publish(Bool(data=True))
         assert spin_until(executor, lambda: smoother.pipeline.state is PipelineState.STOPPED,

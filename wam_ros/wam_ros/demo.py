@@ -31,10 +31,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=1000, help="first scene seed")
     p.add_argument("--timeout", type=float, default=20.0, help="sim seconds per episode")
-    p.add_argument("--real-time-factor", type=float, default=1.0,
+    p.add_argument("--real-time-factor", type=float, default=0.5,
                    help="the simulator's pace (sim seconds per wall second; at most this, less "
                         "when the CPU cannot keep up). Below 1 the node graph gets more compute "
-                        "per sim second: what a faster on-board computer would give it")
+                        "per sim second: what a faster on-board computer would give it. "
+                        "Default 0.5: on 2 CPU cores the simulator's rendering and physics "
+                        "share them with the graph, which then ran late (see README)")
     p.add_argument("--composed", action="store_true",
                    help="run the four nodes in one process (default: one process each)")
     p.add_argument("--json", dest="json_out", default="")

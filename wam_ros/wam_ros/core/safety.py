@@ -15,6 +15,7 @@ a stream of bad chunks cannot flood the log at the control rate.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -491,6 +492,29 @@ class CommandPipeline:
                 self._sent.popleft()
             return PipelineOutput(command, self.enforcer.velocity_cmd.copy(), state, reason,
                                   idle)
+
+    def preview(self, now: float, steps: int) -> np.ndarray:
+        """(K, D), K <= steps: the commands the next regular ticks would send (at now + k dt,
+        k = 1..K) if no chunk arrived and nothing stopped, the pipeline left as it is. Within
+        the limits like every command (the same enforcer runs on a copy of its state); it
+        ends with the plan and is empty unless the pipeline is running: a hold or a stop is
+        never extrapolated. For trajectory controllers, so the arm keeps to the plan through
+        a late control tick instead of stopping at the last command."""
+        with self._lock:
+            d = self.spec.action_dim
+            end = self.timeline.end_time
+            if self._state is not PipelineState.RUNNING or end is None or steps <= 0:
+                return np.empty((0, d))
+            enforcer = copy.copy(self.enforcer)  # its step rebinds, never mutates, arrays
+            out = []
+            for k in range(1, steps + 1):
+                t = now + k * self.dt
+                if t > end:
+                    break
+                target = self.timeline.sample(t)
+                assert target is not None
+                out.append(enforcer.step(target, self.dt))
+            return np.array(out).reshape(-1, d)
 
     def _tracking_reference(self, measured: np.ndarray) -> np.ndarray:
         """Per joint, the recent command closest to the measurement (the current command when

@@ -80,6 +80,9 @@ class PolicySettings(_Settings):
     task: str = ""
     execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
     latency_margin_s: float = 0.1  # async: start inference this much before it is needed
+    # async / sai plan ahead by the expected latency + hand-off + this many of their mean
+    # deviations (runtime/chunk_runner.py)
+    latency_deviations: float = 0.0
     max_observation_age_s: float = 0.5  # older observations are not used for inference
     device: str = "cpu"
     # nice value of the inference threads (0: leave them alone): the control path preempts
@@ -92,6 +95,7 @@ class PolicySettings(_Settings):
     def validate(self) -> None:
         n = type(self).__name__
         _check(n, "backend", self.backend, choices=BACKENDS)
+        _check(n, "latency_deviations", self.latency_deviations, minimum=0.0)
         _check(n, "inference_nice", self.inference_nice, minimum=0, maximum=19)
         _check(n, "memory", self.memory, choices=MEMORIES)
         _check(n, "mode", self.mode, choices=MODES)
@@ -129,6 +133,11 @@ class SmootherSettings(_Settings):
     # cubically); off: positions only, interpolated linearly, as the teleop node and the
     # simulator's experts command the arm when demonstrations are recorded
     trajectory_velocities: bool = False
+    # seconds of the plan ahead each JointTrajectory carries after its first point (the
+    # commands the next ticks would send): a late control tick (a loaded CPU) then leaves the
+    # arm on the plan instead of stopped at the last command; 0 = one point
+    trajectory_preview_s: float = 0.1
 
     def validate(self) -> None:
-        pass
+        _check(type(self).__name__, "trajectory_preview_s", self.trajectory_preview_s,
+               minimum=0.0)

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from sensor_msgs.msg import TimeReference
 from std_srvs.srv import SetBool, Trigger
 
 from wam_ros.core.config import ConfigError
@@ -81,6 +82,13 @@ class PolicyNode(Node):
             callback_group=MutuallyExclusiveCallbackGroup())
         # Finished chunks go out from an executor thread at normal priority, not from the
         # (niced) inference worker: the worker only queues them and wakes the executor.
+        # the smoother reports when each chunk started executing: the hand-off latency the
+        # schedulers plan ahead for (runtime/chunk_runner.py)
+        self.create_subscription(
+            TimeReference, topics.CHUNK_APPLIED,
+            lambda m: self.runner.on_chunk_applied(conversions.to_sec(m.time_ref),
+                                                   conversions.to_sec(m.header.stamp)),
+            topics.APPLIED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
         self._ready: deque[Chunk] = deque()
         self._ready_signal = self.create_guard_condition(
             self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())

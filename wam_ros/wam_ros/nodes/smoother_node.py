@@ -13,8 +13,8 @@ import threading
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from sensor_msgs.msg import JointState, TimeReference
+from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -49,12 +49,15 @@ class SmootherNode(Node):
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
         self.lead = conversions.to_duration(self.robot.trajectory_lead_s)
+        self.preview_steps = round(s.trajectory_preview_s * self.robot.control_rate_hz)
         self.outputs = []
         for c in self.robot.controllers:
             idx = [self.robot.action_layout.index(j) for j in c.joints]
             msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
             self.outputs.append((c, idx, self.create_publisher(msg_type, c.topic,
                                                                topics.COMMAND_QOS)))
+        self.applied_pub = self.create_publisher(TimeReference, topics.CHUNK_APPLIED,
+                                                 topics.APPLIED_QOS)
         self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 50)
                               if s.publish_commanded else None)
         inputs = MutuallyExclusiveCallbackGroup()
@@ -88,6 +91,10 @@ class SmootherNode(Node):
         self.episode = chunk.episode_id
         if not self.pipeline.offer_chunk(chunk, now).accepted:
             return
+        # tells the policy how long its chunks take from finished to executing
+        self.applied_pub.publish(TimeReference(
+            header=Header(stamp=conversions.to_time(now)),
+            time_ref=conversions.to_time(chunk.stamp), source=self.get_name()))
         self._first_of = conversions.stamp_tag(chunk.stamp)
         if self.pipeline.early_step_due(now):
             # act on the new plan now instead of at the next tick (up to a period later); the
@@ -145,17 +152,31 @@ class SmootherNode(Node):
         if out is None:  # no joint state yet, or a command went out less than
             # half a period ago: nothing is commanded
             return
+        # the commands the next ticks would send, in case one is late
+        ahead = self.pipeline.preview(now, self.preview_steps)
+        stamp = conversions.to_time(now)
         for controller, idx, pub in self.outputs:
             q = out.positions[idx]
             if controller.type == "joint_trajectory":
+                # Stamped with the time the command is for, not zero ("on receipt"): the
+                # controller reaches the first point the robot's trajectory lead after that,
+                # however long the message took (as the demonstrations' commands were
+                # reached), interpolating between our ticks. The next tick replaces the rest
+                # before it is reached.
                 msg = JointTrajectory(joint_names=list(controller.joints))
-                # stamp zero = start now; one point the robot's trajectory lead ahead: the
-                # controller interpolates between our ticks and reaches each command as it
-                # reached the commands of the recorded demonstrations
+                msg.header.stamp = stamp
                 msg.points = [JointTrajectoryPoint(
-                    positions=q.tolist(), time_from_start=self.lead)]
+                    positions=q.tolist(), time_from_start=self.lead)] + [
+                    JointTrajectoryPoint(positions=p[idx].tolist(),
+                                         time_from_start=conversions.to_duration(
+                                             self.robot.trajectory_lead_s + k * self.period))
+                    for k, p in enumerate(ahead, start=1)]
                 if self.settings.trajectory_velocities:
                     msg.points[0].velocities = out.velocities[idx].tolist()
+                    previous = q
+                    for point, p in zip(msg.points[1:], ahead):  # on all points or none
+                        point.velocities = ((p[idx] - previous) / self.period).tolist()
+                        previous = p[idx]
             else:
                 msg = Float64MultiArray(data=q.tolist())
             pub.publish(msg)

@@ -13,6 +13,9 @@ from rclpy.qos import (
 OBSERVATION = "/wam/observation"
 CHUNK_RAW = "/wam/chunk/raw"  # policy output: latent | delta | absolute
 CHUNK_JOINT = "/wam/chunk/joint"  # decoder output: absolute joint positions, timed
+# sensor_msgs/TimeReference from the smoother per chunk it splices: header.stamp = when,
+# time_ref = the chunk's stamp (its observation's); the policy learns its hand-off latency
+CHUNK_APPLIED = "/wam/chunk/applied"
 ESTOP = "/wam/estop"  # std_msgs/Bool, True = stop (latched until re-enabled)
 COMMANDED = "/wam/commanded"  # sensor_msgs/JointState: what the smoother sends, for plots/tests
 DIAGNOSTICS = "/diagnostics"
@@ -33,6 +36,9 @@ SENSOR_QOS = qos_profile_sensor_data
 # Observations and chunks between our nodes: reliable, shallow (a stale chunk is useless).
 CHUNK_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
+)
+APPLIED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
 )
 OBSERVATION_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE

@@ -6,13 +6,24 @@ hands out a `Job`; the caller runs `execute(job)` wherever it likes (the policy 
 thread, so inference never blocks a callback; replay: inline on a simulated clock) and returns
 the result through `finish`, which applies the scheduler's bookkeeping and yields the chunk to
 publish. A job started before a `reset` is discarded when it finishes.
+
+Latency, learned on the caller's clock (node time: sim time on a simulated robot):
+- L, a full inference: handed out -> finished, per job (a SAI completion counts for its share),
+  which includes any wait for the worker;
+- H, the hand-off: finished -> executed, from `on_chunk_applied` (the smoother reports when it
+  spliced each chunk: the decoder and the smoother's transport and wake-ups in the graph);
+- their spread: mean absolute deviations, as TCP's retransmission timer keeps one (Jacobson).
+The schedulers plan ahead by L + H + `latency_deviations` x spread (default 0: the mean only).
+Compute time alone misses most of it on a loaded machine: in the multi-process graph on 2 cores
+(CobotMagic demo) inference took ~18 ms p50 of wall time, while an observation's plan reached
+its first command ~90 ms after the camera stamp, ~28 ms of that after the chunk was published.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -54,17 +65,27 @@ class JobResult:
 class ChunkRunner:
     def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *, s_mid: float = 0.5,
                  max_observation_age: float = 0.5, initial_latency: float = 0.1,
-                 latency_smoothing: float = 0.3, inpaint: bool = False) -> None:
+                 latency_smoothing: float = 0.3, inpaint: bool = False,
+                 latency_deviations: float = 0.0) -> None:
         """inpaint: with a scheduler that plans while the robot moves (async, sai), ask the
         policy to keep the new chunk's actions up to the expected arrival equal to the
-        previous chunk's (real-time chunking's frozen prefix)."""
+        previous chunk's (real-time chunking's frozen prefix).
+        latency_deviations: how many mean deviations of the latency the schedulers plan
+        ahead beyond its mean (module docstring)."""
         self.policy = policy
         self.scheduler = scheduler
         self.inpaint = inpaint
         self.s_mid = s_mid
         self.max_observation_age = max_observation_age
-        self.expected_latency = initial_latency  # seconds of a full inference (EMA)
+        self.expected_latency = initial_latency  # L: seconds of a full inference (EMA)
+        self.latency_dev = 0.0  # its mean absolute deviation (EMA)
+        self.expected_handoff = 0.0  # H: chunk finished -> executed (EMA; 0 until reported)
+        self.handoff_dev = 0.0
+        self.latency_deviations = latency_deviations
         self._alpha = latency_smoothing
+        # finished chunks (observation stamp -> finish time) awaiting on_chunk_applied
+        self._finished_at: OrderedDict[float, float] = OrderedDict()
+        self._handoffs_seen = 0
         self._lock = threading.Lock()
         self._newest: tuple[Observation, float] | None = None  # observation, arrival
         self._handle: Any = None  # sai: finished speculation waiting for an observation
@@ -88,7 +109,8 @@ class ChunkRunner:
             speculative_fraction=settings.sai_s_mid))
         return cls(policy, scheduler, s_mid=settings.sai_s_mid,
                    max_observation_age=settings.max_observation_age_s,
-                   initial_latency=initial_latency, inpaint=settings.inpaint_prefix)
+                   initial_latency=initial_latency, inpaint=settings.inpaint_prefix,
+                   latency_deviations=settings.latency_deviations)
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:
@@ -102,6 +124,30 @@ class ChunkRunner:
             self._newest = (obs, now)
             self.scheduler.on_observation(now)
 
+    def on_chunk_applied(self, stamp: float, applied_at: float) -> None:
+        """The smoother spliced the chunk of the observation stamped `stamp` at `applied_at`
+        (same clock): one sample of the hand-off H."""
+        with self._lock:
+            # stamps cross messages as integer nanoseconds: float epoch seconds come back
+            # within a microsecond, not bit-exact
+            key = next((k for k in self._finished_at if abs(k - stamp) < 2e-6), None)
+            if key is None:  # not ours, of an earlier episode, or reported twice
+                return
+            finished = self._finished_at.pop(key)
+            handoff = max(0.0, applied_at - finished)
+            if self._handoffs_seen == 0:
+                self.expected_handoff = handoff
+            else:
+                self.handoff_dev += self._alpha * (abs(handoff - self.expected_handoff)
+                                                   - self.handoff_dev)
+                self.expected_handoff += self._alpha * (handoff - self.expected_handoff)
+            self._handoffs_seen += 1
+
+    def lead_allowance(self) -> float:
+        """H + the deviation allowance: what the schedulers plan ahead beyond L."""
+        return self.expected_handoff + self.latency_deviations * (self.latency_dev
+                                                                  + self.handoff_dev)
+
     def remaining(self, now: float) -> float:
         return max(0.0, self._plan_end - now)
 
@@ -114,7 +160,8 @@ class ChunkRunner:
             self.scheduler.on_tick(now, idle=remaining <= 0.0)
             decision = self.scheduler.decide(now, remaining=remaining,
                                              in_flight=self.in_flight is not None,
-                                             expected_latency=self.expected_latency)
+                                             expected_latency=self.expected_latency,
+                                             handoff=self.lead_allowance())
             if decision is Decision.WAIT:
                 return None
             if decision is Decision.SPECULATE:
@@ -147,11 +194,12 @@ class ChunkRunner:
             assert job.observation is not None
             options = {}
             if self.inpaint and self.scheduler.plans_while_moving:
-                # the previous chunk runs on until this one arrives: from the observation
-                # to the expected end of this (remaining) inference
+                # the previous chunk runs on until this one executes: from the observation
+                # to the expected end of this (remaining) inference and its hand-off
                 share = 1.0 if job.kind is Decision.START else max(0.0, 1.0 - self.s_mid)
                 options["prefix_s"] = max(0.0, job.started - job.observation.stamp
-                                          + share * self.expected_latency)
+                                          + share * self.expected_latency
+                                          + self.expected_handoff)
             chunk = (self.policy.complete(job.handle, job.observation, **options)
                      if job.kind is Decision.COMPLETE
                      else self.policy.infer(job.observation, **options))
@@ -184,10 +232,19 @@ class ChunkRunner:
             assert result.chunk is not None
             self._handle = None
             share = 1.0 if job.kind is Decision.START else max(1e-3, 1.0 - self.s_mid)
-            full = result.compute_s / share
+            # on the caller's clock (waits for the worker included); compute time where that
+            # clock did not move (a caller that finishes at the time it polled)
+            elapsed = now - job.started
+            full = (elapsed if elapsed > 0.0 else result.compute_s) / share
+            self.latency_dev += self._alpha * (abs(full - self.expected_latency)
+                                               - self.latency_dev)
             self.expected_latency += self._alpha * (full - self.expected_latency)
             self.compute_times.append(result.compute_s)
-            chunk = self.scheduler.prepare_chunk(result.chunk, now)
+            # sync re-times the chunk to start when it is expected to execute
+            chunk = self.scheduler.prepare_chunk(result.chunk, now + self.expected_handoff)
+            self._finished_at[chunk.stamp] = now
+            while len(self._finished_at) > 64:
+                self._finished_at.popitem(last=False)
             blocking = now - job.arrival if job.arrival is not None else 0.0
             chunk = replace(chunk, inference_time=result.compute_s, blocking_time=blocking)
             self.scheduler.on_chunk_ready(now)
@@ -218,6 +275,7 @@ class ChunkRunner:
             self._newest = None
             self._handle = None
             self._plan_end = -np.inf
+            self._finished_at.clear()  # the latency estimates carry over: same machine
             cls = type(self.scheduler)
             self.scheduler = cls(self.scheduler.config)
 
@@ -225,6 +283,9 @@ class ChunkRunner:
         out = dict(self.scheduler.stats())
         ct = np.asarray(self.compute_times)
         out["expected_latency_ms"] = self.expected_latency * 1e3
+        out["latency_deviation_ms"] = self.latency_dev * 1e3
+        out["expected_handoff_ms"] = self.expected_handoff * 1e3
+        out["handoff_deviation_ms"] = self.handoff_dev * 1e3
         if ct.size:
             out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
             out["inference_ms.p99"] = float(np.percentile(ct, 99) * 1e3)

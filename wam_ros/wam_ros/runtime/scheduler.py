@@ -9,16 +9,18 @@ it did through the `on_*` methods, which also feed the per-scheduler statistics:
 - idle fraction: share of control time the arm holds for lack of plan (counted from the first
   chunk, so start-up is not charged to the scheduler).
 
-Algorithms, with L the expected latency of a full inference:
+Algorithms, with L the expected latency of a full inference and H the expected hand-off (chunk
+ready -> executed by the smoother, plus an allowance for the latency's spread; the runner learns
+both, see runtime.chunk_runner):
 
 - sync: start when the plan is exhausted and the arm holds; the chunk (optionally only its first
   `execute_actions` actions) is re-timed to start when it arrives, because the robot waited. The
   arm idles for L every chunk.
-- async: start on the newest observation once the remaining plan <= L + margin, so the next
-  chunk is ready before the current one runs out; no idling while L < chunk duration.
+- async: start on the newest observation once the remaining plan <= L + H + margin, so the next
+  chunk is executing before the current one runs out; no idling while L + H < chunk duration.
 - sai (speculative asynchronous inference, CLWM): as soon as a chunk is spliced, start the
   speculative part (flow ODE from s=0 to s_mid on the model's predicted latent; no observation
-  needed). Once it is done and the remaining plan <= (1 - f) L + margin, complete (s_mid -> 1)
+  needed). Once it is done and the remaining plan <= (1 - f) L + H + margin, complete (s_mid -> 1)
   on the next observation to arrive. Only the completion blocks: about (1 - f) L.
 """
 
@@ -87,9 +89,11 @@ class Scheduler:
 
     # ---- decisions ---------------------------------------------------------------------
     def decide(self, now: float, *, remaining: float, in_flight: bool,
-               expected_latency: float, arm_settled: bool = True) -> Decision:
+               expected_latency: float, arm_settled: bool = True,
+               handoff: float = 0.0) -> Decision:
         """remaining: seconds of plan left; in_flight: an inference (or speculation) runs;
-        expected_latency: seconds of a full inference; arm_settled: the arm is at rest."""
+        expected_latency: seconds of a full inference; arm_settled: the arm is at rest;
+        handoff: seconds from a chunk being ready to its execution (H above)."""
         raise NotImplementedError
 
     def prepare_chunk(self, chunk: Chunk, now: float) -> Chunk:
@@ -170,7 +174,8 @@ class SyncScheduler(Scheduler):
     plans_while_moving = False  # the arm holds while it plans
 
     def decide(self, now: float, *, remaining: float, in_flight: bool,
-               expected_latency: float, arm_settled: bool = True) -> Decision:
+               expected_latency: float, arm_settled: bool = True,
+               handoff: float = 0.0) -> Decision:
         if in_flight or remaining > 0.0 or not arm_settled:
             return Decision.WAIT
         return Decision.START
@@ -190,8 +195,9 @@ class AsyncScheduler(Scheduler):
     name = "async"
 
     def decide(self, now: float, *, remaining: float, in_flight: bool,
-               expected_latency: float, arm_settled: bool = True) -> Decision:
-        if in_flight or remaining > expected_latency + self.config.margin_s:
+               expected_latency: float, arm_settled: bool = True,
+               handoff: float = 0.0) -> Decision:
+        if in_flight or remaining > expected_latency + handoff + self.config.margin_s:
             return Decision.WAIT
         return Decision.START
 
@@ -210,7 +216,8 @@ class SpeculativeScheduler(Scheduler):
         self._have_chunk = False
 
     def decide(self, now: float, *, remaining: float, in_flight: bool,
-               expected_latency: float, arm_settled: bool = True) -> Decision:
+               expected_latency: float, arm_settled: bool = True,
+               handoff: float = 0.0) -> Decision:
         if in_flight:
             return Decision.WAIT
         if not self._have_chunk:
@@ -220,7 +227,7 @@ class SpeculativeScheduler(Scheduler):
             return Decision.SPECULATE
         if self._phase == "speculated":
             completion = (1.0 - self.config.speculative_fraction) * expected_latency
-            if remaining <= completion + self.config.margin_s:
+            if remaining <= completion + handoff + self.config.margin_s:
                 if self._armed and self._fresh_observation:
                     return Decision.COMPLETE
                 self._armed = True

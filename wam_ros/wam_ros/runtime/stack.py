@@ -15,7 +15,10 @@ finishes at t + `latency_s` (split f / 1 - f for sai's speculative and completin
 simulated time, whatever it took on this machine, so a run is deterministic; the time each
 inference really took is kept in `trace.compute_ms`. DDS transport is not modelled as such; a
 graph's latency tail can be: with `latency_p99_s`, each inference's latency is drawn from a
-log-normal with median `latency_s` and that 99th percentile (seeded: still deterministic).
+log-normal with median `latency_s` and that 99th percentile (seeded: still deterministic). With
+`handoff_s`, a finished chunk reaches the command pipeline that much later (the decoder and the
+smoother's transport in the graph), and the runner learns it from the splice report, as the
+policy node does from the smoother's.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class SimulatedStack:
     """ChunkRunner + decoder + CommandPipeline driven by a simulated clock (module docstring).
 
     latency_s: simulated duration of a full inference (> 0); None: the measured one.
+    handoff_s: delay from a chunk finished to it offered to the pipeline (>= 0).
     latency_p99_s: with latency_s, draw each inference's duration from a log-normal with median
     latency_s and this 99th percentile (>= latency_s; None: always latency_s), from a
     generator seeded with `seed`.
@@ -101,7 +105,7 @@ class SimulatedStack:
 
     def __init__(self, policy: Any, spec: RobotSpec, *, scheduler: str = "async",
                  latency_s: float | None = 0.1,
-                 latency_p99_s: float | None = None, seed: int = 0,
+                 latency_p99_s: float | None = None, seed: int = 0, handoff_s: float = 0.0,
                  pipeline_config: PipelineConfig | None = None,
                  policy_settings: dict[str, Any] | None = None,
                  log: Callable[[str], None] = print) -> None:
@@ -112,6 +116,10 @@ class SimulatedStack:
                 np.isfinite(latency_p99_s) and latency_p99_s >= latency_s)):
             raise ValueError(f"latency_p99_s: got {latency_p99_s!r}; allowed: >= latency_s "
                              f"({latency_s!r}), which must be set")
+        if not (np.isfinite(handoff_s) and handoff_s >= 0.0):
+            raise ValueError(f"handoff_s: got {handoff_s!r}; allowed: >= 0 seconds")
+        self.handoff_s = float(handoff_s)
+        self._handing: list[tuple[float, Any]] = []  # (offer time, decoded chunk), in order
         # log-normal: ln(p99 / p50) = z99 * sigma
         self._sigma = (float(np.log(latency_p99_s / latency_s) / 2.3263478740408408)
                        if latency_p99_s is not None else 0.0)
@@ -158,10 +166,14 @@ class SimulatedStack:
             events = [self._next_tick, self._next_control]
             if self._pending is not None:
                 events.append(self._pending[1])
+            if self._handing:
+                events.append(self._handing[0][0])
             now = min(events)
             if now >= until:
                 return
-            if self._pending is not None and now == self._pending[1]:
+            if self._handing and now == self._handing[0][0]:
+                self._apply(now, self._handing.pop(0)[1])
+            elif self._pending is not None and now == self._pending[1]:
                 self._finish(now)
             elif now == self._next_control:
                 out = self.pipeline.step(now, measure(now) if measure else None)
@@ -203,10 +215,18 @@ class SimulatedStack:
             return
         self.trace.compute_ms.append(measured * 1e3)
         out = self.decoder.decode(chunk)
+        if self.handoff_s > 0.0:
+            self._handing.append((now + self.handoff_s, out))
+        else:
+            self._apply(now, out)
+
+    def _apply(self, now: float, out: Any) -> None:
+        """The decoded chunk reaches the command pipeline (the smoother's accept_chunk)."""
         splice = self.pipeline.offer_chunk(out, now)
         if not splice.accepted:
             self.trace.rejected += 1
             return
+        self.runner.on_chunk_applied(out.stamp, now)
         times = out.times()
         self.trace.chunks.append((times, self.spec.joint_to_action(out.actions)))
         if len(self.trace.chunks) > 1:

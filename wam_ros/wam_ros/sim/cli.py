@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--stack: draw each inference's latency from a log-normal with median "
                         "--latency-ms and this 99th percentile (a graph's latency tail; "
                         "seeded per episode)")
+    r.add_argument("--handoff-ms", type=float, default=0.0,
+                   help="--stack: a finished chunk reaches the smoother this much later (the "
+                        "graph's decoder and transport; the runner learns it)")
     r.add_argument("--timeout", type=float, default=15.0, help="sim seconds per episode")
     r.add_argument("--memory", default="kv", choices=("kv", "ttt"))
     r.add_argument("--memory-stride", type=float, default=None,
@@ -178,6 +181,9 @@ def run_rollout(args: argparse.Namespace) -> int:
     if args.latency_ms <= 0:
         print(f"error: --latency-ms: got {args.latency_ms}; allowed: > 0", file=sys.stderr)
         return 2
+    if args.handoff_ms < 0:
+        print(f"error: --handoff-ms: got {args.handoff_ms}; allowed: >= 0", file=sys.stderr)
+        return 2
     if args.latency_p99_ms is not None and args.latency_p99_ms < args.latency_ms:
         print(f"error: --latency-p99-ms: got {args.latency_p99_ms}; allowed: >= --latency-ms "
               f"({args.latency_ms})", file=sys.stderr)
@@ -196,6 +202,7 @@ def run_rollout(args: argparse.Namespace) -> int:
                                           policy_settings=overrides,
                                           latency_p99_s=None if args.latency_p99_ms is None
                                           else args.latency_p99_ms * 1e-3,
+                                          handoff_s=args.handoff_ms * 1e-3,
                                           timeout=args.timeout))
             else:
                 runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
@@ -206,7 +213,8 @@ def run_rollout(args: argparse.Namespace) -> int:
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "noise_scale": policy.noise_scale,
                **({"stack": args.stack, "latency_ms": args.latency_ms,
-                   "latency_p99_ms": args.latency_p99_ms, **overrides}
+                   "latency_p99_ms": args.latency_p99_ms, "handoff_ms": args.handoff_ms,
+                   **overrides}
                   if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),

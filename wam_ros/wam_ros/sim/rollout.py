@@ -90,18 +90,18 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
                   timeout: float = 15.0, image_size: tuple[int, int] | None = None,
                   pipeline_config=None, on_command=None,
                   policy_settings: dict | None = None,
-                  latency_p99_s: float | None = None) -> PolicyRollout:
+                  latency_p99_s: float | None = None, handoff_s: float = 0.0) -> PolicyRollout:
     """One episode through SimulatedStack (module docstring): cameras at the robot's first
     camera rate, joint states and commands at the control rate; `on_command(sim, out)` sees
-    each PipelineOutput before it is applied; `policy_settings` and `latency_p99_s` (a latency
-    tail, drawn with the episode's seed) as SimulatedStack's."""
+    each PipelineOutput before it is applied; `policy_settings`, `handoff_s` and
+    `latency_p99_s` (a latency tail, drawn with the episode's seed) as SimulatedStack's."""
     from wam_ros.runtime.stack import SimulatedStack
 
     h, w = image_size or tuple(policy.meta.image_size)
     sim.reset(seed)
     policy.reset()
     stack = SimulatedStack(policy, sim.robot, scheduler=scheduler, latency_s=latency_s,
-                           latency_p99_s=latency_p99_s, seed=seed,
+                           latency_p99_s=latency_p99_s, seed=seed, handoff_s=handoff_s,
                            pipeline_config=pipeline_config, policy_settings=policy_settings)
 
     def run_to(t: float) -> None:
