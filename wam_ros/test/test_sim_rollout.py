@@ -128,6 +128,12 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--latency-ms", "0"]) == 2
     assert "--latency-ms" in capsys.readouterr().err
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--latency-ms", "80", "--latency-p99-ms", "50"]) == 2
+    assert "--latency-p99-ms: got 50.0; allowed: >= --latency-ms" in capsys.readouterr().err
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--handoff-ms", "-1"]) == 2
+    assert "--handoff-ms" in capsys.readouterr().err
 
 
 def test_simulated_stack_hands_chunks_over_late_and_the_runner_learns_it(tiny_checkpoint):
