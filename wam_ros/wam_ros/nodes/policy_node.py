@@ -80,15 +80,15 @@ class PolicyNode(Node):
         self.observation_sub = self.create_subscription(
             ObservationMsg, topics.OBSERVATION, self.on_observation, topics.OBSERVATION_QOS,
             callback_group=MutuallyExclusiveCallbackGroup())
-        # Finished chunks go out from an executor thread at normal priority, not from the
-        # (niced) inference worker: the worker only queues them and wakes the executor.
-        # the smoother reports when each chunk started executing: the hand-off latency the
-        # schedulers plan ahead for (runtime/chunk_runner.py)
+        # The smoother reports when each chunk started executing: the hand-off latency the
+        # schedulers plan ahead for (runtime/chunk_runner.py).
         self.create_subscription(
             TimeReference, topics.CHUNK_APPLIED,
             lambda m: self.runner.on_chunk_applied(conversions.to_sec(m.time_ref),
                                                    conversions.to_sec(m.header.stamp)),
             topics.APPLIED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
+        # Finished chunks go out from an executor thread at normal priority, not from the
+        # (niced) inference worker: the worker only queues them and wakes the executor.
         self._ready: deque[Chunk] = deque()
         self._ready_signal = self.create_guard_condition(
             self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
