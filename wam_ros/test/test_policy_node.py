@@ -10,6 +10,8 @@ rclpy = pytest.importorskip("rclpy")
 
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import TimeReference  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from wam_ros.core.config import ConfigError  # noqa: E402
@@ -72,6 +74,17 @@ def test_observations_become_raw_and_decoded_chunks(rclpy_context, tiny_checkpoi
         assert [m.chunk_id for m in raw] == sorted(m.chunk_id for m in raw)
         assert all(m.inference_time > 0 and m.blocking_time >= m.inference_time * 0.5
                    for m in raw)
+        # the smoother's splice reports teach the policy its hand-off latency
+        applied = probe.create_publisher(TimeReference, topics.CHUNK_APPLIED,
+                                         topics.APPLIED_QOS)
+        assert spin_until(executor, lambda: applied.get_subscription_count() > 0, 5.0)
+        assert policy.runner.expected_handoff == 0.0
+        last = raw[-1].header.stamp
+        spliced = conversions.to_sec(last) + raw[-1].blocking_time + 1.0
+        applied.publish(TimeReference(header=Header(stamp=conversions.to_time(spliced)),
+                                      time_ref=last, source="test"))
+        assert spin_until(executor, lambda: policy.runner.expected_handoff > 0.0, 5.0)
+        assert 0.0 < policy.runner.stats()["expected_handoff_ms"] < 2000.0
         assert reset.wait_for_service(timeout_sec=5.0)
         future = reset.call_async(Trigger.Request())
         assert spin_until(executor, future.done, 10.0) and future.result().success
