@@ -75,7 +75,8 @@ class PolicySettings(_Settings):
     noise_scale: float = -1.0  # flow starting-noise scale; < 0: the checkpoint's
     # share of the flow ODE integrated speculatively (on the predicted latent). CobotMagic
     # pick-and-place through the graph, same 5 scenes: 0.5 solved 1/5, 0.25 5/5 (mean 5.4 s,
-    # against async's 6.2 s); through the runtime 16/24 against 21/24. 0.5 blocks less.
+    # against async's 6.2 s), and 0.25 15/15 on 15 more; through the runtime 16/24 against
+    # 21/24. 0.5 blocks less (bench: 0.74 of async's blocking latency against 0.83).
     sai_s_mid: float = 0.25
     # async / sai: the new chunk's actions up to its expected arrival are inpainted with the
     # chunk the arm still executes (real-time chunking's frozen prefix)
