@@ -27,11 +27,15 @@ from wam_ros_msgs.msg import ActionChunk  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
-@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
-def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, robot):
+@pytest.mark.parametrize(("robot", "velocities"), [("cobot_magic", False),
+                                                   ("agibot_g1", False),
+                                                   ("cobot_magic", True)])
+def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, robot,
+                                                                velocities):
     spec = RobotSpec.load(robot)
     params = [Parameter("robot", value=robot)]
-    smoother = SmootherNode(context=rclpy_context, parameter_overrides=params)
+    smoother = SmootherNode(context=rclpy_context, parameter_overrides=[
+        *params, Parameter("trajectory_velocities", value=velocities)])
     fake = FakeRobotNode(context=rclpy_context,
                          parameter_overrides=[*params, Parameter("camera_scale", value=0.05)])
     client = rclpy.create_node("test_client", context=rclpy_context)
@@ -78,8 +82,8 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         assert sum(c.accepted for c in fake.joints.controllers.values()) > 30
         assert fake.rejected == 0
         # the command the robot's trajectory lead ahead, then the plan's next commands one
-        # control period apart (a late tick leaves the arm on the plan); positions only, as
-        # demonstrations are recorded; all within the position limits
+        # control period apart (a late tick leaves the arm on the plan); positions only by
+        # default, as demonstrations are recorded; all within the position limits
         assert trajectories or jtc is None
         idx = [spec.action_layout.index(j) for j in jtc.joints] if jtc else []
         previews = 0
@@ -90,7 +94,12 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
             assert len(times) <= 1 + round(0.1 * spec.control_rate_hz)
             previews += len(times) > 1
             for point in msg.points:
-                assert len(point.velocities) == 0
+                assert len(point.velocities) == (len(idx) if velocities else 0)
+            if velocities and len(msg.points) > 1:  # the steps between the points
+                q = np.array([p.positions for p in msg.points])
+                v = np.array([p.velocities for p in msg.points[1:]])
+                np.testing.assert_allclose(v, np.diff(q, axis=0) * spec.control_rate_hz,
+                                           atol=1e-9)
                 assert np.all(np.array(point.positions) >= lower[idx] - 1e-9)
                 assert np.all(np.array(point.positions) <= upper[idx] + 1e-9)
         assert previews > 10 or jtc is None

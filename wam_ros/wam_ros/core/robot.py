@@ -117,8 +117,8 @@ class RobotSpec:
     urdf: Path
     action_rate_hz: float
     control_rate_hz: float
-    # time_from_start of the one point a streamed JointTrajectory carries (smoother, teleop,
-    # the simulator's experts): how long the controller takes to reach each command
+    # time_from_start of the first point of a streamed JointTrajectory (smoother, teleop, the
+    # simulator's experts): how long the controller takes to reach each command
     trajectory_lead_s: float
     joint_state_topic: str
     joints: dict[str, JointLimits]

@@ -48,8 +48,14 @@ class SmootherNode(Node):
         self.measured: np.ndarray | None = None
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
-        self.lead = conversions.to_duration(self.robot.trajectory_lead_s)
-        self.preview_steps = round(s.trajectory_preview_s * self.robot.control_rate_hz)
+        # trajectory controllers get the command the robot's lead ahead, then the plan's next
+        # commands one period apart (forward controllers take only the command)
+        streams = any(c.type == "joint_trajectory" for c in self.robot.controllers)
+        self.preview_steps = (round(s.trajectory_preview_s * self.robot.control_rate_hz)
+                              if streams else 0)
+        self._point_times = [conversions.to_duration(self.robot.trajectory_lead_s
+                                                     + k * self.period)
+                             for k in range(self.preview_steps + 1)]
         self.outputs = []
         for c in self.robot.controllers:
             idx = [self.robot.action_layout.index(j) for j in c.joints]
@@ -163,20 +169,16 @@ class SmootherNode(Node):
                 # however long the message took (as the demonstrations' commands were
                 # reached), interpolating between our ticks. The next tick replaces the rest
                 # before it is reached.
+                rows = np.vstack([q[None, :], ahead[:, idx]])
                 msg = JointTrajectory(joint_names=list(controller.joints))
                 msg.header.stamp = stamp
-                msg.points = [JointTrajectoryPoint(
-                    positions=q.tolist(), time_from_start=self.lead)] + [
-                    JointTrajectoryPoint(positions=p[idx].tolist(),
-                                         time_from_start=conversions.to_duration(
-                                             self.robot.trajectory_lead_s + k * self.period))
-                    for k, p in enumerate(ahead, start=1)]
-                if self.settings.trajectory_velocities:
-                    msg.points[0].velocities = out.velocities[idx].tolist()
-                    previous = q
-                    for point, p in zip(msg.points[1:], ahead):  # on all points or none
-                        point.velocities = ((p[idx] - previous) / self.period).tolist()
-                        previous = p[idx]
+                msg.points = [JointTrajectoryPoint(positions=r.tolist(), time_from_start=t)
+                              for r, t in zip(rows, self._point_times)]
+                if self.settings.trajectory_velocities:  # on all points or none
+                    v = np.vstack([out.velocities[idx][None, :],
+                                   np.diff(rows, axis=0) / self.period])
+                    for point, vk in zip(msg.points, v):
+                        point.velocities = vk.tolist()
             else:
                 msg = Float64MultiArray(data=q.tolist())
             pub.publish(msg)
