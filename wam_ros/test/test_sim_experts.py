@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from wam_ros.data.dataset import EpisodeReader
-from wam_ros.sim.experts import make_expert, run_expert
+from wam_ros.sim.experts import grasp_rotation, make_expert, pre_grasp, run_expert
 from wam_ros.sim.generate import generate_dataset
 from wam_ros.sim.mujoco_sim import Simulator
 
@@ -31,6 +31,43 @@ def test_expert_solves_pick_place_within_the_velocity_limits(robot):
             assert np.all(steps <= vmax + 1e-9), (steps / vmax).max()
             lower, upper = spec.limits_array("lower"), spec.limits_array("upper")
             assert np.all(joints >= lower - 1e-9) and np.all(joints <= upper + 1e-9)
+
+
+def test_pre_grasp_backs_off_along_the_gripper_axis():
+    target = np.array([0.4, -0.2, 0.76])
+    np.testing.assert_allclose(pre_grasp(target, 0.7, 0.0, 0.1), target + [0, 0, 0.1])
+    tilted = pre_grasp(target, 0.0, 1.0, 0.1)
+    np.testing.assert_allclose(np.linalg.norm(tilted - target), 0.1)
+    # fingertips tilted forward (+x): the hand waits behind and above, the target on its axis
+    assert tilted[0] < target[0] and tilted[2] > target[2]
+    axis = grasp_rotation(0.0, 1.0) @ [0, 0, -1]
+    np.testing.assert_allclose(np.cross(target - tilted, axis), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
+def test_the_cube_stays_in_the_hand_camera_view_before_the_grasp(robot):
+    """Where the expert turns the gripper to the cube's yaw (G1: at the pre-grasp pose), a
+    policy must see the cube to know which way: from the pre-grasp pose to the grasp the cube
+    is inside the grasping hand camera's field of view (and in front of it)."""
+    with Simulator(robot, "pick_place") as sim:
+        camera = {"cobot_magic": "cam_right_wrist", "agibot_g1": "hand_right_color"}[robot]
+        cam = sim.scene.camera_ids[camera]
+        half_fovy = np.radians(sim.model.cam_fovy[cam]) / 2
+        for seed in (21, 22, 23):
+            sim.reset(seed)
+            plan = make_expert(sim).reset()
+            phases = np.array(plan.phases)
+            start = int(np.argmax(phases == "descend")) - 15  # end of approach / alignment
+            grasp = int(np.argmax(phases == "grasp"))
+            for k, action in enumerate(plan.actions[:grasp]):
+                if k >= start:
+                    cube = sim.object_poses()["cube"][:3]
+                    rel = sim.data.cam_xmat[cam].reshape(3, 3).T @ (cube - sim.data.cam_xpos[cam])
+                    assert rel[2] < 0, (seed, k)  # MuJoCo cameras look along -z
+                    off_axis = np.arctan2(np.hypot(rel[0], rel[1]), -rel[2])
+                    assert off_axis < half_fovy, (seed, k, np.degrees(off_axis))
+                sim.command_action(action)
+                sim.step(sim.robot.action_dt)
 
 
 def test_expert_plans_depend_only_on_the_object_poses():

@@ -36,7 +36,7 @@ YAW_SPEED = 2.0  # rad/s: peak wrist yaw rate of Cartesian moves
 # values found by scanning the workspaces for IK paths without joint jumps
 GRASP_TILT = {("agibot_g1", "pick_place"): 1.0, ("agibot_g1", "handover"): 0.5}
 # Robots whose hand cameras do not see the object from home (G1's look over the table's edge):
-# the hand reaches above the object at the neutral yaw and turns to the grasp yaw there, in
+# the hand reaches its pre-grasp pose at the neutral yaw and turns to the grasp yaw there, in
 # view of its camera, so a policy can see which way to turn (the head camera shows a 4 cm cube
 # as a few pixels at the model's 96x96).
 ALIGN_ABOVE = {("agibot_g1", "pick_place")}
@@ -50,6 +50,15 @@ class PlanningError(RuntimeError):
 def shifted(point, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> np.ndarray:
     """A point moved by (dx, dy, dz)."""
     return np.asarray(point, dtype=np.float64) + np.array([dx, dy, dz])
+
+
+def pre_grasp(target, yaw: float, tilt: float, distance: float) -> np.ndarray:
+    """The pre-grasp TCP point: `distance` back from `target` along the fingertips' pointing
+    direction (`grasp_rotation(yaw, tilt)` applied to the gripper's -z). Straight above the
+    target for an untilted grasp; for a tilted one the target stays on the gripper's axis, in
+    front of the hand camera, and the descent runs along that axis."""
+    pointing = grasp_rotation(yaw, tilt) @ np.array([0.0, 0.0, -1.0])
+    return np.asarray(target, dtype=np.float64) - distance * pointing
 
 
 def min_jerk(s: np.ndarray) -> np.ndarray:
@@ -361,7 +370,7 @@ class PickPlaceExpert(ScriptedExpert):
 
     task = "pick_place"
     arm = "right"
-    approach_height = 0.10  # above the cube centre
+    approach_height = 0.10  # pre-grasp: back from the cube centre along the gripper's axis
     carry_height = 0.12  # TCP above the table while carrying (cube 4 cm over the bin rim)
 
     def plan(self, poses: dict[str, np.ndarray]) -> Plan:
@@ -369,13 +378,15 @@ class PickPlaceExpert(ScriptedExpert):
         b = PlanBuilder(self.scene, self.ik)
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
-        above = [x, y, z + self.approach_height]
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
         reach_yaw = 0.0 if align else yaw
+        tilt = self.ik.tilt
         self._leave_home(b, {arm: reach_yaw})
-        b.segment("approach", {arm: ("joint", self._ik(arm, above, reach_yaw, b.q))})
+        b.segment("approach", {arm: ("joint", self._ik(
+            arm, pre_grasp([x, y, z], reach_yaw, tilt, self.approach_height), reach_yaw, b.q))})
         if align:
-            b.segment("approach", {arm: ("cart", above, yaw)})
+            b.segment("approach", {arm: ("cart", pre_grasp([x, y, z], yaw, tilt,
+                                                           self.approach_height), yaw)})
         b.segment("descend", {arm: ("cart", [x, y, z], yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
         b.hold("grasp", 0.2)
