@@ -102,6 +102,8 @@ def test_stack_rollout_async_plans_more_often_than_sync(tiny_checkpoint):
     chunk_s = policy.meta.horizon * policy.meta.dt
     assert sync.chunks <= 2.0 / (chunk_s + 0.1) + 1
     assert asyn.chunks > sync.chunks
+    # sync holds the arm while it infers; async plans ahead
+    assert sync.idle_fraction > 0.1 and asyn.idle_fraction < sync.idle_fraction
 
 
 def test_rollout_cli_writes_the_summary(tiny_checkpoint, tmp_path, capsys):
@@ -120,10 +122,11 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--episodes", "1", "--timeout", "0.5", "--stack", "sai", "--latency-ms", "80",
-                 "--json", str(out)])
+                 "--latency-deviations", "1.5", "--json", str(out)])
     assert code == 0
     summary = json.loads(out.read_text())
     assert summary["stack"] == "sai" and summary["latency_ms"] == 80.0
+    assert summary["latency_deviations"] == 1.5 and 0.0 <= summary["idle_fraction"] <= 1.0
     assert "execute" not in summary and summary["episodes"] == 1
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--latency-ms", "0"]) == 2

@@ -185,13 +185,15 @@ class SimulatedStack:
                 self._next_control += self.pipeline.dt
             else:
                 self._next_tick += 1.0 / TICK_HZ
-                if self._pending is None:
-                    self._start_job(now)
+                self._start_job(now)
 
     def _start_job(self, now: float) -> None:
+        # polled on every tick, as the policy node does: the runner accounts idle time on
+        # each poll and hands out nothing while a job is in flight
         job = self.runner.poll(now)
         if job is None:
             return
+        assert self._pending is None, "the runner handed out a job while one was in flight"
         result = self.runner.execute(job)
         if result.error:
             self.log(f"inference failed: {result.error}")

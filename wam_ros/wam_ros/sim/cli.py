@@ -89,6 +89,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--sai-s-mid", type=float, default=None,
                    help="--stack sai: share of the flow integrated speculatively (default: "
                         "config/wam_ros.yaml's sai_s_mid)")
+    r.add_argument("--latency-deviations", type=float, default=None,
+                   help="--stack async/sai: plan ahead by this many mean latency deviations "
+                        "beyond the expected latency and hand-off (default: "
+                        "config/wam_ros.yaml's latency_deviations)")
     r.add_argument("--noise-scale", type=float, default=None,
                    help="flow starting-noise scale (default: the checkpoint's)")
     r.add_argument("--json", help="write the result here")
@@ -190,7 +194,9 @@ def run_rollout(args: argparse.Namespace) -> int:
         return 2
     # --stack options that replace config/wam_ros.yaml's policy node parameters
     overrides = {k: v for k, v in (("inpaint_prefix", args.inpaint),
-                                   ("sai_s_mid", args.sai_s_mid)) if v is not None}
+                                   ("sai_s_mid", args.sai_s_mid),
+                                   ("latency_deviations", args.latency_deviations))
+                 if v is not None}
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
                          memory_stride=args.memory_stride, noise_scale=args.noise_scale)
     runs = []
@@ -221,12 +227,15 @@ def run_rollout(args: argparse.Namespace) -> int:
                "success_rate": len(ok) / len(runs),
                "mean_completion_s": float(np.mean([r.seconds for r in ok])) if ok else None,
                "final_phases": phases, "infer_ms_p50": float(np.percentile(infer, 50)),
+               **({"idle_fraction": float(np.mean([r.idle_fraction for r in runs]))}
+                  if args.stack else {}),
                "episodes_detail": [{"seed": r.seed, "success": r.success, "phase": r.phase,
                                     "seconds": round(r.seconds, 2)} for r in runs]}
     print(f"{args.robot} {args.task}: {len(ok)}/{len(runs)} solved "
           f"({100 * summary['success_rate']:.0f} %); final phases {phases}; "
           + (f"mean completion {summary['mean_completion_s']:.1f} s sim; " if ok else "")
-          + f"inference p50 {summary['infer_ms_p50']:.1f} ms")
+          + f"inference p50 {summary['infer_ms_p50']:.1f} ms"
+          + (f"; idle fraction {summary['idle_fraction']:.3f}" if args.stack else ""))
     _write_json(args.json, summary)
     return 0
 

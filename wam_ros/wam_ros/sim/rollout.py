@@ -34,6 +34,8 @@ class PolicyRollout:
     seconds: float  # sim time to success (or the timeout)
     phase: str  # the task's furthest phase at the end
     infer_ms: list[float] = field(default_factory=list)  # per chunk (Chunk.inference_time)
+    # stack rollouts: share of control ticks the arm held for lack of a plan (the scheduler's)
+    idle_fraction: float | None = None
 
     @property
     def chunks(self) -> int:
@@ -129,7 +131,7 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
         next_frame += frame_dt
         status = sim.status()
     return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
-                         stack.trace.compute_ms)
+                         stack.trace.compute_ms, stack.runner.scheduler.idle_fraction)
 
 
 __all__ = ["PolicyRollout", "policy_rollout", "stack_rollout"]
