@@ -40,6 +40,12 @@ GRASP_TILT = {("agibot_g1", "pick_place"): 1.0, ("agibot_g1", "handover"): 0.5}
 # view of its camera, so a policy can see which way to turn (the head camera shows a 4 cm cube
 # as a few pixels at the model's 96x96).
 ALIGN_ABOVE = {("agibot_g1", "pick_place")}
+# Where the object's position must come from the hand camera too (G1: at 96x96 the head camera
+# shows the cube as a few pixels; a policy trained without this went to the same pre-grasp pose
+# whatever the cube's position), the hand first goes to a fixed look pose: pointing at the pick
+# region's centre from this far back along the gripper's axis, the whole region in the hand
+# camera's view. That move is the same in every episode; from there on the cube is in view.
+LOOK_DISTANCE = {("agibot_g1", "pick_place"): 0.20}
 MAX_STRETCH = 4.0  # a segment needing more than this much time stretch has a joint jump
 
 
@@ -382,6 +388,12 @@ class PickPlaceExpert(ScriptedExpert):
         reach_yaw = 0.0 if align else yaw
         tilt = self.ik.tilt
         self._leave_home(b, {arm: reach_yaw})
+        look = LOOK_DISTANCE.get((self.sim.robot.name, self.task))
+        if look is not None:
+            region = self.sim.task.workspace.pick
+            centre = [float(np.mean(region.x)), float(np.mean(region.y)), z]
+            b.segment("approach", {arm: ("joint", self._ik(
+                arm, pre_grasp(centre, reach_yaw, tilt, look), reach_yaw, b.q))})
         b.segment("approach", {arm: ("joint", self._ik(
             arm, pre_grasp([x, y, z], reach_yaw, tilt, self.approach_height), reach_yaw, b.q))})
         if align:
