@@ -146,6 +146,7 @@ def test_latency_is_learned_on_the_callers_clock_and_the_handoff_from_splice_rep
     """L: handed out -> finished on the runner's clock (a wait for the worker included);
     H: finished -> spliced, from the smoother's reports; async plans ahead by L + H."""
     runner.expected_latency = 0.05
+    runner.late_feedback = False  # these chunks follow plans that ran out: not the subject
     t = 1.0
     for _ in range(20):
         runner.on_observation(obs(t), t)
@@ -181,3 +182,46 @@ def test_deviation_allowance_plans_further_ahead() -> None:
         t += 0.6
     assert runner.latency_dev > 0.02
     assert runner.lead_allowance() == pytest.approx(2.0 * runner.latency_dev)
+
+
+@pytest.mark.parametrize("scheduler", ["async", "sai", "sync"])
+def test_a_chunk_spliced_after_the_plan_ran_out_makes_the_runner_plan_further_ahead(
+        scheduler: str) -> None:
+    """The lateness (splice time - end of the plan before it) adds to the lead allowance;
+    each chunk on time takes late_decay of it away. Sync waits for its plan to run out by
+    design: nothing to learn there."""
+    runner = ChunkRunner(FakePolicy(), make_scheduler(scheduler, SchedulerConfig(margin_s=0.0)),
+                         initial_latency=0.05, late_decay=0.5)
+
+    def plan(t: float, latency: float, handoff: float) -> Chunk:
+        job = None
+        for k in range(3):  # sai: speculate, arm on the trigger, complete on a fresh frame
+            runner.on_observation(obs(t + 1e-4 * k), t)
+            job = runner.poll(t)
+            if job is None or job.kind is Decision.SPECULATE:
+                if job is not None:
+                    runner.finish(runner.execute(job), t)
+                continue
+            break
+        assert job is not None and job.kind is not Decision.SPECULATE
+        chunk = runner.finish(runner.execute(job), t + latency)
+        assert chunk is not None
+        runner.on_chunk_applied(chunk.stamp, t + latency + handoff)
+        return chunk
+
+    first = plan(1.0, 0.05, 0.0)  # nothing before it: not late
+    assert runner.late_allowance == 0.0
+    end = float(first.times()[-1])
+    plan(end, 0.05, 0.01)  # spliced 60 ms after the plan ran out
+    if scheduler == "sync":
+        assert runner.late_allowance == 0.0 and runner.late_chunks == 0
+        return
+    assert runner.late_allowance == pytest.approx(0.06)
+    assert runner.late_chunks == 1 and runner.stats()["late_allowance_ms"] == pytest.approx(60)
+    assert runner.lead_allowance() == pytest.approx(runner.expected_handoff + 0.06)
+    end = runner.remaining(0.0)  # the second plan's end
+    plan(end - 0.05, 0.02, 0.01)  # spliced before that plan ran out: on time
+    assert runner.late_allowance == pytest.approx(0.03)
+    runner.late_feedback = False
+    plan(end + 5.0, 0.02, 0.01)  # late, but the feedback is off
+    assert runner.late_allowance == pytest.approx(0.03) and runner.late_chunks == 1

@@ -87,6 +87,9 @@ class PolicySettings(_Settings):
     # async / sai plan ahead by the expected latency + hand-off + this many of their mean
     # deviations (runtime/chunk_runner.py)
     latency_deviations: float = 0.0
+    # async / sai: a chunk that arrives after the plan ran out adds its lateness to how far
+    # ahead they plan; each chunk on time takes a tenth of that away (runtime/chunk_runner.py)
+    late_feedback: bool = True
     max_observation_age_s: float = 0.5  # older observations are not used for inference
     device: str = "cpu"
     # nice value of the inference threads (0: leave them alone): the control path preempts

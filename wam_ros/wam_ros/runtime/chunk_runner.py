@@ -13,7 +13,11 @@ Latency, learned on the caller's clock (node time: sim time on a simulated robot
 - H, the hand-off: finished -> executed, from `on_chunk_applied` (the smoother reports when it
   spliced each chunk: the decoder and the smoother's transport and wake-ups in the graph);
 - their spread: mean absolute deviations, as TCP's retransmission timer keeps one (Jacobson).
-The schedulers plan ahead by L + H + `latency_deviations` x spread (default 0: the mean only).
+The schedulers plan ahead by L + H + `latency_deviations` x spread (default 0: the mean only)
++ the late allowance: a chunk spliced after the plan before it had ended (the arm held for the
+difference) adds that lateness to it, and each chunk on time takes `late_decay` of it away
+(`late_feedback`; async and sai), so a latency tail the mean misses stops idling the arm
+without planning every chunk ahead by the worst case.
 Compute time alone misses most of it on a loaded machine: in the multi-process graph on 2 cores
 (CobotMagic demo) inference took ~18 ms p50 of wall time, while an observation's plan reached
 its first command ~90 ms after the camera stamp, ~28 ms of that after the chunk was published.
@@ -66,12 +70,14 @@ class ChunkRunner:
     def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *, s_mid: float = 0.5,
                  max_observation_age: float = 0.5, initial_latency: float = 0.1,
                  latency_smoothing: float = 0.3, inpaint: bool = False,
-                 latency_deviations: float = 0.0) -> None:
+                 latency_deviations: float = 0.0, late_feedback: bool = True,
+                 late_decay: float = 0.1) -> None:
         """inpaint: with a scheduler that plans while the robot moves (async, sai), ask the
         policy to keep the new chunk's actions up to the expected arrival equal to the
         previous chunk's (real-time chunking's frozen prefix).
         latency_deviations: how many mean deviations of the latency the schedulers plan
-        ahead beyond its mean (module docstring)."""
+        ahead beyond its mean (module docstring).
+        late_feedback, late_decay: the late allowance (module docstring)."""
         self.policy = policy
         self.scheduler = scheduler
         self.inpaint = inpaint
@@ -82,9 +88,14 @@ class ChunkRunner:
         self.expected_handoff = 0.0  # H: chunk finished -> executed (EMA; 0 until reported)
         self.handoff_dev = 0.0
         self.latency_deviations = latency_deviations
+        self.late_feedback = late_feedback
+        self.late_decay = late_decay
+        self.late_allowance = 0.0  # seconds (module docstring)
+        self.late_chunks = 0  # chunks spliced after the plan before them had ended
         self._alpha = latency_smoothing
-        # finished chunks (observation stamp -> finish time) awaiting on_chunk_applied
-        self._finished_at: OrderedDict[float, float] = OrderedDict()
+        # finished chunks awaiting on_chunk_applied: observation stamp -> (finish time, end of
+        # the plan the chunk follows)
+        self._finished_at: OrderedDict[float, tuple[float, float]] = OrderedDict()
         self._handoffs_seen = 0
         self._lock = threading.Lock()
         self._newest: tuple[Observation, float] | None = None  # observation, arrival
@@ -110,7 +121,8 @@ class ChunkRunner:
         return cls(policy, scheduler, s_mid=settings.sai_s_mid,
                    max_observation_age=settings.max_observation_age_s,
                    initial_latency=initial_latency, inpaint=settings.inpaint_prefix,
-                   latency_deviations=settings.latency_deviations)
+                   latency_deviations=settings.latency_deviations,
+                   late_feedback=settings.late_feedback)
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:
@@ -133,7 +145,8 @@ class ChunkRunner:
             key = next((k for k in self._finished_at if abs(k - stamp) < 2e-6), None)
             if key is None:  # not ours, of an earlier episode, or reported twice
                 return
-            finished = self._finished_at.pop(key)
+            finished, previous_end = self._finished_at.pop(key)
+            self._learn_lateness(applied_at - previous_end)
             handoff = max(0.0, applied_at - finished)
             if self._handoffs_seen == 0:
                 self.expected_handoff = handoff
@@ -143,10 +156,22 @@ class ChunkRunner:
                 self.expected_handoff += self._alpha * (handoff - self.expected_handoff)
             self._handoffs_seen += 1
 
+    def _learn_lateness(self, late: float) -> None:
+        """late > 0: the arm held that long between the plan's end and this chunk."""
+        if not (self.late_feedback and self.scheduler.plans_while_moving
+                and np.isfinite(late)):
+            return
+        if late > 0.0:
+            self.late_chunks += 1
+            self.late_allowance += late
+        else:
+            self.late_allowance *= 1.0 - self.late_decay
+
     def lead_allowance(self) -> float:
-        """H + the deviation allowance: what the schedulers plan ahead beyond L."""
-        return self.expected_handoff + self.latency_deviations * (self.latency_dev
-                                                                  + self.handoff_dev)
+        """H + the deviation allowance + the late allowance: what the schedulers plan ahead
+        beyond L."""
+        return (self.expected_handoff + self.late_allowance
+                + self.latency_deviations * (self.latency_dev + self.handoff_dev))
 
     def remaining(self, now: float) -> float:
         return max(0.0, self._plan_end - now)
@@ -242,7 +267,7 @@ class ChunkRunner:
             self.compute_times.append(result.compute_s)
             # sync re-times the chunk to start when it is expected to execute
             chunk = self.scheduler.prepare_chunk(result.chunk, now + self.expected_handoff)
-            self._finished_at[chunk.stamp] = now
+            self._finished_at[chunk.stamp] = (now, self._plan_end)
             while len(self._finished_at) > 64:
                 self._finished_at.popitem(last=False)
             blocking = now - job.arrival if job.arrival is not None else 0.0
@@ -286,6 +311,8 @@ class ChunkRunner:
         out["latency_deviation_ms"] = self.latency_dev * 1e3
         out["expected_handoff_ms"] = self.expected_handoff * 1e3
         out["handoff_deviation_ms"] = self.handoff_dev * 1e3
+        out["late_allowance_ms"] = self.late_allowance * 1e3
+        out["late_chunks"] = self.late_chunks
         if ct.size:
             out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
             out["inference_ms.p99"] = float(np.percentile(ct, 99) * 1e3)
