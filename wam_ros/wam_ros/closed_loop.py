@@ -192,8 +192,12 @@ class ClosedLoop:
 
         # As an operator would: clear a stop of the last episode, home; a move home can latch a
         # stop of its own (the arm still holds the object against the bin or the table), so
-        # a stalled homing is re-enabled and retried.
+        # a stalled homing is re-enabled and retried, the last time after the scene is reset
+        # (the object taken away; the arm stands at home there, the smoother brings its
+        # commands back to it).
         for attempt in range(3):
+            if attempt == 2:
+                self._call(self.sim_reset, self._Trigger.Request())
             self._call(self.enable, self._Trigger.Request())
             answer = self._call(self.home, self._Trigger.Request())
             if not answer.success:
