@@ -35,7 +35,8 @@ def test_expert_solves_pick_place_within_the_velocity_limits(robot):
 
 def test_pre_grasp_backs_off_along_the_gripper_axis():
     target = np.array([0.4, -0.2, 0.76])
-    np.testing.assert_allclose(pre_grasp(target, 0.7, 0.0, 0.1), target + [0, 0, 0.1])
+    up = np.array([0.0, 0.0, 0.1])
+    np.testing.assert_allclose(pre_grasp(target, 0.7, 0.0, 0.1), target + up)
     tilted = pre_grasp(target, 0.0, 1.0, 0.1)
     np.testing.assert_allclose(np.linalg.norm(tilted - target), 0.1)
     # fingertips tilted forward (+x): the hand waits behind and above, the target on its axis
