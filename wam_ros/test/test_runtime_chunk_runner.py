@@ -222,6 +222,9 @@ def test_a_chunk_spliced_after_the_plan_ran_out_makes_the_runner_plan_further_ah
     end = runner.remaining(0.0)  # the second plan's end
     plan(end - 0.05, 0.02, 0.01)  # spliced before that plan ran out: on time
     assert runner.late_allowance == pytest.approx(0.03)
+    plan(end + 5.0, 0.02, 0.01)  # a stall of seconds: at most half a chunk
+    assert runner.late_allowance == pytest.approx(0.5 * H * DT) and runner.late_chunks == 2
+    runner.late_allowance = 0.03
     runner.late_feedback = False
-    plan(end + 5.0, 0.02, 0.01)  # late, but the feedback is off
-    assert runner.late_allowance == pytest.approx(0.03) and runner.late_chunks == 1
+    plan(end + 10.0, 0.02, 0.01)  # late, but the feedback is off
+    assert runner.late_allowance == pytest.approx(0.03) and runner.late_chunks == 2

@@ -16,8 +16,8 @@ Latency, learned on the caller's clock (node time: sim time on a simulated robot
 The schedulers plan ahead by L + H + `latency_deviations` x spread (default 0: the mean only)
 + the late allowance: a chunk spliced after the plan before it had ended (the arm held for the
 difference) adds that lateness to it, and each chunk on time takes `late_decay` of it away
-(`late_feedback`; async and sai), so a latency tail the mean misses stops idling the arm
-without planning every chunk ahead by the worst case.
+(`late_feedback`; async and sai; at most half a chunk), so a latency tail the mean misses
+stops idling the arm without planning every chunk ahead by the worst case.
 Compute time alone misses most of it on a loaded machine: in the multi-process graph on 2 cores
 (CobotMagic demo) inference took ~18 ms p50 of wall time, while an observation's plan reached
 its first command ~90 ms after the camera stamp, ~28 ms of that after the chunk was published.
@@ -92,6 +92,7 @@ class ChunkRunner:
         self.late_decay = late_decay
         self.late_allowance = 0.0  # seconds (module docstring)
         self.late_chunks = 0  # chunks spliced after the plan before them had ended
+        self._chunk_s = 0.0  # duration of the last chunk handed out
         self._alpha = latency_smoothing
         # finished chunks awaiting on_chunk_applied: observation stamp -> (finish time, end of
         # the plan the chunk follows)
@@ -163,7 +164,8 @@ class ChunkRunner:
             return
         if late > 0.0:
             self.late_chunks += 1
-            self.late_allowance += late
+            # at most half a chunk: a stall (seconds) must not make every tick trigger
+            self.late_allowance = min(self.late_allowance + late, 0.5 * self._chunk_s)
         else:
             self.late_allowance *= 1.0 - self.late_decay
 
@@ -268,6 +270,7 @@ class ChunkRunner:
             # sync re-times the chunk to start when it is expected to execute
             chunk = self.scheduler.prepare_chunk(result.chunk, now + self.expected_handoff)
             self._finished_at[chunk.stamp] = (now, self._plan_end)
+            self._chunk_s = len(chunk.actions) * chunk.dt
             while len(self._finished_at) > 64:
                 self._finished_at.popitem(last=False)
             blocking = now - job.arrival if job.arrival is not None else 0.0
