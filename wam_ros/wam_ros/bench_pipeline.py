@@ -217,8 +217,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
                                 "p99": float(policy_stats.get("blocking_latency_ms.p99", "nan"))},
         "idle_fraction": _window_fraction(idle_start, idle_end),
         # the runner's late allowance at the end (chunk_runner.py) and the chunks that came late
-        "late_chunks": int(float(policy_stats.get("late_chunks", "nan"))) if
-        "late_chunks" in policy_stats else None,
+        "late_chunks": float(policy_stats.get("late_chunks", "nan")),
         "late_allowance_ms": float(policy_stats.get("late_allowance_ms", "nan")),
         "expected_handoff_ms": float(policy_stats.get("expected_handoff_ms", "nan")),
         "chunk_boundary_max_jump_rad": max(boundary_jumps, default=float("nan")),

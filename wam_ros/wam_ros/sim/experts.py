@@ -384,6 +384,7 @@ class PickPlaceExpert(ScriptedExpert):
         b = PlanBuilder(self.scene, self.ik)
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
+        grasp_at = [x, y, z]
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
         reach_yaw = 0.0 if align else yaw
         tilt = self.ik.tilt
@@ -395,11 +396,11 @@ class PickPlaceExpert(ScriptedExpert):
             b.segment("approach", {arm: ("joint", self._ik(
                 arm, pre_grasp(centre, reach_yaw, tilt, look), reach_yaw, b.q))})
         b.segment("approach", {arm: ("joint", self._ik(
-            arm, pre_grasp([x, y, z], reach_yaw, tilt, self.approach_height), reach_yaw, b.q))})
+            arm, pre_grasp(grasp_at, reach_yaw, tilt, self.approach_height), reach_yaw, b.q))})
         if align:
-            b.segment("approach", {arm: ("cart", pre_grasp([x, y, z], yaw, tilt,
+            b.segment("approach", {arm: ("cart", pre_grasp(grasp_at, yaw, tilt,
                                                            self.approach_height), yaw)})
-        b.segment("descend", {arm: ("cart", [x, y, z], yaw)})
+        b.segment("descend", {arm: ("cart", grasp_at, yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
         b.hold("grasp", 0.2)
         b.segment("lift", {arm: ("cart", [x, y, top + self.carry_height], yaw)})
