@@ -66,9 +66,11 @@ def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
     try:
         assert spin_until(executor, lambda: len(chunks) >= 4, 90.0), logs()
         assert all(p.alive() for p in procs), logs()
+        # Commands keep flowing (a liveness check, not a rate one: a loaded CI host has
+        # starved the smoother to 5 ticks in a second)
         n = len(commanded)
-        spin_until(executor, lambda: False, 1.0)
-        assert len(commanded) - n > 0.5 * spec.control_rate_hz, logs()
+        wanted = n + int(spec.control_rate_hz)
+        assert spin_until(executor, lambda: len(commanded) >= wanted, 30.0), logs()
 
         lower, upper = spec.limits_array("lower"), spec.limits_array("upper")
         q = np.array(commanded)
@@ -93,11 +95,16 @@ def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
         assert list(last.names) == list(spec.action_layout)
 
         estop.publish(Bool(data=True))
-        spin_until(executor, lambda: False, 2.0)  # decelerate (velocity limits: < 1 s)
+
+        def still(k: int) -> bool:
+            return len(commanded) >= k and np.ptp(np.array(commanded[-k:]), axis=0).max() < 1e-9
+
+        # decelerates within its limits (under a second of ticks), then holds that pose
+        assert spin_until(executor, lambda: still(10), 30.0), logs()
         n = len(commanded)
-        spin_until(executor, lambda: False, 1.0)
-        held = np.array(commanded[n:])
-        assert len(held) > 10 and np.ptp(held, axis=0).max() < 1e-9, logs()
+        assert spin_until(executor, lambda: len(commanded) >= n + 20, 30.0), logs()
+        held = np.array(commanded[n - 10:])
+        assert np.ptp(held, axis=0).max() < 1e-9, logs()
     finally:
         executor.shutdown()
         node.destroy_node()
