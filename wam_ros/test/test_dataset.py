@@ -77,6 +77,36 @@ def test_writer_rejects_bad_frames_and_mismatched_dataset(tmp_path) -> None:
         DatasetWriter(tmp_path, other)
 
 
+def test_object_poses_round_trip_and_are_checked(tmp_path) -> None:
+    columns = ("cube.x", "cube.y", "cube.z", "cube.yaw")
+    info = DatasetInfo(*[getattr(_info(), f) for f in ("robot", "action_layout",
+                                                       "camera_names", "image_size", "dt")],
+                       objects=columns)
+    writer = DatasetWriter(tmp_path, info, part_frames=4)
+    with writer.new_episode("x") as ep:
+        with pytest.raises(ValueError, match="objects"):
+            ep.add(0.0, *_frame(0))  # declared, so every frame must carry them
+        with pytest.raises(ValueError, match="objects"):
+            ep.add(0.0, *_frame(0), np.array([0, 0, np.nan, 0]))
+        for t in range(10):
+            ep.add(t * 0.1, *_frame(t), np.array([t, -t, 0.5, 0.1]))
+    reader = EpisodeReader(tmp_path)
+    assert reader.info.objects == columns
+    np.testing.assert_allclose(reader.episode(0)["objects"][:, 0], np.arange(10))
+    windows = WindowDataset(reader, [0], horizon=3, chunks=2, objects=True)
+    item = windows[0]
+    # the poses at each chunk's first frame (the observations the chunks are planned from)
+    starts = item["state"][:, 0]
+    np.testing.assert_allclose(item["objects"][:, 0], starts)
+    with pytest.raises(ValueError, match="cannot append"):
+        DatasetWriter(tmp_path, _info())  # the same dataset without object poses
+    plain = tmp_path / "plain"
+    with DatasetWriter(plain, _info()).new_episode("x") as ep:
+        ep.add(0.0, *_frame(0))
+    with pytest.raises(ValueError, match="no object poses"):
+        WindowDataset(EpisodeReader(plain), [0], horizon=1, chunks=1, objects=True)
+
+
 def test_window_dataset_samples(tmp_path) -> None:
     spec = RobotSpec.load("cobot_magic")
     make_synthetic_dataset(tmp_path, spec, n_episodes=4, length=20, image_size=(16, 16))

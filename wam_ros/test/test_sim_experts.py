@@ -128,6 +128,13 @@ def test_generated_episodes_read_back(tmp_path):
     assert ep["action"][:, 13].min() == 0.0  # the right gripper closed on the cube
     # state follows action: the measured pose ends near the last command
     np.testing.assert_allclose(ep["state"][-1, :6], ep["action"][-1, :6], atol=0.01)
+    # the object poses (privileged, for the object head): the cube rises, ends near the bin
+    assert reader.info.objects == ("cube.x", "cube.y", "cube.z", "cube.yaw",
+                                   "bin.x", "bin.y", "bin.z", "bin.yaw")
+    cube, bin_ = ep["objects"][:, :4], ep["objects"][:, 4:]
+    assert ep["objects"].shape == (n, 8) and np.ptp(bin_, axis=0).max() == 0.0
+    assert cube[:, 2].max() > cube[0, 2] + 0.05
+    assert np.linalg.norm(cube[-1, :2] - bin_[-1, :2]) < 0.05
 
 
 def test_expert_operator_drives_a_teleop_episode_and_replaces_unplannable_scenes():

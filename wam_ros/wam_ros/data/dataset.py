@@ -11,6 +11,8 @@ Each part holds, for its n frames (one frame per action step, dt = index["dt"]):
     state           (n, D) float32 joint positions at the frame, action layout, grippers 0..1
     action          (n, D) float32 absolute commanded positions, same units as state
     stamp           (n,)   float64 seconds
+    objects         (n, K) float32 optional: the scene's object poses where the data comes from
+                    a simulator (privileged; index["objects"] names the K columns)
 The writer flushes a part every `part_frames` frames and rewrites index.json atomically after
 each flush, so an episode cut short (killed recorder) stays readable up to its last part.
 """
@@ -38,6 +40,8 @@ class DatasetInfo:
     camera_names: tuple[str, ...]
     image_size: tuple[int, int]  # (H, W)
     dt: float
+    # columns of the optional per-frame `objects` tensor (e.g. "cube.x"); empty: not recorded
+    objects: tuple[str, ...] = ()
 
     @property
     def action_dim(self) -> int:
@@ -77,11 +81,17 @@ class DatasetWriter:
             if old != new:
                 raise ValueError(f"{self.root}: existing dataset has robot/layout/cameras/size "
                                  f"{old}, cannot append {new}")
+            if tuple(self.index.get("objects", ())) != tuple(info.objects):
+                raise ValueError(f"{self.root}: existing dataset records objects "
+                                 f"{self.index.get('objects', [])}, cannot append "
+                                 f"{list(info.objects)}")
         else:
             self.index = {"format": FORMAT, "version": VERSION, "robot": info.robot,
                           "action_layout": list(info.action_layout),
                           "camera_names": list(info.camera_names),
                           "image_size": list(info.image_size), "dt": info.dt, "episodes": []}
+            if info.objects:
+                self.index["objects"] = list(info.objects)
             self._save_index()
 
     def _save_index(self) -> None:
@@ -105,24 +115,36 @@ class EpisodeWriter:
         self._closed = False
 
     def add(self, stamp: float, images: dict[str, np.ndarray], state: np.ndarray,
-            action: np.ndarray) -> None:
-        """One frame. state / action: (D,) action layout, grippers normalised 0..1."""
+            action: np.ndarray, objects: np.ndarray | None = None) -> None:
+        """One frame. state / action: (D,) action layout, grippers normalised 0..1;
+        objects: (K,) the columns DatasetInfo.objects names (required when it names any)."""
         if self._closed:
             raise RuntimeError("episode already closed")
         info = self.owner.info
         h, w = info.image_size
+        # every field is checked before any is buffered: a refused frame leaves nothing behind
+        row: dict[str, np.ndarray] = {}
         for cam in info.camera_names:
             img = images.get(cam)
             if img is None or img.shape != (h, w, 3) or img.dtype != np.uint8:
                 got = None if img is None else (img.shape, img.dtype)
                 raise ValueError(f"camera {cam!r}: expected ({h}, {w}, 3) uint8, got {got}")
-            self._buf.setdefault(f"image.{cam}", []).append(img)
+            row[f"image.{cam}"] = img
         for key, raw in (("state", state), ("action", action)):
             vec = np.asarray(raw, np.float32)
             if vec.shape != (info.action_dim,) or not np.all(np.isfinite(vec)):
                 raise ValueError(f"{key}: expected ({info.action_dim},) finite values, got "
                                  f"{vec.shape}")
-            self._buf.setdefault(key, []).append(vec)
+            row[key] = vec
+        if info.objects or objects is not None:
+            vec = np.asarray(objects if objects is not None else (), np.float32)
+            if vec.shape != (len(info.objects),) or not np.all(np.isfinite(vec)):
+                raise ValueError(f"objects: expected ({len(info.objects)},) finite values "
+                                 f"({', '.join(info.objects) or 'none declared'}), got "
+                                 f"{vec.shape}")
+            row["objects"] = vec
+        for key, value in row.items():
+            self._buf.setdefault(key, []).append(value)
         self._buf.setdefault("stamp", []).append(np.float64(stamp))
         if len(self._buf["stamp"]) >= self.owner.part_frames:
             self.flush()
@@ -165,7 +187,7 @@ class EpisodeReader:
         doc = _read_index(self.root)
         self.info = DatasetInfo(doc["robot"], tuple(doc["action_layout"]),
                                 tuple(doc["camera_names"]), tuple(doc["image_size"]),
-                                float(doc["dt"]))
+                                float(doc["dt"]), tuple(doc.get("objects", ())))
         self.episodes = [e for e in doc["episodes"] if e["length"] >= min_length]
         self._handles: dict[Path, Any] = {}
 
@@ -200,6 +222,7 @@ class EpisodeReader:
         """All frames of an episode (small datasets, tests)."""
         n = self.length(ep)
         keys = ["state", "action", "stamp"] + [f"image.{c}" for c in self.info.camera_names]
+        keys += ["objects"] if self.info.objects else []
         return {k: self.frames(ep, k, np.arange(n)) for k in keys}
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen their own handles
@@ -216,14 +239,18 @@ class WindowDataset:
     clamp to the last frame (the robot holds still). rest_tolerance > 0 ends each episode
     before its rest tail (`rest_tail_start`). Returns a dict of numpy arrays:
       images (chunks+1, ncam, 3, H, W) uint8, state (chunks, D), actions (chunks, H, D)
-      absolute, task (str).
+      absolute, task (str); with `objects`, also objects (chunks, K) at each chunk start
+      (the dataset must record them).
     """
 
     def __init__(self, reader: EpisodeReader, episodes: list[int], horizon: int, chunks: int,
                  samples_per_epoch: int | None = None, seed: int = 0,
-                 rest_tolerance: float = 0.0) -> None:
+                 rest_tolerance: float = 0.0, objects: bool = False) -> None:
         if not episodes:
             raise ValueError("no episodes for this split")
+        if objects and not reader.info.objects:
+            raise ValueError(f"{reader.root}: the dataset records no object poses")
+        self.objects = objects
         self.reader, self.episodes = reader, list(episodes)
         self.horizon, self.chunks = horizon, chunks
         self.lengths = {e: reader.length(e) for e in self.episodes}
@@ -248,13 +275,17 @@ class WindowDataset:
         act_idx = np.minimum(t0 + np.arange(self.chunks * self.horizon), n - 1)
         cams = self.reader.info.camera_names
         images = np.stack([self.reader.frames(ep, f"image.{c}", frame_idx) for c in cams], 1)
-        return {
+        item = {
             "images": images.transpose(0, 1, 4, 2, 3),  # (C+1, ncam, 3, H, W)
             "state": self.reader.frames(ep, "state", frame_idx[:-1]).astype(np.float32),
             "actions": self.reader.frames(ep, "action", act_idx).astype(np.float32).reshape(
                 self.chunks, self.horizon, -1),
             "task": self.reader.task(ep),
         }
+        if self.objects:
+            item["objects"] = self.reader.frames(ep, "objects", frame_idx[:-1]).astype(
+                np.float32)
+        return item
 
 
 def rest_tail_start(state: np.ndarray, tolerance: float) -> int:
@@ -274,14 +305,15 @@ def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int
 
 def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
                            length: int = 60, image_size: tuple[int, int] = (32, 32),
-                           seed: int = 0) -> Path:
+                           seed: int = 0, objects: bool = False) -> Path:
     """A small learnable dataset for tests and smoke runs (not a simulator).
 
     Each episode moves the joints from its task's start towards its task's goal (three tasks,
     start and goal jittered per episode) with a first-order controller; every camera shows one
     blob whose position encodes the goal (two joints) and one that encodes the current state
     (two other joints), so both the next observation and the actions are predictable from the
-    images, the state and the task.
+    images, the state and the task. `objects`: also record the goal blob of the first camera
+    as an object pose ("goal": x, y in [-1, 1] image units, z = yaw = 0).
     """
     rng = np.random.default_rng(seed)
     lo, hi = robot.limits_array("lower"), robot.limits_array("upper")
@@ -289,8 +321,9 @@ def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
     lo = np.where(grip, 0.0, lo)
     hi = np.where(grip, 1.0, hi)
     mid, span = (lo + hi) / 2, (hi - lo) / 2
+    columns = ("goal.x", "goal.y", "goal.z", "goal.yaw") if objects else ()
     info = DatasetInfo(robot.name, tuple(robot.action_layout), tuple(robot.camera_names),
-                       tuple(image_size), robot.action_dt)
+                       tuple(image_size), robot.action_dt, columns)
     writer = DatasetWriter(root, info, part_frames=max(8, length // 2))
     h, w = image_size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -319,6 +352,7 @@ def make_synthetic_dataset(root: str | Path, robot: Any, n_episodes: int = 8,
                 action = state + np.clip(0.15 * (goal - state), -0.05 * span, 0.05 * span)
                 action += rng.normal(0, 0.002, action.shape) * span
                 action = np.clip(action, lo, hi)
-                ep.add(t * robot.action_dt, images, state, action)
+                pose = np.array([2 * gn[0], 2 * gn[1], 0.0, 0.0]) if objects else None
+                ep.add(t * robot.action_dt, images, state, action, pose)
                 state = action
     return Path(root)

@@ -69,6 +69,11 @@ class ModelConfig:
     # inference: scale of the flow's starting noise (1 = the learned distribution; lower
     # samples nearer its modes: smoother chunks, see MODEL.md); runtime settings may override
     noise_scale: float = 1.0
+    # ---- privileged object head (training only) ------------------------------------------
+    # outputs of a head that predicts the scene's object poses from the observation tokens
+    # (x, y, z, sin 4yaw, cos 4yaw per object); set from the dataset when train.object_loss > 0,
+    # 0: no head. Inference never runs it.
+    object_dim: int = 0
 
     @property
     def action_dim(self) -> int:
@@ -118,6 +123,10 @@ class TrainConfig:
     # also where the next one starts: "at home -> stay" samples teach a policy to stay put at
     # the start of an episode.
     rest_tail_tolerance: float = 0.0
+    # Weight of the privileged object loss (0: off): a head on the observation tokens must
+    # predict the object poses a simulated dataset records (DATASET.md `objects`). The action
+    # loss alone let the AgiBot G1 policy learn the mean reach and not where the cube is.
+    object_loss: float = 0.0
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -210,6 +219,8 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("ttt_lr_init" if obj.ttt_lr_init <= 0 else "ttt_grad_clip", "> 0")
         if len(set(obj.camera_names)) != len(obj.camera_names):
             raise bad("camera_names", "distinct names")
+        if obj.object_dim < 0:
+            raise bad("object_dim", ">= 0")
     else:
         for name in ("steps", "batch_size", "train_chunks", "val_every", "val_batches",
                      "save_every", "stats_samples", "latent_steps"):
@@ -221,6 +232,8 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("val_fraction", "between 0 and 1 (exclusive)")
         if obj.rest_tail_tolerance < 0:
             raise bad("rest_tail_tolerance", ">= 0")
+        if obj.object_loss < 0:
+            raise bad("object_loss", ">= 0")
         if obj.num_workers < 0 or obj.warmup_steps < 0:
             raise bad("num_workers" if obj.num_workers < 0 else "warmup_steps", ">= 0")
 

@@ -55,18 +55,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override model.action_space")
     p.add_argument("--rest-tail-tolerance", type=float,
                    help="override train.rest_tail_tolerance (episodes' rest tails not trained on)")
+    p.add_argument("--object-loss", type=float,
+                   help="override train.object_loss (privileged object-pose head; needs a "
+                        "dataset that records object poses)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 # ---- batches -------------------------------------------------------------------------------
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+    batch = {
         "images": torch.from_numpy(np.stack([i["images"] for i in items])),
         "state": torch.from_numpy(np.stack([i["state"] for i in items])),
         "actions": torch.from_numpy(np.stack([i["actions"] for i in items])),
         "task": [i["task"] for i in items],
     }
+    if "objects" in items[0]:
+        batch["objects"] = torch.from_numpy(np.stack([i["objects"] for i in items]))
+    return batch
+
+
+def object_targets(objects: torch.Tensor) -> torch.Tensor:
+    """(..., 4K) recorded poses (x, y, z, yaw per object) -> (..., 5K) what the object head
+    predicts: x, y, z, sin 4yaw, cos 4yaw (a cube's yaw only matters modulo a quarter turn,
+    and the pair is continuous where the recorded yaw wraps)."""
+    poses = objects.unflatten(-1, (-1, 4))
+    yaw = 4 * poses[..., 3:]
+    return torch.cat([poses[..., :3], torch.sin(yaw), torch.cos(yaw)], -1).flatten(-2)
 
 
 def gripper_mask(cfg: ModelConfig) -> torch.Tensor:
@@ -104,7 +119,9 @@ def model_actions(cfg: ModelConfig, actions: torch.Tensor, state: torch.Tensor,
 
 
 def prepare(model: WorldActionModel, batch: dict[str, Any], device: torch.device,
-            latent_encoder: Any = None) -> tuple[torch.Tensor, ...]:
+            latent_encoder: Any = None) -> tuple[Any, ...]:
+    """feats, state, actions (normalised), task vectors and the normalised object targets
+    (None without an object head or object poses in the batch)."""
     cfg = model.cfg
     images = batch["images"].to(device, torch.float32)  # (B, C+1, ncam, 3, H, W)
     b, c1 = images.shape[:2]
@@ -115,12 +132,16 @@ def prepare(model: WorldActionModel, batch: dict[str, Any], device: torch.device
     acts = model_actions(cfg, batch["actions"].to(device), state, latent_encoder)
     state_n = (state - model.state_mean) / model.state_std
     acts_n = (acts - model.action_mean) / model.action_std
-    return feats, state_n, acts_n, model.task_vector(batch["task"])
+    objects = None
+    if model.object_head is not None and "objects" in batch:
+        objects = (object_targets(batch["objects"].to(device)) - model.object_mean) / (
+            model.object_std)
+    return feats, state_n, acts_n, model.task_vector(batch["task"]), objects
 
 
 def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: torch.device,
                   latent_encoder: Any = None) -> dict[str, torch.Tensor]:
-    feats, states, acts = [], [], []
+    feats, states, acts, objects = [], [], [], []
     step = max(1, len(data) // n)
     with torch.no_grad():
         for i in range(0, min(len(data), n * step), step):
@@ -133,6 +154,9 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
             states.append(st.reshape(-1, st.shape[-1]))
             a = model_actions(model.cfg, batch["actions"].to(device), st, latent_encoder)
             acts.append(a.reshape(-1, a.shape[-1]))
+            if model.object_head is not None:
+                o = object_targets(batch["objects"].to(device))
+                objects.append(o.reshape(-1, o.shape[-1]))
 
     def ms(x: list[torch.Tensor], floor: float) -> tuple[torch.Tensor, torch.Tensor]:
         cat = torch.cat(x)
@@ -140,7 +164,7 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
 
     out = {}
     for name, xs, floor in (("feat", feats, 1e-3), ("state", states, 1e-2),
-                            ("action", acts, 1e-3)):
+                            ("action", acts, 1e-3), ("object", objects, 1e-2)):
         if xs:
             mean, std = ms(xs, floor)
             out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
@@ -197,13 +221,16 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
     with torch.no_grad():
         for bi in range(tcfg.val_batches):
             idx = [(bi * tcfg.batch_size + j) % len(data) for j in range(tcfg.batch_size)]
-            feats, st, ac, task = prepare(model, collate([data[i] for i in idx]), device,
-                                          latent_encoder)
+            feats, st, ac, task, obj = prepare(model, collate([data[i] for i in idx]), device,
+                                               latent_encoder)
             for mem in MEMORY_SCHEDULE:
                 gen.manual_seed(1000 + bi)
-                losses = model.loss(feats, st, ac, task, mem, generator=gen)
-                for head in ("latent", "action"):
-                    key = f"{head}_{mem}"
+                losses = model.loss(feats, st, ac, task, mem, generator=gen, objects=obj)
+                heads = ("latent", "action") + (("object",) if obj is not None else ())
+                for head in heads:
+                    key = f"{head}_{mem}" if head != "object" else head
+                    if head == "object" and mem != MEMORY_SCHEDULE[0]:
+                        continue  # the object head does not depend on the memory
                     sums[key] = sums.get(key, 0.0) + float(losses[head]) / tcfg.val_batches
     model.train()
     return sums
@@ -213,7 +240,7 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
           out_dir: str | Path, *, resume: bool = False, device: str = "auto",
           steps: int | None = None, batch_size: int | None = None,
           action_space: str | None = None, rest_tail_tolerance: float | None = None,
-          progress: bool = True,
+          object_loss: float | None = None, progress: bool = True,
           log: Any = print) -> dict[str, Any]:
     """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}."""
     out = Path(out_dir)
@@ -246,19 +273,31 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
         tcfg.batch_size = batch_size
     if rest_tail_tolerance is not None:
         tcfg.rest_tail_tolerance = rest_tail_tolerance
+    if object_loss is not None and not resume:
+        if object_loss < 0:
+            raise ConfigError(f"--object-loss: got {object_loss}; allowed: >= 0")
+        tcfg.object_loss = object_loss
     if action_space is not None and not resume:
         mcfg.action_space = action_space
+    if not resume:  # the object head exists where its loss is trained
+        objects = reader.info.objects
+        if tcfg.object_loss > 0 and not objects:
+            raise ConfigError(f"train.object_loss {tcfg.object_loss}: {data_dir} records no "
+                              "object poses (a simulator dataset does: wam-ros sim generate)")
+        mcfg.object_dim = 5 * (len(objects) // 4) if tcfg.object_loss > 0 else 0
     if len(reader) < 2:
         raise ValueError(f"{data_dir}: need at least 2 episodes (train + validation)")
 
     torch.manual_seed(tcfg.seed + rank)
     train_eps, val_eps = split_episodes(len(reader), tcfg.val_fraction, tcfg.seed)
+    with_objects = mcfg.object_dim > 0
     train_data = WindowDataset(reader, train_eps, mcfg.horizon, tcfg.train_chunks,
                                samples_per_epoch=10**9, seed=tcfg.seed,
-                               rest_tolerance=tcfg.rest_tail_tolerance)
+                               rest_tolerance=tcfg.rest_tail_tolerance, objects=with_objects)
     val_data = WindowDataset(reader, val_eps, mcfg.horizon, tcfg.train_chunks,
                              samples_per_epoch=tcfg.val_batches * tcfg.batch_size,
-                             seed=tcfg.seed + 1, rest_tolerance=tcfg.rest_tail_tolerance)
+                             seed=tcfg.seed + 1, rest_tolerance=tcfg.rest_tail_tolerance,
+                             objects=with_objects)
 
     model = WorldActionModel(mcfg).to(dev)
     latent_encoder = None
@@ -299,11 +338,14 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
             g["lr"] = _lr(step, tcfg)
         base = (step * world + rank) * tcfg.batch_size
         batch = collate([train_data[base + j] for j in range(tcfg.batch_size)])
-        feats, st, ac, task = prepare(model, batch, dev, latent_encoder)
+        feats, st, ac, task, obj = prepare(model, batch, dev, latent_encoder)
         memory = MEMORY_SCHEDULE[step % len(MEMORY_SCHEDULE)]
-        losses = ddp_model(feats, st, ac, task, memory)
+        losses = ddp_model(feats, st, ac, task, memory, obj)
+        total = losses["total"]
+        if obj is not None:
+            total = total + tcfg.object_loss * losses["object"]
         opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
         opt.step()
         bar.set_postfix(lat=f"{losses['latent'].item():.3f}",
@@ -330,7 +372,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.config, args.out, resume=args.resume, device=args.device,
               steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
-              rest_tail_tolerance=args.rest_tail_tolerance, progress=not args.quiet)
+              rest_tail_tolerance=args.rest_tail_tolerance, object_loss=args.object_loss,
+              progress=not args.quiet)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

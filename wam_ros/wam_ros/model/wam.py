@@ -148,8 +148,15 @@ class WorldActionModel(nn.Module):
                              cfg.ttt_grad_clip)
         self.blocks = nn.ModuleList(
             MoTBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_layers))
+        # training only: object poses from the observation tokens (model.object_dim)
+        self.object_head = None
+        if cfg.object_dim > 0:
+            self.object_head = nn.Sequential(nn.Linear(cfg.n_obs_tokens * cf, 4 * d), nn.GELU(),
+                                             nn.Linear(4 * d, cfg.object_dim))
         # normalisation statistics (filled from the data before training; saved with weights)
-        for name, n in (("feat", cf), ("state", dim), ("action", a)):
+        stats = [("feat", cf), ("state", dim), ("action", a)]
+        stats += [("object", cfg.object_dim)] if cfg.object_dim > 0 else []
+        for name, n in stats:
             self.register_buffer(f"{name}_mean", torch.zeros(n))
             self.register_buffer(f"{name}_std", torch.ones(n))
 
@@ -304,13 +311,15 @@ class WorldActionModel(nn.Module):
         return v_lat, v_act
 
     def loss(self, feats: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
-             task_vec: torch.Tensor, memory: str,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             task_vec: torch.Tensor, memory: str, generator: torch.Generator | None = None,
+             objects: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Joint flow-matching losses on a window of C chunks.
 
         feats (B, C+1, n_obs, Cf) normalised tokens of the observation at each chunk start and
-        one chunk after the last; state (B, C, D) and actions (B, C, H, A) normalised.
-        Returns {"latent", "action", "total"}.
+        one chunk after the last; state (B, C, D) and actions (B, C, H, A) normalised;
+        objects (B, C, object_dim) normalised object targets at each chunk start (privileged,
+        with the object head only). Returns {"latent", "action", "total"} (+ "object": its
+        mean squared error, not weighted into "total": the trainer adds it).
         """
         cfg = self.cfg
         b, c = state.shape[:2]
@@ -323,6 +332,12 @@ class WorldActionModel(nn.Module):
             return torch.randn(x.shape, generator=generator, device=dev, dtype=dt)
 
         ctx = feats[:, :c]
+        out: dict[str, torch.Tensor] = {}
+        if objects is not None:
+            if self.object_head is None:
+                raise ValueError("object targets given to a model without an object head")
+            pred = self.object_head(ctx.flatten(2))  # the clean observation tokens
+            out["object"] = ((pred - objects) ** 2).mean()
         # The future latent is a target, not a path for gradients: with a trainable encoder
         # the latent loss could otherwise be driven down by collapsing the features
         # (stop-gradient on the target, as in self-predictive representation learning).
@@ -361,12 +376,14 @@ class WorldActionModel(nn.Module):
         keep = (~clean).to(dt)
         latent_loss = (lat_err * keep).sum() / keep.sum().clamp(min=1.0)
         action_loss = ((v_act - (actions - n_act)) ** 2).mean()
-        return {"latent": latent_loss, "action": action_loss, "total": latent_loss + action_loss}
+        out.update(latent=latent_loss, action=action_loss, total=latent_loss + action_loss)
+        return out
 
     def forward(self, feats: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
-                task_vec: torch.Tensor, memory: str) -> dict[str, torch.Tensor]:
+                task_vec: torch.Tensor, memory: str,
+                objects: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training losses (so DistributedDataParallel can wrap the model)."""
-        return self.loss(feats, state, actions, task_vec, memory)
+        return self.loss(feats, state, actions, task_vec, memory, objects=objects)
 
     # ---- inference pieces (mirrored one-to-one by the ONNX graphs) ------------------------
     def _run(self, xv: torch.Tensor | None, xa: torch.Tensor | None, pos: torch.Tensor,

@@ -33,6 +33,7 @@ class EpisodeRecord:
     state: np.ndarray | None = None  # (T, D)
     action: np.ndarray | None = None  # (T, D)
     stamp: np.ndarray | None = None  # (T,)
+    objects: np.ndarray | None = None  # (T, 4 x objects): each object's x, y, z, yaw (world)
     seconds: float = 0.0  # wall time spent
 
     @property
@@ -61,12 +62,13 @@ def record_episode(sim, seed: int, image_size: tuple[int, int]) -> EpisodeRecord
     start = time.perf_counter()
     h, w = image_size
     images: dict[str, list[np.ndarray]] = {c: [] for c in sim.robot.camera_names}
-    states, actions, stamps = [], [], []
+    states, actions, stamps, objects = [], [], [], []
 
     def on_step(sim, action: np.ndarray) -> None:
         for cam, img in sim.render(width=w, height=h).items():
             images[cam].append(img)
         states.append(sim.state())
+        objects.append(np.concatenate(list(sim.object_poses().values())))
         actions.append(np.asarray(action, dtype=np.float64))
         stamps.append(sim.elapsed)
 
@@ -82,7 +84,15 @@ def record_episode(sim, seed: int, image_size: tuple[int, int]) -> EpisodeRecord
         seed, True, "", sim.task.instruction,
         images={c: np.stack(v) for c, v in images.items()},
         state=np.stack(states).astype(np.float32), action=np.stack(actions).astype(np.float32),
-        stamp=np.asarray(stamps, dtype=np.float64), seconds=time.perf_counter() - start)
+        stamp=np.asarray(stamps, dtype=np.float64),
+        objects=np.stack(objects).astype(np.float32), seconds=time.perf_counter() - start)
+
+
+def object_columns(task: str) -> tuple[str, ...]:
+    """Names of the columns record_episode writes for `task`'s objects."""
+    from wam_ros.sim.tasks import task_class
+
+    return tuple(f"{o}.{c}" for o in task_class(task).objects for c in ("x", "y", "z", "yaw"))
 
 
 # ---- worker processes ----------------------------------------------------------------------
@@ -133,7 +143,8 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     max_attempts = max_attempts or 2 * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
-                       (int(image_size[0]), int(image_size[1])), spec.action_dt)
+                       (int(image_size[0]), int(image_size[1])), spec.action_dt,
+                       object_columns(task))
     writer = DatasetWriter(out, info)
     bar = None
     if progress:
@@ -155,7 +166,7 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
             with writer.new_episode(task=instruction) as ep:
                 for k in range(rec.frames):
                     ep.add(float(rec.stamp[k]), {c: v[k] for c, v in rec.images.items()},
-                           rec.state[k], rec.action[k])
+                           rec.state[k], rec.action[k], rec.objects[k])
                 ep.close(success=True)
             written += 1
             frames += rec.frames
