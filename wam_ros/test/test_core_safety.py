@@ -261,6 +261,48 @@ def test_deviation_latches_after_consecutive_cycles(spec: RobotSpec) -> None:
     assert_within_limits(spec, rig.positions(), rig.pipe.dt)
 
 
+def test_a_gripper_closed_on_an_object_is_not_a_deviation(spec: RobotSpec) -> None:
+    """A gripper holding an object never reaches its closed command (G1's normalised gripper
+    stops at 0.09 of 1 around the cube): no stop for that, unless deviation_grippers asks; an
+    arm joint held back the same way still stops the robot."""
+    grip = spec.gripper_mask()
+    joint = int(np.flatnonzero(grip)[0])
+    span = spec.limits_array("upper") - spec.limits_array("lower")
+    threshold = np.where(grip, 0.1 * span, 0.1)  # grippers: a tenth of their range
+    for check_grippers in (False, True):
+        rig = Rig(spec, deviation_threshold=tuple(threshold.tolist()), deviation_cycles=3,
+                  tracking_window_s=0.3, deviation_grippers=check_grippers)
+        acts = np.repeat(spec.home_vector()[None], 60, 0).astype(np.float32)
+        closed = spec.action_to_joint(np.zeros(spec.action_dim))[joint]
+        acts[10:, joint] = closed  # close
+        rig.pipe.offer_chunk(Chunk(stamp=rig.now, actions=acts, dt=spec.action_dt), rig.now)
+        blocked = spec.home_vector()[joint] + 0.2 * (closed - spec.home_vector()[joint])
+        for _ in range(round(1.5 / rig.pipe.dt)):
+            rig.now += rig.pipe.dt
+            measured = rig.outputs[-1].positions.copy()
+            if abs(measured[joint] - spec.home_vector()[joint]) > abs(
+                    blocked - spec.home_vector()[joint]):
+                measured[joint] = blocked  # the object stops the fingers
+            rig.outputs.append(rig.pipe.step(rig.now, measured))
+        gap = abs(rig.outputs[-1].positions[joint] - blocked)
+        assert gap > 5 * threshold[joint]  # far beyond the threshold
+        if check_grippers:
+            assert rig.pipe.monitor.latched == DEVIATION
+        else:
+            assert rig.pipe.monitor.latched is None
+            assert rig.outputs[-1].state is PipelineState.RUNNING
+    # an arm joint stuck as far is still a fault
+    rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.0)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
+    rig.run(0.2)
+    for _ in range(5):
+        rig.now += rig.pipe.dt
+        stuck = rig.outputs[-1].positions.copy()
+        stuck[0] -= 0.2
+        rig.outputs.append(rig.pipe.step(rig.now, stuck))
+    assert rig.pipe.monitor.latched == DEVIATION
+
+
 def test_deviation_tolerates_tracking_lag_but_not_a_stuck_arm(spec: RobotSpec) -> None:
     rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.3)
     rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.8, horizon=120), rig.now)

@@ -53,6 +53,10 @@ class SafetyConfig:
         delivered its first message (0 disables); beyond it the arm decelerates to a hold.
     deviation_threshold: |commanded - measured| per joint (one value for all, or one per action
         dim) beyond which the arm is stopped (latched).
+    deviation_grippers: check the grippers too. Off by default: a gripper closing on an object
+        stops short of its command by design (its force limit, not position tracking, keeps it
+        safe), by up to its whole range where it is normalised (AgiBot G1: commanded 1.0,
+        measured 0.09 around the cube; checked, every grasp latched a stop).
     deviation_cycles: consecutive ticks over the threshold before the fault latches, so one
         noisy joint-state sample does not stop the robot.
     log_interval_s: repeats of the same refusal are counted but logged at most this often.
@@ -62,6 +66,7 @@ class SafetyConfig:
     observation_timeout_s: float = 1.0
     deviation_threshold: float | tuple[float, ...] = 0.3
     deviation_cycles: int = 3
+    deviation_grippers: bool = False
     log_interval_s: float = 5.0
     # The measured joints trail the commands (transport, controller, motor): a measurement is
     # compared with the closest of the commands sent in this window, so lag alone is not a fault.
@@ -93,7 +98,9 @@ class SafetyMonitor:
     """Latched stops, watchdogs and guards; pure (time passed in), thread-safe."""
 
     def __init__(self, config: SafetyConfig | None = None, dim: int = 1,
-                 logger: Logger | None = None) -> None:
+                 logger: Logger | None = None, grippers: np.ndarray | None = None) -> None:
+        """grippers: (dim,) bool mask of the gripper entries (not deviation-checked unless
+        config.deviation_grippers)."""
         self.config = config or SafetyConfig()
         self.dim = dim
         thresholds = np.atleast_1d(np.asarray(self.config.deviation_threshold, np.float64))
@@ -104,6 +111,8 @@ class SafetyMonitor:
                 f"SafetyConfig.deviation_threshold: {thresholds.size} values; allowed: 1 or "
                 f"{dim} (one per action dim)"
             )
+        if grippers is not None and not self.config.deviation_grippers:
+            thresholds = np.where(np.asarray(grippers, bool), np.inf, thresholds)
         self._thresholds = thresholds
         self._log = logger or (lambda _msg: None)
         self._lock = threading.RLock()
@@ -280,7 +289,7 @@ class CommandPipeline:
         self.timeline = ActionTimeline(dim, self.config.timeline)
         self.smoother = ChunkSmoother(self.config.smoothing, spec.gripper_mask())
         self.enforcer = LimitEnforcer.from_spec(spec, self.config.control_dt, self.config.limits)
-        self.monitor = SafetyMonitor(self.config.safety, dim, logger)
+        self.monitor = SafetyMonitor(self.config.safety, dim, logger, spec.gripper_mask())
         self._lower = spec.limits_array("lower")
         self._upper = spec.limits_array("upper")
         # One lock for the whole pipeline: chunks arrive on the policy's thread while `step`
