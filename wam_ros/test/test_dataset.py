@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -79,9 +80,7 @@ def test_writer_rejects_bad_frames_and_mismatched_dataset(tmp_path) -> None:
 
 def test_object_poses_round_trip_and_are_checked(tmp_path) -> None:
     columns = ("cube.x", "cube.y", "cube.z", "cube.yaw")
-    info = DatasetInfo(*[getattr(_info(), f) for f in ("robot", "action_layout",
-                                                       "camera_names", "image_size", "dt")],
-                       objects=columns)
+    info = dataclasses.replace(_info(), objects=columns)
     writer = DatasetWriter(tmp_path, info, part_frames=4)
     with writer.new_episode("x") as ep:
         with pytest.raises(ValueError, match="objects"):

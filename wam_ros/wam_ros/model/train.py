@@ -225,12 +225,13 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
                                                latent_encoder)
             for mem in MEMORY_SCHEDULE:
                 gen.manual_seed(1000 + bi)
-                losses = model.loss(feats, st, ac, task, mem, generator=gen, objects=obj)
-                heads = ("latent", "action") + (("object",) if obj is not None else ())
-                for head in heads:
-                    key = f"{head}_{mem}" if head != "object" else head
-                    if head == "object" and mem != MEMORY_SCHEDULE[0]:
-                        continue  # the object head does not depend on the memory
+                # the object head does not depend on the memory: evaluated once
+                first = mem == MEMORY_SCHEDULE[0]
+                losses = model.loss(feats, st, ac, task, mem, generator=gen,
+                                    objects=obj if first else None)
+                keys = {f"{head}_{mem}": head for head in ("latent", "action")}
+                keys.update({"object": "object"} if "object" in losses else {})
+                for key, head in keys.items():
                     sums[key] = sums.get(key, 0.0) + float(losses[head]) / tcfg.val_batches
     model.train()
     return sums
