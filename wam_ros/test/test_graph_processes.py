@@ -19,6 +19,7 @@ from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.common import EXECUTOR_ENV  # noqa: E402
 from wam_ros.nodes.process import (  # noqa: E402
     NodeProcess,
     spin_until,
@@ -29,9 +30,16 @@ from wam_ros_msgs.msg import ActionChunk  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("robot, scheduler", [("cobot_magic", "async"), ("agibot_g1", "sai")])
+# the graph spins on rclpy's EventsExecutor where it exists; the multi-threaded executor is the
+# fallback for older rclpy (and a choice: WAM_ROS_EXECUTOR)
+@pytest.mark.parametrize("robot, scheduler, executor", [
+    ("cobot_magic", "async", ""), ("agibot_g1", "sai", ""),
+    ("cobot_magic", "sync", "multi_threaded")])
 def test_graph_drives_the_robot_within_limits_and_stops(rclpy_context, tmp_path,
-                                                        tiny_checkpoint, robot, scheduler):
+                                                        tiny_checkpoint, robot, scheduler,
+                                                        executor, monkeypatch):
+    if executor:
+        monkeypatch.setenv(EXECUTOR_ENV, executor)
     spec = RobotSpec.load(robot)
     procs = start_graph_processes(tmp_path, robot, tiny_checkpoint(robot),
                                   scheduler=scheduler)

@@ -77,12 +77,12 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             policy_params: dict | None = None, realtime_priority: int = 0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
     from wam_ros.core.robot import RobotSpec
     from wam_ros.model.checkpoint import read_checkpoint_config
     from wam_ros.nodes import conversions, topics
+    from wam_ros.nodes.common import graph_executor, make_executor
     from wam_ros.nodes.process import start_graph_processes
     from wam_ros_msgs.msg import ActionChunk
     from wam_ros_msgs.msg import Observation as ObservationMsg
@@ -99,7 +99,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     context = rclpy.context.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("wam_bench_probe", context=context)
-    executor = SingleThreadedExecutor(context=context)
+    # the probe spins like the graph: on two cores its own executor's overhead would show
+    # up in what it measures
+    executor = make_executor(graph_executor(), context=context)
     executor.add_node(node)
     now = time.time  # all processes share the system clock
     obs_rx: dict[int, float] = {}

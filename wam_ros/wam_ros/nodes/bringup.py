@@ -34,7 +34,7 @@ def link(observation: ObservationNode, policy: PolicyNode, decoder: DecoderNode,
 
 def main(args: list[str] | None = None) -> int:
     return run_nodes([ObservationNode, PolicyNode, DecoderNode, SmootherNode], args, threads=6,
-                     link=link)
+                     link=link, executor="auto")
 
 
 if __name__ == "__main__":

@@ -8,19 +8,72 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from wam_ros.core.config import ConfigError
 
+EXECUTOR_ENV = "WAM_ROS_EXECUTOR"
+EXECUTORS = ("events", "multi_threaded")
+
+
+def events_executor_available() -> bool:
+    try:
+        from rclpy.experimental import EventsExecutor  # noqa: F401  (rclpy >= 9, Kilted)
+    except ImportError:
+        return False
+    return True
+
+
+def graph_executor() -> str:
+    """The executor the camera-to-command nodes spin on: $WAM_ROS_EXECUTOR, else rclpy's
+    EventsExecutor where this rclpy has it, else the MultiThreadedExecutor.
+
+    The EventsExecutor dispatches callbacks from C++ on one thread, without the Python wait-set
+    rebuild that rclpy's executors do per callback. On two cores that rebuild (six threads
+    taking turns on the GIL) was the largest cost of the whole stack: it took CPU from
+    inference and delayed camera frames by up to 140 ms (the pipeline bench in README).
+    One thread suffices because nothing slow runs in a callback: inference has its own worker
+    thread and every other callback takes a few milliseconds at most.
+    """
+    kind = os.environ.get(EXECUTOR_ENV, "").strip()
+    if kind:
+        if kind not in EXECUTORS:
+            raise ConfigError(f"{EXECUTOR_ENV}={kind!r}; allowed: {', '.join(EXECUTORS)}")
+        if kind == "events" and not events_executor_available():
+            raise ConfigError(f"{EXECUTOR_ENV}=events, but this rclpy has no EventsExecutor "
+                              "(rclpy.experimental, ROS 2 Kilted or later)")
+        return kind
+    return "events" if events_executor_available() else "multi_threaded"
+
+
+def make_executor(kind: str, threads: int = 4, context: Any = None) -> Executor:
+    if kind == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    if kind == "multi_threaded":
+        return MultiThreadedExecutor(num_threads=threads, context=context)
+    raise ValueError(f"executor {kind!r}; allowed: {', '.join(EXECUTORS)}")
+
+
+def spin(executor: Executor, context: Any = None) -> None:
+    """Spin until the context shuts down. (The EventsExecutor's own spin() in rclpy 9.1 does
+    not run timers; spinning it once at a time does.)"""
+    ok = context.ok if context is not None else rclpy.ok
+    while ok():
+        executor.spin_once(timeout_sec=0.5)
+
 
 def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None,
-              threads: int = 4, link: Callable[..., None] | None = None) -> int:
-    """Create the nodes (then `link(*nodes)`, if given) and spin them on one
-    MultiThreadedExecutor until shutdown.
+              threads: int = 4, link: Callable[..., None] | None = None,
+              executor: str = "multi_threaded") -> int:
+    """Create the nodes (then `link(*nodes)`, if given) and spin them on one executor
+    (`executor`: "events", "multi_threaded", or "auto": graph_executor(), what the graph's
+    nodes use) until shutdown.
 
-    Several threads because nodes put slow work (inference, decoding) in their own callback
-    groups; one thread would let that work starve the control timers.
+    The multi-threaded executor runs `threads` threads: nodes that block in a callback (the
+    simulator's reset, the recorder's writes) put that work in callback groups of its own.
     """
     # A callback waiting for the GIL behind another thread's Python code (the inference
     # worker's pre/post-processing) waits up to the switch interval: 5 ms by default.
@@ -28,8 +81,9 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     realtime = _realtime_from_env()
     rclpy.init(args=args if args is not None else sys.argv)
     nodes: list[Node] = []
-    executor = MultiThreadedExecutor(num_threads=threads)
+    spinner: Executor | None = None
     try:
+        spinner = make_executor(graph_executor() if executor == "auto" else executor, threads)
         for make in factories:
             nodes.append(make())
         if link is not None:  # composed: wire the nodes to each other before anything runs
@@ -37,8 +91,8 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
         if realtime:
             nodes[0].get_logger().warning(realtime, once=True)
         for node in nodes:
-            executor.add_node(node)
-        executor.spin()
+            spinner.add_node(node)
+        spin(spinner)
     except ConfigError as exc:
         # one readable line for the operator, no traceback
         print(f"[wam_ros] configuration error: {exc}", file=sys.stderr, flush=True)
@@ -46,7 +100,8 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        if spinner is not None:
+            spinner.shutdown(timeout_sec=1.0)
         for node in nodes:
             close = getattr(node, "close", None)
             if close is not None:
@@ -84,9 +139,10 @@ def unless_shut_down(node: Node, callback: Callable[..., Any]) -> Callable[..., 
     may still be publishing ("publisher's context is invalid"). Errors while the context is up
     still raise."""
 
-    def guarded(*args: Any) -> Any:
+    # no parameters: rclpy's EventsExecutor hands a timer callback that takes one a TimerInfo
+    def guarded() -> Any:
         try:
-            return callback(*args)
+            return callback()
         except Exception:
             if node.context.ok():
                 raise

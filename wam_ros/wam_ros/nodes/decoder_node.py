@@ -68,7 +68,7 @@ class DecoderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([DecoderNode], args)
+    return run_nodes([DecoderNode], args, executor="auto")
 
 
 if __name__ == "__main__":

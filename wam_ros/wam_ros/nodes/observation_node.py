@@ -92,7 +92,7 @@ class ObservationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([ObservationNode], args)
+    return run_nodes([ObservationNode], args, executor="auto")
 
 
 if __name__ == "__main__":

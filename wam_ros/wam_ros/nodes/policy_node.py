@@ -88,10 +88,13 @@ class PolicyNode(Node):
                                                    conversions.to_sec(m.header.stamp)),
             topics.APPLIED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
         # Finished chunks go out from an executor thread at normal priority, not from the
-        # (niced) inference worker: the worker only queues them and wakes the executor.
+        # (niced) inference worker: the worker only queues them and wakes the executor with a
+        # one-shot timer (the EventsExecutor has no guard conditions; a reset timer wakes
+        # either executor within a millisecond).
         self._ready: deque[Chunk] = deque()
-        self._ready_signal = self.create_guard_condition(
-            self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
+        self._ready_signal = self.create_timer(
+            1e-4, self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
+        self._ready_signal.cancel()
         self.create_timer(1.0 / TICK_HZ, self.tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         services = MutuallyExclusiveCallbackGroup()
@@ -142,11 +145,13 @@ class PolicyNode(Node):
         chunk = self.runner.finish(result, stamp_sec(self))
         if chunk is not None:
             self._ready.append(chunk)
-            self._ready_signal.trigger()
+            self._ready_signal.reset()
         # the next job (sai: the speculation for the next chunk) starts without a tick's wait
         self.tick()
 
     def _publish_ready(self) -> None:
+        # cancelled before draining: a chunk queued after this still finds the timer reset
+        self._ready_signal.cancel()
         while self._ready:
             chunk = self._ready.popleft()
             for sink in self.local_sinks:
@@ -182,7 +187,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([PolicyNode], args)
+    return run_nodes([PolicyNode], args, executor="auto")
 
 
 if __name__ == "__main__":

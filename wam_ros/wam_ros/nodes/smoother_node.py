@@ -78,7 +78,7 @@ class SmootherNode(Node):
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
-        self.timer = self.create_timer(self.period, self.tick,
+        self.timer = self.create_timer(self.period, self._on_timer,
                                        callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
@@ -141,6 +141,10 @@ class SmootherNode(Node):
         self.get_logger().info(f"home: {response.message}")
         return response
 
+    def _on_timer(self) -> None:
+        # no parameter: the EventsExecutor hands a TimerInfo to timer callbacks that take one
+        self.tick()
+
     def tick(self, early: bool = False) -> None:
         # The control timer and an early step for a fresh plan run on different executor
         # threads: time, step and publication happen under one lock, so commands leave in the
@@ -195,7 +199,7 @@ class SmootherNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([SmootherNode], args)
+    return run_nodes([SmootherNode], args, executor="auto")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def synthetic_frame(q: np.ndarray, h: int, w: int, seed_name: str) -> np.ndarray
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([FakeRobotNode], args)
+    return run_nodes([FakeRobotNode], args, executor="auto")
 
 
 if __name__ == "__main__":
