@@ -17,8 +17,9 @@ def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
     out = tmp_path / "pipeline.json"
     assert main(["bench", "pipeline", "--robot", "cobot_magic", "--config", "tiny",
                  "--backend", "torch", "--schedulers", "async,sai", "--duration", "3",
-                 "--json", str(out)]) == 0
+                 "--policy-param", "sai_s_mid=0.5", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
+    assert data["policy_params"] == {"sai_s_mid": 0.5}
     for key in ("p50", "p99"):
         assert math.isfinite(data["stack_overhead_ms"][key])
         assert data["model_ms"][key] > 0
@@ -30,3 +31,11 @@ def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
         # stamps are float64 seconds since the epoch: 0.24 us resolution, 1.2e-5 of a 20 ms
         # period (the smoother limits over the same rounded times)
         assert data["chunk_boundary_max_jump_ratio"][s] <= 1.0 + 1e-4
+
+
+@pytest.mark.parametrize("param", ["sai_s_mid", "no_such_parameter=1"])
+def test_a_bad_policy_parameter_is_refused_before_anything_starts(tmp_path, capsys, param):
+    out = tmp_path / "pipeline.json"
+    assert main(["bench", "pipeline", "--policy-param", param, "--json", str(out)]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().out
+    assert not out.exists()

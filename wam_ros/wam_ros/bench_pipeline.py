@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference-nice", type=int, default=None,
                    help="nice value of the policy's inference threads (default: the policy "
                         "node's, config/wam_ros.yaml)")
+    p.add_argument("--policy-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a wam_policy parameter (repeatable), e.g. sai_s_mid=0.5")
     p.add_argument("--realtime-priority", type=int, default=0,
                    help="run the graph's processes SCHED_FIFO at this priority (1..99; needs "
                         "an rtprio limit or CAP_SYS_NICE; inference threads stay normal)")
@@ -56,6 +58,27 @@ def make_untrained_checkpoint(robot: str, preset: str, out: Path) -> Path:
 
         return make_tiny_checkpoint(out, robot)
     raise ValueError(f"unknown preset {preset!r}; allowed: default, tiny")
+
+
+def policy_parameters(args: argparse.Namespace) -> dict[str, object]:
+    """--inference-nice and --policy-param NAME=VALUE as wam_policy parameters (values parsed
+    as YAML scalars: 0.5 is a float, true a bool)."""
+    import yaml
+
+    from wam_ros.core.config import ConfigError
+    from wam_ros.core.settings import PolicySettings
+
+    known = set(PolicySettings.__dataclass_fields__)
+    params: dict[str, object] = {}
+    for item in args.policy_param:
+        name, sep, value = item.partition("=")
+        if not sep or name not in known:
+            raise ConfigError(f"--policy-param {item!r}: expected NAME=VALUE with NAME one of "
+                              f"{', '.join(sorted(known))}")
+        params[name] = yaml.safe_load(value)
+    if args.inference_nice is not None:
+        params["inference_nice"] = args.inference_nice
+    return params
 
 
 def _window_fraction(start: dict[str, str], end: dict[str, str]) -> float:
@@ -232,6 +255,13 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     schedulers = [s for s in args.schedulers.split(",") if s]
+    from wam_ros.core.config import ConfigError
+
+    try:
+        params = policy_parameters(args)
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 2
     bad = [s for s in schedulers if s not in SCHEDULERS]
     if bad:
         print(f"error: unknown scheduler {bad[0]!r}; allowed: {', '.join(SCHEDULERS)}")
@@ -250,13 +280,12 @@ def run(args: argparse.Namespace) -> int:
                   f"({args.graph}): {args.duration:g} s ...", flush=True)
             per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
                              args.duration, workdir, composed=args.graph == "composed",
-                             policy_params=None if args.inference_nice is None else
-                             {"inference_nice": args.inference_nice},
+                             policy_params=params or None,
                              realtime_priority=args.realtime_priority)
     ref = per.get("async") or next(iter(per.values()))
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
-        "graph": args.graph, "inference_nice": args.inference_nice,
+        "graph": args.graph, "inference_nice": args.inference_nice, "policy_params": params,
         "realtime_priority": args.realtime_priority,
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "model_ms": ref["model_ms"],
