@@ -78,3 +78,12 @@ def test_export_cli(tmp_path, capsys) -> None:
         # TensorRT engines need TensorRT and a GPU: one clear line, exit code 1
         assert main(["export", str(path), "--format", "tensorrt"]) == 1
         assert "tensorrt" in capsys.readouterr().err.lower()
+
+
+def test_inference_threads_reach_the_backend(ckpt) -> None:
+    """PolicySettings.inference_threads -> load_policy(threads=) -> ONNX Runtime's pool size."""
+    policy = load_policy(ckpt, backend="onnxruntime", threads=1)
+    for session in policy.backend.sessions.values():
+        assert session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        load_policy(ckpt, backend="onnxruntime", threads=-1)

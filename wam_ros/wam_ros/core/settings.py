@@ -98,12 +98,16 @@ class PolicySettings(_Settings):
     # vs 96 ms processes) but closed-loop episodes through the graph did worse (CobotMagic
     # async, same 10 seeds: 2/10 at 0, 6/10 at 10), so 10 stays the default.
     inference_nice: int = 10
+    # intra-op threads of the backend (ONNX Runtime's pool, torch's); 0: its default (one
+    # per core). Fewer leave cores to the control path at the price of model latency.
+    inference_threads: int = 0
 
     def validate(self) -> None:
         n = type(self).__name__
         _check(n, "backend", self.backend, choices=BACKENDS)
         _check(n, "latency_deviations", self.latency_deviations, minimum=0.0)
         _check(n, "inference_nice", self.inference_nice, minimum=0, maximum=19)
+        _check(n, "inference_threads", self.inference_threads, minimum=0, maximum=256)
         _check(n, "memory", self.memory, choices=MEMORIES)
         _check(n, "mode", self.mode, choices=MODES)
         _check(n, "scheduler", self.scheduler, choices=SCHEDULERS)

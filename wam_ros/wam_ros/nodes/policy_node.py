@@ -52,7 +52,7 @@ class PolicyNode(Node):
                 self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
                                           mode=s.mode, flow_steps=s.flow_steps, device=s.device,
                                           noise_scale=s.noise_scale if s.noise_scale >= 0
-                                          else None)
+                                          else None, threads=s.inference_threads)
             except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
                 # unknown names, a checkpoint without the backend's export, a backend that is
                 # not installed here: one line for the operator instead of a traceback

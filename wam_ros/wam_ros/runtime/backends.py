@@ -219,14 +219,20 @@ def tensorrt_providers(cache_dir: Path) -> list[Any]:
 
 
 def make_backend(name: str, ckpt_dir: str | Path, device: str = "cpu",
-                 compile: bool = False) -> Any:
+                 compile: bool = False, threads: int = 0) -> Any:
+    """threads: intra-op threads (0: the library's default, one per core); for torch this
+    sets the process's pool (torch.set_num_threads)."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: the backend's default), got {threads}")
     if name == "torch":
+        if threads:
+            torch.set_num_threads(threads)
         return TorchBackend(ckpt_dir, device, compile=compile)
     if name == "onnxruntime":
-        return OnnxBackend(ckpt_dir, device)
+        return OnnxBackend(ckpt_dir, device, threads=threads)
     if name == "tensorrt":
         providers = tensorrt_providers(Path(ckpt_dir) / "tensorrt_cache")
-        backend = OnnxBackend(ckpt_dir, "cuda", providers=providers)
+        backend = OnnxBackend(ckpt_dir, "cuda", providers=providers, threads=threads)
         backend.name = "tensorrt"
         return backend
     raise ValueError(f"unknown backend {name!r}; allowed: {', '.join(BACKENDS)}")

@@ -495,9 +495,10 @@ def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str 
                 mode: str = "joint", flow_steps: int | None = 4, device: str = "cpu",
                 step_cache_threshold: float | None = None, seed: int = 0,
                 compile: bool = False, memory_stride: float | None = None,
-                noise_scale: float | None = None) -> Policy:
+                noise_scale: float | None = None, threads: int = 0) -> Policy:
     """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices.
-    flow_steps / noise_scale None: the checkpoint's (model.flow_steps, model.noise_scale)."""
+    flow_steps / noise_scale None: the checkpoint's (model.flow_steps, model.noise_scale).
+    threads: the backend's intra-op threads (0: its default)."""
     from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
 
     for what, value, allowed in (("backend", backend, BACKENDS), ("memory", memory, MEMORIES),
@@ -505,7 +506,7 @@ def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str 
         if value not in allowed:
             raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
     cfg, _ = read_checkpoint_config(checkpoint_dir)
-    be = make_backend(backend, checkpoint_dir, device, compile=compile)
+    be = make_backend(backend, checkpoint_dir, device, compile=compile, threads=threads)
     return Policy(be, cfg, load_stats(checkpoint_dir), memory=memory, mode=mode,
                   flow_steps=flow_steps, step_cache_threshold=step_cache_threshold, seed=seed,
                   checkpoint=str(checkpoint_dir), memory_stride=memory_stride,
