@@ -50,14 +50,15 @@ def test_episode_protocol_through_the_graph(ros_domain, tmp_path, monkeypatch) -
     assert second.sim_s >= 2.0 and len(second.latencies_ms) >= 2
 
 
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
 def test_default_checkpoint_drives_the_task_arm_through_the_graph(ros_domain, tmp_path,
-                                                            monkeypatch) -> None:
+                                                            monkeypatch, robot) -> None:
     monkeypatch.setenv("MUJOCO_GL", "egl")
-    spec = RobotSpec.load("cobot_magic")
+    spec = RobotSpec.load(robot)
     try:
         checkpoint = resolve_checkpoint("", spec.name)
     except ConfigError:
-        pytest.skip("no default checkpoint shipped for cobot_magic yet (issue 5)")
+        pytest.skip(f"no default checkpoint shipped for {robot} yet (issue 5)")
     # Through the graph: one episode with the shipped default; plans reach the controllers
     # within limits and drive the task's arm (the right one) while the other stays home.
     # Success through the graph is not asserted: it varies with thread timing from run to run
@@ -75,7 +76,8 @@ def test_default_checkpoint_drives_the_task_arm_through_the_graph(ros_domain, tm
     assert len(result.latencies_ms) >= 5, "plans did not reach the controllers"
     moved = np.abs(q - spec.home_vector()).max(axis=0)
     arm = ~spec.gripper_mask()
-    right = np.array([n.startswith("right_") for n in spec.action_layout]) & arm
+    right_joints = next(a.joints for a in spec.arms if a.name == "right")
+    right = np.array([n in right_joints for n in spec.action_layout])
     assert moved[right].max() > 0.3, moved  # reached out
     assert moved[arm & ~right].max() < 0.05, moved  # the left arm stays home
     s = summarise([result])
