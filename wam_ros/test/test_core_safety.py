@@ -507,6 +507,8 @@ def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec:
     dt = rig.pipe.dt
     times, positions = [rig.now], [rig.outputs[0].positions]
     assert not rig.pipe.early_step_due(rig.now + 0.4 * dt)
+    assert rig.pipe.early_step_wait(rig.now + 0.4 * dt) == pytest.approx(0.1 * dt)
+    assert CommandPipeline(spec).early_step_wait(rig.now) is None  # nothing commanded yet
     assert rig.pipe.step(rig.now + 0.4 * dt, rig.measured) is None  # too soon after the last
     early = 0
     for k in range(150):
@@ -518,8 +520,13 @@ def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec:
             assert due == (now - rig.now >= 0.5 * dt)
             out = rig.pipe.step(now, rig.measured, early=True)
             assert (out is not None) == due
-            if out is None:
-                continue
+            if out is None:  # too soon: the plan's first command waits for half a period
+                wait = rig.pipe.early_step_wait(now)
+                assert wait is not None and abs(now + wait - (rig.now + 0.5 * dt)) < 1e-12
+                assert rig.pipe.step(now + 0.5 * wait, rig.measured, early=True) is None
+                now += wait
+                out = rig.pipe.step(now, rig.measured, early=True)
+                assert out is not None
             early += 1
         else:
             now = rig.now + dt

@@ -233,6 +233,11 @@ class SafetyMonitor:
         self._log(f"refused ({reason}) at {now:.3f}s: {detail}")
 
 
+# a command exactly half a period after the last (a timer set by early_step_wait) may differ
+# from it by float rounding of the stamps
+_TIME_EPS = 1e-9
+
+
 class PipelineState(str, Enum):
     WAITING = "waiting"  # no valid measurement yet; nothing is commanded
     RUNNING = "running"  # following the plan
@@ -401,8 +406,16 @@ class CommandPipeline:
     def early_step_due(self, now: float) -> bool:
         """Whether an extra command may be sent now, between two control ticks (a fresh plan
         just arrived): at least half a period after the last one."""
+        return self.early_step_wait(now) == 0.0
+
+    def early_step_wait(self, now: float) -> float | None:
+        """Seconds until an extra command may be sent (0.0: now); None before the first
+        command."""
         with self._lock:
-            return self._interval(now) is not None
+            if self._last_step is None or not self.enforcer.initialised:
+                return None
+            wait = 0.5 * self.dt - (now - self._last_step)
+            return wait if wait > _TIME_EPS else 0.0
 
     def _interval(self, now: float) -> float | None:
         """Seconds the next command is limited over: the time since the last command, at most
@@ -410,7 +423,7 @@ class CommandPipeline:
         if self._last_step is None or not self.enforcer.initialised:
             return None
         elapsed = now - self._last_step
-        return None if elapsed < 0.5 * self.dt else min(elapsed, self.dt)
+        return None if elapsed < 0.5 * self.dt - _TIME_EPS else min(elapsed, self.dt)
 
     def step(self, now: float, measured: np.ndarray | None = None, early: bool = False
              ) -> PipelineOutput | None:

@@ -78,8 +78,13 @@ class SmootherNode(Node):
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
-        self.timer = self.create_timer(self.period, self._on_timer,
-                                       callback_group=MutuallyExclusiveCallbackGroup())
+        control = MutuallyExclusiveCallbackGroup()
+        self.timer = self.create_timer(self.period, self._on_timer, callback_group=control)
+        # one-shot: a plan that arrives less than half a period after a command gets its
+        # first command as soon as half a period has passed (not a whole period later)
+        self._first_command = self.create_timer(self.period, self._on_first_command,
+                                                callback_group=control)
+        self._first_command.cancel()
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
             f"{self.robot.name}: {len(self.outputs)} controllers at "
@@ -102,11 +107,22 @@ class SmootherNode(Node):
             header=Header(stamp=conversions.to_time(now)),
             time_ref=conversions.to_time(chunk.stamp), source=self.get_name()))
         self._first_of = conversions.stamp_tag(chunk.stamp)
-        if self.pipeline.early_step_due(now):
+        wait = self.pipeline.early_step_wait(now)
+        if wait == 0.0:
             # act on the new plan now instead of at the next tick (up to a period later); the
             # tick period restarts from this command
-            self.tick(early=True)
-            self.timer.reset()
+            self._early_tick()
+        elif wait is not None:
+            self._first_command.timer_period_ns = max(1, round(wait * 1e9))
+            self._first_command.reset()
+
+    def _early_tick(self) -> None:
+        self.tick(early=True)
+        self.timer.reset()
+
+    def _on_first_command(self) -> None:
+        self._first_command.cancel()  # one-shot
+        self._early_tick()
 
     def on_joints(self, msg: JointState) -> None:
         try:
