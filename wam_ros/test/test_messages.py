@@ -75,9 +75,15 @@ def test_action_chunk_and_observation_round_trip(echo_graph):
                 for c in ("cam_high", "cam_left_wrist", "cam_right_wrist")},
         joint_positions=rng.normal(size=14), sequence=17,
     )
-    chunk_pub.publish(conversions.chunk_to_msg(chunk))
-    obs_pub.publish(conversions.observation_to_msg(obs, names, dropped_frames=2))
-    assert spin_until(executor, lambda: "chunk" in got and "obs" in got, 20.0), proc.output()
+    # Discovery is matched on our side; the echo's publishers may not have matched our
+    # subscriptions yet (a reliable message sent before that is not delivered): resend until
+    # both come back
+    for _ in range(20):
+        chunk_pub.publish(conversions.chunk_to_msg(chunk))
+        obs_pub.publish(conversions.observation_to_msg(obs, names, dropped_frames=2))
+        if spin_until(executor, lambda: "chunk" in got and "obs" in got, 1.0):
+            break
+    assert "chunk" in got and "obs" in got, proc.output()
 
     back = conversions.msg_to_chunk(got["chunk"])
     assert back.stamp == pytest.approx(chunk.stamp, abs=1e-9)

@@ -117,8 +117,8 @@ class SmootherNode(Node):
             self._first_command.reset()
 
     def _early_tick(self) -> None:
-        self.tick(early=True)
-        self.timer.reset()
+        if self.tick(early=True):  # the tick period restarts from this command
+            self.timer.reset()
 
     def _on_first_command(self) -> None:
         self._first_command.cancel()  # one-shot
@@ -161,23 +161,24 @@ class SmootherNode(Node):
         # no parameter: the EventsExecutor hands a TimerInfo to timer callbacks that take one
         self.tick()
 
-    def tick(self, early: bool = False) -> None:
+    def tick(self, early: bool = False) -> bool:
+        """One command (early: an extra one for a fresh plan); False if none went out."""
         # The control timer and an early step for a fresh plan run on different executor
         # threads: time, step and publication happen under one lock, so commands leave in the
         # order (and with the stamps) they were computed in, never a newer one first.
         with self._tick_lock:
-            self._tick(early)
+            return self._tick(early)
 
-    def _tick(self, early: bool) -> None:
+    def _tick(self, early: bool) -> bool:
         now = stamp_sec(self)
         try:
             out = self.pipeline.step(now, self.measured, early=early)
         except RuntimeError as exc:  # command guard: latched inside the pipeline
             self.diag.refuse("command_guard", str(exc))
-            return
+            return False
         if out is None:  # no joint state yet, or a command went out less than
             # half a period ago: nothing is commanded
-            return
+            return False
         # the commands the next ticks would send, in case one is late
         ahead = self.pipeline.preview(now, self.preview_steps)
         stamp = conversions.to_time(now)
@@ -209,6 +210,7 @@ class SmootherNode(Node):
             # computed from): end-to-end latency is measured on exactly this command
             msg.header.frame_id, self._first_of = self._first_of, ""
             self.commanded_pub.publish(msg)
+        return True
 
     def _diagnostics(self) -> None:
         self.diag.set_counters(self.pipeline.diagnostics(stamp_sec(self)))
