@@ -506,7 +506,6 @@ def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec:
     rig = Rig(spec)
     dt = rig.pipe.dt
     times, positions = [rig.now], [rig.outputs[0].positions]
-    assert not rig.pipe.early_step_due(rig.now + 0.4 * dt)
     assert rig.pipe.early_step_wait(rig.now + 0.4 * dt) == pytest.approx(0.1 * dt)
     assert CommandPipeline(spec).early_step_wait(rig.now) is None  # nothing commanded yet
     assert rig.pipe.step(rig.now + 0.4 * dt, rig.measured) is None  # too soon after the last
@@ -516,7 +515,7 @@ def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec:
             now = rig.now + float(rng.uniform(0.2, 1.0)) * dt
             rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.6 * float(rng.uniform(-1, 1)),
                                                  stamp=now), now)
-            due = rig.pipe.early_step_due(now)
+            due = rig.pipe.early_step_wait(now) == 0.0
             assert due == (now - rig.now >= 0.5 * dt)
             out = rig.pipe.step(now, rig.measured, early=True)
             assert (out is not None) == due

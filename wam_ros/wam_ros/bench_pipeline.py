@@ -254,9 +254,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    schedulers = [s for s in args.schedulers.split(",") if s]
     from wam_ros.core.config import ConfigError
 
+    schedulers = [s for s in args.schedulers.split(",") if s]
     try:
         params = policy_parameters(args)
     except ConfigError as exc:

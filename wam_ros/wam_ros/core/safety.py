@@ -403,27 +403,25 @@ class CommandPipeline:
             return duration
 
     # ---- the control tick --------------------------------------------------------------
-    def early_step_due(self, now: float) -> bool:
-        """Whether an extra command may be sent now, between two control ticks (a fresh plan
-        just arrived): at least half a period after the last one."""
-        return self.early_step_wait(now) == 0.0
-
     def early_step_wait(self, now: float) -> float | None:
-        """Seconds until an extra command may be sent (0.0: now); None before the first
-        command."""
+        """Seconds until an extra command may be sent between two control ticks (a fresh plan
+        just arrived): commands are at least half a period apart. 0.0: now; None before the
+        first command."""
         with self._lock:
-            if self._last_step is None or not self.enforcer.initialised:
-                return None
-            wait = 0.5 * self.dt - (now - self._last_step)
-            return wait if wait > _TIME_EPS else 0.0
+            return self._wait(now)
+
+    def _wait(self, now: float) -> float | None:
+        if self._last_step is None or not self.enforcer.initialised:
+            return None
+        wait = 0.5 * self.dt - (now - self._last_step)
+        return wait if wait > _TIME_EPS else 0.0
 
     def _interval(self, now: float) -> float | None:
         """Seconds the next command is limited over: the time since the last command, at most
         a period; None when there is no last command or it went out < half a period ago."""
-        if self._last_step is None or not self.enforcer.initialised:
+        if self._wait(now) != 0.0:
             return None
-        elapsed = now - self._last_step
-        return None if elapsed < 0.5 * self.dt - _TIME_EPS else min(elapsed, self.dt)
+        return min(now - self._last_step, self.dt)
 
     def step(self, now: float, measured: np.ndarray | None = None, early: bool = False
              ) -> PipelineOutput | None:
@@ -434,7 +432,7 @@ class CommandPipeline:
         hold in real time even when ticks jitter. `early`: an extra command between two ticks
         (a fresh plan arrived; the caller then restarts its tick period). Commands are never
         closer than half a period: a step asked for sooner returns None (see
-        `early_step_due`).
+        `early_step_wait`).
         """
         with self._lock:
             dt = self._interval(now)

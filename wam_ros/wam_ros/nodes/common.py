@@ -57,12 +57,38 @@ def make_executor(kind: str, threads: int = 4, context: Any = None) -> Executor:
     raise ValueError(f"executor {kind!r}; allowed: {', '.join(EXECUTORS)}")
 
 
-def spin(executor: Executor, context: Any = None) -> None:
-    """Spin until the context shuts down. (The EventsExecutor's own spin() in rclpy 9.1 does
-    not run timers; spinning it once at a time does.)"""
-    ok = context.ok if context is not None else rclpy.ok
-    while ok():
+def spin(executor: Executor) -> None:
+    """Spin until rclpy shuts down. (The EventsExecutor's own spin() in rclpy 9.1 does not run
+    timers; spinning it once at a time does.)"""
+    while rclpy.ok():
         executor.spin_once(timeout_sec=0.5)
+
+
+class OneShot:
+    """`callback` run once on the node's executor, `after` seconds from `arm(after)` (called
+    from any thread; arming again before it ran moves it). A cancelled timer that is reset:
+    the EventsExecutor has no guard conditions, and a reset timer wakes either executor (median
+    under 1 ms here). The timer is cancelled before the callback runs, so an `arm` from inside
+    or during the callback is not lost."""
+
+    def __init__(self, node: Node, callback: Callable[[], None], callback_group: Any = None
+                 ) -> None:
+        self._callback = callback
+        self._timer = node.create_timer(1e-4, self._run, callback_group=callback_group)
+        self._timer.cancel()
+
+    # shortest delay: a timer that is due again before its callback cancelled it fires again
+    MIN_DELAY_NS = 100_000
+
+    def arm(self, after: float = 0.0) -> None:
+        period = max(self.MIN_DELAY_NS, round(after * 1e9))
+        if period != self._timer.timer_period_ns:
+            self._timer.timer_period_ns = period
+        self._timer.reset()
+
+    def _run(self) -> None:
+        self._timer.cancel()
+        self._callback()
 
 
 def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None,

@@ -26,7 +26,7 @@ from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
 from wam_ros.core.types import Chunk, Observation
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.common import OneShot, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
@@ -88,13 +88,9 @@ class PolicyNode(Node):
                                                    conversions.to_sec(m.header.stamp)),
             topics.APPLIED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
         # Finished chunks go out from an executor thread at normal priority, not from the
-        # (niced) inference worker: the worker only queues them and wakes the executor with a
-        # one-shot timer (the EventsExecutor has no guard conditions; a reset timer wakes
-        # either executor within a millisecond).
+        # (niced) inference worker: the worker only queues them and wakes the executor.
         self._ready: deque[Chunk] = deque()
-        self._ready_signal = self.create_timer(
-            1e-4, self._publish_ready, callback_group=MutuallyExclusiveCallbackGroup())
-        self._ready_signal.cancel()
+        self._ready_signal = OneShot(self, self._publish_ready, MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / TICK_HZ, self.tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         services = MutuallyExclusiveCallbackGroup()
@@ -145,13 +141,11 @@ class PolicyNode(Node):
         chunk = self.runner.finish(result, stamp_sec(self))
         if chunk is not None:
             self._ready.append(chunk)
-            self._ready_signal.reset()
+            self._ready_signal.arm()
         # the next job (sai: the speculation for the next chunk) starts without a tick's wait
         self.tick()
 
     def _publish_ready(self) -> None:
-        # cancelled before draining: a chunk queued after this still finds the timer reset
-        self._ready_signal.cancel()
         while self._ready:
             chunk = self._ready.popleft()
             for sink in self.local_sinks:

@@ -25,7 +25,7 @@ from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import TimelineConfig
 from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import chunk_callback, run_nodes, stamp_sec
+from wam_ros.nodes.common import OneShot, chunk_callback, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros_msgs.msg import ActionChunk
@@ -82,9 +82,7 @@ class SmootherNode(Node):
         self.timer = self.create_timer(self.period, self._on_timer, callback_group=control)
         # one-shot: a plan that arrives less than half a period after a command gets its
         # first command as soon as half a period has passed (not a whole period later)
-        self._first_command = self.create_timer(self.period, self._on_first_command,
-                                                callback_group=control)
-        self._first_command.cancel()
+        self._first_command = OneShot(self, self._early_tick, control)
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
             f"{self.robot.name}: {len(self.outputs)} controllers at "
@@ -109,20 +107,14 @@ class SmootherNode(Node):
         self._first_of = conversions.stamp_tag(chunk.stamp)
         wait = self.pipeline.early_step_wait(now)
         if wait == 0.0:
-            # act on the new plan now instead of at the next tick (up to a period later); the
-            # tick period restarts from this command
+            # act on the new plan now instead of at the next tick (up to a period later)
             self._early_tick()
         elif wait is not None:
-            self._first_command.timer_period_ns = max(1, round(wait * 1e9))
-            self._first_command.reset()
+            self._first_command.arm(wait)
 
     def _early_tick(self) -> None:
         if self.tick(early=True):  # the tick period restarts from this command
             self.timer.reset()
-
-    def _on_first_command(self) -> None:
-        self._first_command.cancel()  # one-shot
-        self._early_tick()
 
     def on_joints(self, msg: JointState) -> None:
         try:
