@@ -23,6 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from wam_ros.sim.pace import PACE_FLOOR
+
+# graph-paced simulation (sim_node.GraphPace): the newest command may be this many control
+# periods old (sim time) before the simulator slows down; the sim's /clock granularity and the
+# transport take up to about 1.5 of them on an idle machine
+COMMAND_AGE_PERIODS = 2.5
+
 
 @dataclass
 class EpisodeResult:
@@ -54,8 +61,10 @@ class ClosedLoop:
     def __init__(self, workdir: Path, robot: str, task: str, checkpoint: Path, *,
                  scheduler: str = "async", memory: str = "kv", backend: str = "onnxruntime",
                  composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
-                 real_time_factor: float = 1.0, log: Callable[[str], None] = print,
-                 startup_timeout: float = 180.0) -> None:
+                 real_time_factor: float = 1.0, max_command_age_s: float | None = None,
+                 log: Callable[[str], None] = print, startup_timeout: float = 180.0) -> None:
+        """max_command_age_s: pace the simulator to the graph (sim_node.GraphPace): None:
+        COMMAND_AGE_PERIODS control periods, 0: a fixed pace."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
@@ -69,11 +78,16 @@ class ClosedLoop:
 
         self.spec = RobotSpec.load(robot)
         self.task, self.log = task, log
-        # waits for sim-time motions (homing) are in wall seconds: slower sims need longer
-        self._slow = 1.0 / min(1.0, real_time_factor) if real_time_factor > 0 else 1.0
+        if max_command_age_s is None:
+            max_command_age_s = COMMAND_AGE_PERIODS / self.spec.control_rate_hz
+        # waits for sim-time motions (homing) are in wall seconds: slower sims need longer,
+        # as slow as a graph-paced sim may get
+        slowest = real_time_factor * (PACE_FLOOR if max_command_age_s > 0 else 1.0)
+        self._slow = 1.0 / min(1.0, slowest) if real_time_factor > 0 else 1.0
         self._conversions = conversions
         workdir.mkdir(parents=True, exist_ok=True)
-        sim_params: dict[str, object] = {"seed": seed, "real_time_factor": real_time_factor}
+        sim_params: dict[str, object] = {"seed": seed, "real_time_factor": real_time_factor,
+                                         "max_command_age_s": float(max_command_age_s)}
         if not camera_size[0]:
             # render at the model's input size: the pixels the expert episodes were rendered
             # with (the observation node's resize is then the identity), and cheapest
@@ -221,8 +235,8 @@ class ClosedLoop:
         wall0 = time.monotonic()
         self._call(self.policy_run, self._SetBool.Request(data=True))
         self._spin_until(lambda: bool(self.status.get("success"))
-                         or float(self.status.get("elapsed", 0.0)) >= timeout_s, 10 * timeout_s
-                         + 60.0)
+                         or float(self.status.get("elapsed", 0.0)) >= timeout_s,
+                         timeout_s * self._slow + 60.0)
         wall = time.monotonic() - wall0
         success = bool(self.status.get("success"))
         elapsed = float(self.status.get("elapsed", 0.0))

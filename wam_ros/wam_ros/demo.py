@@ -12,6 +12,7 @@ side by side; the same seeds for every combination.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -37,9 +38,28 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "per sim second: what a faster on-board computer would give it. "
                         "Default 0.5: on 2 CPU cores the simulator's rendering and physics "
                         "share them with the graph, which then ran late (see README)")
+    p.add_argument("--max-command-age-ms", type=float, default=-1.0,
+                   help="graph-paced simulation: the simulator slows down (below "
+                        "--real-time-factor) while the graph's newest command is older than "
+                        "this in sim time, as if the on-board computer kept up (sim/pace.py). "
+                        "Default -1: 2.5 control periods; 0: a fixed pace")
     p.add_argument("--composed", action="store_true",
                    help="run the four nodes in one process (default: one process each)")
     p.add_argument("--json", dest="json_out", default="")
+    p.add_argument("--keep-logs", default="", metavar="DIR",
+                   help="write the nodes' logs (and the exported checkpoint) under DIR and "
+                        "keep them (default: a temporary folder, deleted at the end)")
+
+
+def _work_dir(args: argparse.Namespace, prefix: str):
+    """Where the nodes write their logs: --keep-logs DIR, or a temporary folder."""
+    if args.keep_logs:
+        path = Path(args.keep_logs).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        print(f"[{prefix}] node logs: {path}", flush=True)
+        return contextlib.nullcontext(str(path)), path
+    tmp = tempfile.TemporaryDirectory(prefix=f"wam_{prefix}_")
+    return tmp, Path(tmp.name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +101,9 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                                      workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
-                      seed=args.seed, real_time_factor=args.real_time_factor)
+                      seed=args.seed, real_time_factor=args.real_time_factor,
+                      max_command_age_s=(None if args.max_command_age_ms < 0
+                                         else args.max_command_age_ms * 1e-3))
     results: list[EpisodeResult] = []
     first_trace = None
     try:
@@ -107,7 +129,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from wam_ros.core.robot import RobotSpec
 
     spec = RobotSpec.load(args.robot)
-    tmp = tempfile.TemporaryDirectory(prefix="wam_demo_")
+    tmp, work = _work_dir(args, "demo")
     try:
         checkpoint = _checkpoint(args, spec.name)
     except ConfigError as exc:
@@ -118,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # an untrained model, and say so (the task will not be solved).
         from wam_ros.model.testing import make_tiny_checkpoint
 
-        checkpoint = make_tiny_checkpoint(Path(tmp.name) / "untrained", spec.name)
+        checkpoint = make_tiny_checkpoint(work / "untrained", spec.name)
         args.backend = "torch"
         print(f"note: no default checkpoint shipped for {spec.name} "
               f"({_checkpoint_dir(spec.name)}); running an UNTRAINED tiny model: the loop "
@@ -130,7 +152,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"[demo] {spec.name} {args.task}: scheduler {args.scheduler}, memory {args.memory}, "
           f"backend {args.backend}, checkpoint {checkpoint}", flush=True)
     with tmp:
-        results, trace = _run_episodes(args, Path(tmp.name) / "run", args.scheduler,
+        results, trace = _run_episodes(args, work / "run", args.scheduler,
                                        args.memory, trace_first=True, checkpoint=checkpoint)
     summary = summarise(results)
     print()
@@ -183,10 +205,11 @@ def run_eval(args: argparse.Namespace) -> int:
               "kv, ttt")
         return 2
     table: dict[str, dict[str, dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="wam_eval_") as tmp:
+    tmp, work = _work_dir(args, "eval")
+    with tmp:
         for s in schedulers:
             for m in memories:
-                results, _ = _run_episodes(args, Path(tmp) / f"{s}_{m}", s, m)
+                results, _ = _run_episodes(args, work / f"{s}_{m}", s, m)
                 table.setdefault(s, {})[m] = summarise(results)
     print(f"\n{args.robot} {args.task}, {args.episodes} episodes each (seeds from {args.seed})")
     print(f"{'scheduler':>9} {'memory':>6} {'success':>8} {'completion s':>13} "

@@ -9,6 +9,9 @@ kinematic fake robot; /wam/sim/reset (std_srvs/Trigger) starts a new episode wit
 Physics, rendering and publishing run in one thread of their own, paced to real_time_factor
 (<= 0: as fast as possible); when the machine cannot keep up, sim time simply runs slower.
 Command callbacks run on the executor and only hand goals to the (locked) mock controllers.
+
+Graph-paced mode (max_command_age_s > 0, sim.pace): the simulator slows down while the
+graph's newest command is older than that in sim time; the status reports the pace (`pace`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from wam_ros.core.config import ConfigError
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import run_nodes
 from wam_ros.sim.controllers import ControllerError
+from wam_ros.sim.pace import ADAPT_PERIOD, GraphPace
 
 if TYPE_CHECKING:
     from wam_ros.sim.mujoco_sim import SimStatus
@@ -68,6 +72,8 @@ class SimNode(Node):
         self.rtf = float(self.declare_parameter("real_time_factor", 1.0).value)
         self.headless = bool(self.declare_parameter("headless", True).value)
         clock_rate = float(self.declare_parameter("clock_rate_hz", 250.0).value)
+        self.pace = GraphPace(self.rtf, float(
+            self.declare_parameter("max_command_age_s", 0.0).value))
         if self.width <= 0 or self.height <= 0:
             raise ConfigError(f"camera_width/camera_height: got {self.width}x{self.height}; "
                               "allowed: positive sizes")
@@ -113,10 +119,13 @@ class SimNode(Node):
         self.get_logger().info(
             f"{self.spec.name} / {task} seed {seed}: cameras {self.width}x{self.height}, "
             f"physics {1 / self.sim.dt:.0f} Hz, /clock every {self.clock_dt * 1000:.0f} ms, "
-            f"real-time factor {self.rtf:g}")
+            f"real-time factor {self.rtf:g}"
+            + (f", paced to the graph (commands at most {self.pace.max_age * 1e3:.0f} ms old)"
+               if self.pace.enabled else ""))
 
     # ---- commands (executor threads) -------------------------------------------------------
     def on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
+        self.pace.on_command(self.sim.time)
         try:
             times = np.array([conversions.to_sec(p.time_from_start) for p in msg.points])
             pos = np.array([list(p.positions) for p in msg.points])
@@ -129,6 +138,7 @@ class SimNode(Node):
             self.get_logger().warning(f"trajectory rejected: {exc}", once=True)
 
     def on_forward(self, controller: str, msg: Float64MultiArray) -> None:
+        self.pace.on_command(self.sim.time)
         try:
             self.sim.command_forward(controller, list(msg.data))
         except ControllerError as exc:
@@ -169,6 +179,7 @@ class SimNode(Node):
         next_cam = [sim.time] * len(self.cam_pubs)
         wall0, sim0 = time.monotonic(), sim.time
         window = (wall0, sim0)
+        next_adapt = wall0 + ADAPT_PERIOD
         try:
             while not self._stop.is_set():
                 while not self._resets.empty():
@@ -179,6 +190,7 @@ class SimNode(Node):
                     request.done.set()
                 sim.step(self.clock_dt)
                 now = sim.time
+                self.pace.on_step(now)
                 self.clock_pub.publish(Clock(clock=conversions.to_time(now)))
                 if now >= next_js - 1e-9:
                     next_js = max(next_js + js_dt, now)
@@ -197,8 +209,12 @@ class SimNode(Node):
                 if wall - window[0] >= RATE_WINDOW:
                     self.achieved_rtf = (now - window[1]) / (wall - window[0])
                     window = (wall, now)
+                if wall >= next_adapt:
+                    next_adapt = wall + ADAPT_PERIOD
+                    if self.pace.adapt():
+                        wall0, sim0 = wall, now  # the new pace counts from here
                 if self.rtf > 0:  # pace: never ahead of the wall clock, never catch up
-                    ahead = wall0 + (now - sim0) / self.rtf - wall
+                    ahead = wall0 + (now - sim0) / self.pace.pace - wall
                     if ahead > 0:
                         time.sleep(ahead)
                     elif ahead < -0.1:
@@ -244,6 +260,7 @@ class SimNode(Node):
         status["real_time_factor"] = (None if np.isnan(self.achieved_rtf)
                                       else round(self.achieved_rtf, 3))
         status["rejected_commands"] = self.rejected
+        status["pace"] = round(self.pace.pace, 3) if self.rtf > 0 else None
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def close(self) -> None:
