@@ -36,6 +36,7 @@ from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
 
 TICK_HZ = 100.0  # time-based scheduler decisions (events trigger the others at once)
+REFUSAL_LOG_PERIOD_S = 5.0  # wall s between two log lines of scheduler refusals
 
 
 class PolicyNode(Node):
@@ -71,6 +72,7 @@ class PolicyNode(Node):
                                          initargs=(s.inference_nice,))
         self.inference_threads = len(pool_threads) + 1
         self._published = 0
+        self._refusals_logged: dict[str, int] = {}  # runner refusal counts already logged
         self.diag = Diagnostics(self, "policy")
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_RAW, topics.CHUNK_QOS)
         # composed bringup: consumers in this process get each Chunk directly
@@ -133,6 +135,17 @@ class PolicyNode(Node):
         job = self.runner.poll(stamp_sec(self))
         if job is not None:
             self.worker.submit(self._run, job)
+        self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """The runner's refusals (stale observations, ...), counted on /diagnostics, in the
+        log too: at most one line per reason every REFUSAL_LOG_PERIOD_S, with the count."""
+        for reason, count in list(self.runner.refusals.items()):
+            if count > self._refusals_logged.get(reason, 0):
+                self.get_logger().warning(
+                    f"scheduler refused ({reason}): {count} so far",
+                    throttle_duration_sec=REFUSAL_LOG_PERIOD_S)
+                self._refusals_logged[reason] = count
 
     def _run(self, job: Job) -> None:
         result: JobResult = self.runner.execute(job)
