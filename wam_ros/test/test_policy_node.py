@@ -8,6 +8,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import TimeReference  # noqa: E402
@@ -92,6 +93,49 @@ def test_observations_become_raw_and_decoded_chunks(rclpy_context, tiny_checkpoi
     finally:
         executor.shutdown()
         for n in (policy, decoder, probe):
+            n.destroy_node()
+
+
+def test_refused_observations_reach_diagnostics_without_any_chunk(rclpy_context,
+                                                                  tiny_checkpoint):
+    """Observations older than max_observation_age_s are refused: no chunk goes out, and the
+    refusal count still reaches /diagnostics (the counters refresh on a timer, not with each
+    published chunk)."""
+    spec = RobotSpec.load("agibot_g1")
+    ckpt = tiny_checkpoint("agibot_g1")
+    policy = PolicyNode(context=rclpy_context, parameter_overrides=[
+        Parameter("robot", value=spec.name), Parameter("checkpoint", value=str(ckpt)),
+        Parameter("max_observation_age_s", value=0.05)])
+    probe = rclpy.create_node("probe", context=rclpy_context)
+    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    for n in (policy, probe):
+        executor.add_node(n)
+    raw: list[ActionChunk] = []
+    stale: list[int] = []
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "wam_ros/policy":
+                stale.extend(int(kv.value) for kv in status.values
+                             if kv.key == "refused.observation_stale")
+
+    probe.create_subscription(ActionChunk, topics.CHUNK_RAW, raw.append, topics.CHUNK_QOS)
+    probe.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diagnostics, 10)
+    obs_pub = probe.create_publisher(ObservationMsg, topics.OBSERVATION, topics.OBSERVATION_QOS)
+    h, w = read_checkpoint_config(ckpt)[0].image_size
+    try:
+        assert spin_until(executor, lambda: obs_pub.get_subscription_count() > 0, 10.0)
+        for _ in range(10):
+            old = probe.get_clock().now().nanoseconds * 1e-9 - 1.0  # a second old
+            obs = Observation(old, {c: np.zeros((h, w, 3), np.uint8)
+                                    for c in spec.camera_names}, spec.home_vector())
+            obs_pub.publish(conversions.observation_to_msg(obs, spec.action_layout))
+            spin_until(executor, lambda: False, 0.05)
+        assert spin_until(executor, lambda: bool(stale) and stale[-1] > 0, 5.0)
+        assert not raw
+    finally:
+        executor.shutdown()
+        for n in (policy, probe):
             n.destroy_node()
 
 

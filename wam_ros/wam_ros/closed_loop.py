@@ -25,7 +25,7 @@ import numpy as np
 
 from wam_ros.sim.pace import PACE_FLOOR
 
-# graph-paced simulation (sim_node.GraphPace): the newest command may be this many control
+# graph-paced simulation (sim.pace.GraphPace): the newest command may be this many control
 # periods old (sim time) before the simulator slows down; the sim's /clock granularity and the
 # transport take up to about 1.5 of them on an idle machine
 COMMAND_AGE_PERIODS = 2.5
@@ -63,7 +63,7 @@ class ClosedLoop:
                  composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
                  real_time_factor: float = 1.0, max_command_age_s: float | None = None,
                  log: Callable[[str], None] = print, startup_timeout: float = 180.0) -> None:
-        """max_command_age_s: pace the simulator to the graph (sim_node.GraphPace): None:
+        """max_command_age_s: pace the simulator to the graph (sim.pace.GraphPace): None:
         COMMAND_AGE_PERIODS control periods, 0: a fixed pace."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor

@@ -36,7 +36,7 @@ from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
 
 TICK_HZ = 100.0  # time-based scheduler decisions (events trigger the others at once)
-REFUSAL_LOG_PERIOD_S = 5.0  # wall s between two log lines of scheduler refusals
+REFUSAL_LOG_PERIOD_S = 5.0  # s between two reports of the scheduler's refusals in the log
 
 
 class PolicyNode(Node):
@@ -96,6 +96,9 @@ class PolicyNode(Node):
         self.create_timer(1.0 / TICK_HZ, self.tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         services = MutuallyExclusiveCallbackGroup()
+        # off the tick path: counters refresh even while no chunk goes out
+        self.create_timer(1.0, self._diagnostics, callback_group=services)
+        self.create_timer(REFUSAL_LOG_PERIOD_S, self._log_refusals, callback_group=services)
         self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
                             callback_group=services)
         self.create_service(SetBool, topics.RUN_SERVICE, self.on_run, callback_group=services)
@@ -135,16 +138,20 @@ class PolicyNode(Node):
         job = self.runner.poll(stamp_sec(self))
         if job is not None:
             self.worker.submit(self._run, job)
-        self._log_refusals()
+
+    def _diagnostics(self) -> None:
+        self.diag.set_counters({k: v for k, v in self.runner.stats().items()
+                                if not isinstance(v, str)})
+        self.diag.set_value("published", self._published)
 
     def _log_refusals(self) -> None:
-        """The runner's refusals (stale observations, ...), counted on /diagnostics, in the
-        log too: at most one line per reason every REFUSAL_LOG_PERIOD_S, with the count."""
+        """The runner's refusals (stale observations, ...), on /diagnostics as counters, in
+        the log too: one line per reason that occurred since the last report."""
         for reason, count in list(self.runner.refusals.items()):
-            if count > self._refusals_logged.get(reason, 0):
+            new = count - self._refusals_logged.get(reason, 0)
+            if new > 0:
                 self.get_logger().warning(
-                    f"scheduler refused ({reason}): {count} so far",
-                    throttle_duration_sec=REFUSAL_LOG_PERIOD_S)
+                    f"scheduler refused ({reason}): {new} since the last report")
                 self._refusals_logged[reason] = count
 
     def _run(self, job: Job) -> None:
@@ -165,9 +172,6 @@ class PolicyNode(Node):
                 sink(chunk)
             self.pub.publish(conversions.chunk_to_msg(chunk))
             self._published += 1
-        self.diag.set_counters({k: v for k, v in self.runner.stats().items()
-                                if not isinstance(v, str)})
-        self.diag.set_value("published", self._published)
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:

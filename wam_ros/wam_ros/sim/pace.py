@@ -52,14 +52,12 @@ class GraphPace:
 
     def adapt(self) -> bool:
         """End of an ADAPT_PERIOD: new pace from its steps; True when the pace changed."""
-        if not self.enabled:
-            return False
         old = self.pace
         if self.steps and self.late > LATE_SHARE * self.steps:
             self.pace = max(PACE_FLOOR * self.target, self.pace * PACE_DOWN)
         elif self.steps:
             self.pace = min(self.target, self.pace * PACE_UP)
-        self.steps = self.late = 0
+        self.steps = self.late = 0  # a disabled pace never counts steps: it never changes
         return self.pace != old
 
 
