@@ -112,6 +112,28 @@ def test_sai_speculates_without_polluting_long_term_memory(ckpt, memory: str) ->
             np.testing.assert_allclose(va, vb, atol=1e-6)
 
 
+def test_encoder_time_is_reported_within_the_blocking_time(ckpt) -> None:
+    """Every plan reports the observation encoder's seconds (the part sai cannot speculate),
+    inside its blocking time; the chunk runner turns them into encode_ms statistics."""
+    from wam_ros.runtime.chunk_runner import ChunkRunner
+    from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
+
+    policy = load_policy(ckpt, memory="kv", mode="joint", flow_steps=4)
+    plain = policy.infer(_obs(policy, 0))
+    assert 0.0 < plain.extras["encode_s"] <= plain.blocking_time
+    completed = policy.complete(policy.speculate(0.5), _obs(policy, 1))
+    assert 0.0 < completed.extras["encode_s"] <= completed.blocking_time
+    assert completed.blocking_time < completed.inference_time  # the speculation is not in it
+
+    runner = ChunkRunner(load_policy(ckpt), make_scheduler("sync", SchedulerConfig()))
+    assert "encode_ms.p50" not in runner.stats()
+    runner.on_observation(_obs(policy, 0), now=0.0)
+    job = runner.poll(now=0.0)
+    runner.finish(runner.execute(job), now=0.05)
+    stats = runner.stats()
+    assert 0.0 < stats["encode_ms.p50"] <= stats["inference_ms.p50"]
+
+
 def test_stale_handle_and_bad_s_mid(ckpt) -> None:
     policy = load_policy(ckpt)
     policy.infer(_obs(policy, 0))

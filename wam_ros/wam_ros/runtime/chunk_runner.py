@@ -110,6 +110,7 @@ class ChunkRunner:
         self.refusals: Counter[str] = Counter()
         # recent inference times for the statistics (bounded: a node runs for days)
         self.compute_times: deque[float] = deque(maxlen=200)
+        self.encode_times: deque[float] = deque(maxlen=200)  # the observation encoder's share
 
     @classmethod
     def from_settings(cls, policy: ChunkPolicy, settings: Any,
@@ -267,6 +268,8 @@ class ChunkRunner:
                                                - self.latency_dev)
             self.expected_latency += self._alpha * (full - self.expected_latency)
             self.compute_times.append(result.compute_s)
+            if "encode_s" in result.chunk.extras:
+                self.encode_times.append(float(result.chunk.extras["encode_s"]))
             # sync re-times the chunk to start when it is expected to execute
             chunk = self.scheduler.prepare_chunk(result.chunk, now + self.expected_handoff)
             self._finished_at[chunk.stamp] = (now, self._plan_end)
@@ -319,5 +322,9 @@ class ChunkRunner:
         if ct.size:
             out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
             out["inference_ms.p99"] = float(np.percentile(ct, 99) * 1e3)
+        if self.encode_times:
+            enc = np.asarray(self.encode_times)
+            out["encode_ms.p50"] = float(np.percentile(enc, 50) * 1e3)
+            out["encode_ms.p99"] = float(np.percentile(enc, 99) * 1e3)
         out.update({f"refused.{k}": v for k, v in self.refusals.items()})
         return out

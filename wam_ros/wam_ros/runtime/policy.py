@@ -199,7 +199,7 @@ class Policy:
         rest consistent with them (real-time chunking's frozen prefix)."""
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
-        obs_tok = self.backend.encode(images)
+        obs_tok, encode_s = self._encode(images)
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
         x_lat, x_act = self._noise()
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, x_act)
@@ -208,6 +208,7 @@ class Policy:
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
                              prefix["committed"], known)
         chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
+        chunk.extras["encode_s"] = encode_s
         return chunk
 
     def speculate(self, s_mid: float = 0.5) -> SpeculativeHandle:
@@ -241,7 +242,7 @@ class Policy:
                              "speculate()")
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
-        obs_tok = self.backend.encode(images)
+        obs_tok, encode_s = self._encode(images)
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
         noise = handle.noise_act if handle.noise_act is not None else handle.x_act
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, noise)
@@ -252,11 +253,19 @@ class Policy:
                              handle.skipped + cache.skipped, prefix["committed"], known)
         chunk.blocking_time = time.perf_counter() - t0
         chunk.inference_time = chunk.blocking_time + handle.elapsed
+        chunk.extras["encode_s"] = encode_s
         chunk.extras["speculative_steps"] = float(handle.steps_done)
         chunk.extras["s_mid"] = handle.extras["s_mid"]
         return chunk
 
     # ---- internals ----------------------------------------------------------------------
+    def _encode(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        """The observation's tokens and the seconds the encoder took: the part of every plan
+        that needs the real observation whatever the scheduler (sai cannot speculate it)."""
+        t0 = time.perf_counter()
+        tokens = self.backend.encode(images)
+        return tokens, time.perf_counter() - t0
+
     def _task(self, task: str) -> np.ndarray:
         if task not in self._task_cache:
             self._task_cache[task] = np.asarray(self.backend.task_vector(task), np.float32)
