@@ -10,12 +10,14 @@ import pytest
 
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.dataset import (
+    ConcatReader,
     DatasetInfo,
     DatasetWriter,
     EpisodeReader,
     PartRows,
     WindowDataset,
     make_synthetic_dataset,
+    open_dataset,
     rest_tail_start,
     split_episodes,
 )
@@ -213,3 +215,28 @@ def test_reader_reads_unsorted_rows_across_parts_and_bounds_open_files(tmp_path,
         assert len(reader._handles) <= 2
     reader.close()
     assert not reader._handles
+
+
+def test_several_datasets_read_as_one(tmp_path) -> None:
+    cobot = RobotSpec.load("cobot_magic")
+    a = make_synthetic_dataset(tmp_path / "a", cobot, n_episodes=2, length=12, objects=True)
+    b = make_synthetic_dataset(tmp_path / "b", cobot, n_episodes=3, length=10, seed=1)
+    assert isinstance(open_dataset(a), EpisodeReader)
+    assert isinstance(open_dataset([a]), EpisodeReader)
+    both = open_dataset([a, b])
+    assert isinstance(both, ConcatReader) and len(both) == 5
+    assert [both.length(e) for e in range(5)] == [12, 12, 10, 10, 10]
+    alone = EpisodeReader(b)
+    np.testing.assert_array_equal(both.frames(3, "state", np.arange(10)),
+                                  alone.frames(1, "state", np.arange(10)))
+    assert both.task(4) == alone.task(2)
+    assert both.info.objects == ()  # only a records object poses
+    windows = WindowDataset(both, list(range(5)), horizon=4, chunks=2)
+    assert windows[0]["images"].shape[0] == 3
+    with pytest.raises(ValueError, match="records no object poses"):
+        WindowDataset(both, [0], horizon=4, chunks=2, objects=True)
+    g1 = make_synthetic_dataset(tmp_path / "g1", RobotSpec.load("agibot_g1"), n_episodes=2,
+                                length=10)
+    with pytest.raises(ValueError, match="differ"):
+        open_dataset([a, g1])
+    both.close()

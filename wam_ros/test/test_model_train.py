@@ -88,6 +88,20 @@ def test_train_cli(data, tmp_path) -> None:
     assert (out / "model.safetensors").is_file()
     assert main(["train", "--data", str(data), "--config", "nope", "--out",
                  str(tmp_path / "x"), "--quiet"]) == 1
+    # several datasets of the robot as one (one per task); another robot's is refused
+    more = make_synthetic_dataset(tmp_path / "more", RobotSpec.load("cobot_magic"),
+                                  n_episodes=2, length=40, seed=5)
+    both = tmp_path / "both_ckpt"
+    assert main(["train", "--data", str(data), "--data", str(more), "--config", "tiny",
+                 "--out", str(both), "--steps", "2", "--batch-size", "2", "--quiet"]) == 0
+    import yaml
+
+    recorded = yaml.safe_load((both / "config.yaml").read_text())["info"]["data"]
+    assert str(data) in recorded and str(more) in recorded
+    other = make_synthetic_dataset(tmp_path / "g1", RobotSpec.load("agibot_g1"),
+                                   n_episodes=2, length=40)
+    assert main(["train", "--data", str(data), "--data", str(other), "--config", "tiny",
+                 "--out", str(tmp_path / "y"), "--quiet"]) == 1
 
 
 def test_object_head_learns_the_recorded_object_poses(tmp_path) -> None:

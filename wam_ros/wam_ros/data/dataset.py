@@ -19,6 +19,7 @@ each flush, so an episode cut short (killed recorder) stays readable up to its l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ class EpisodeWriter:
 
 
 class EpisodeReader:
-    """Random access to frames of every episode (memory-mapped safetensors)."""
+    """Random access to frames of every episode (exact positioned reads: PartRows)."""
 
     def __init__(self, root: str | Path, min_length: int = 1) -> None:
         self.root = Path(root)
@@ -240,6 +241,60 @@ class EpisodeReader:
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
+
+
+class ConcatReader:
+    """Several datasets of one robot read as one (one dataset per task, say): their episodes
+    in the order given. Object poses are kept only where every dataset records the same."""
+
+    def __init__(self, readers: list[EpisodeReader]) -> None:
+        if not readers:
+            raise ValueError("no datasets")
+        first = readers[0].info
+        key = lambda i: (i.robot, i.action_layout, i.camera_names, tuple(i.image_size),  # noqa: E731
+                         i.dt)
+        for r in readers[1:]:
+            if key(r.info) != key(first):
+                raise ValueError(
+                    f"{r.root}: robot, action layout, cameras, image size or dt differ from "
+                    f"{readers[0].root} ({key(r.info)} against {key(first)})")
+        same = all(r.info.objects == first.objects for r in readers)
+        self.info = dataclasses.replace(first, objects=first.objects if same else ())
+        self.readers = readers
+        self.root = " + ".join(str(r.root) for r in readers)
+        self._index = [(r, e) for r in readers for e in range(len(r))]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def length(self, ep: int) -> int:
+        r, e = self._index[ep]
+        return r.length(e)
+
+    def task(self, ep: int) -> str:
+        r, e = self._index[ep]
+        return r.task(e)
+
+    def frames(self, ep: int, key: str, idx: np.ndarray) -> np.ndarray:
+        r, e = self._index[ep]
+        return r.frames(e, key, idx)
+
+    def episode(self, ep: int) -> dict[str, np.ndarray]:
+        r, e = self._index[ep]
+        return r.episode(e)
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+
+
+def open_dataset(paths: str | Path | list[str | Path] | tuple[str | Path, ...]
+                 ) -> EpisodeReader | ConcatReader:
+    """One dataset directory, or several of the same robot read as one."""
+    if isinstance(paths, (str, Path)):
+        return EpisodeReader(paths)
+    readers = [EpisodeReader(p) for p in paths]
+    return readers[0] if len(readers) == 1 else ConcatReader(readers)
 
 
 # safetensors dtype names -> numpy

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from wam_ros.core.config import ConfigError
-from wam_ros.data.dataset import EpisodeReader, WindowDataset, split_episodes
+from wam_ros.data.dataset import WindowDataset, open_dataset, split_episodes
 from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
 from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot
 from wam_ros.model.wam import WorldActionModel
@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="episode dataset directory")
+    p.add_argument("--data", required=True, action="append",
+                   help="episode dataset directory; repeat it to train on several datasets of "
+                        "the robot as one (one per task, say)")
     p.add_argument("--config", default="default",
                    help="tiny | default | path to a YAML file (default: default)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
@@ -237,8 +239,9 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
     return sums
 
 
-def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainConfig],
-          out_dir: str | Path, *, resume: bool = False, device: str = "auto",
+def train(data_dir: str | Path | list[str | Path],
+          config: str | Path | tuple[ModelConfig, TrainConfig], out_dir: str | Path, *,
+          resume: bool = False, device: str = "auto",
           steps: int | None = None, batch_size: int | None = None,
           action_space: str | None = None, rest_tail_tolerance: float | None = None,
           object_loss: float | None = None, progress: bool = True,
@@ -257,7 +260,8 @@ def train(data_dir: str | Path, config: str | Path | tuple[ModelConfig, TrainCon
             torch.cuda.set_device(local)
     dev = torch.device(device)
 
-    reader = EpisodeReader(data_dir)
+    reader = open_dataset(data_dir)
+    data_dir = reader.root  # for messages and the checkpoint's record: every directory
     if resume:
         mcfg, tcfg = read_checkpoint_config(out)
     else:
