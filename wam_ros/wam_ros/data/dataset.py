@@ -315,8 +315,8 @@ class PartRows:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = -1
-        self._fd = os.open(path, os.O_RDONLY)
+        self._file = open(path, "rb", buffering=0)  # closed by close() or collection
+        self._fd = self._file.fileno()
         try:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
@@ -358,12 +358,7 @@ class PartRows:
         return out if dtype.isnative else out.astype(dtype.newbyteorder("="))
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self) -> None:
-        self.close()
+        self._file.close()
 
 
 class WindowDataset:
