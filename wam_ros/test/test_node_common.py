@@ -13,6 +13,7 @@ from wam_ros.nodes.common import (
     graph_executor,
     make_executor,
     run_nodes,
+    spin,
 )
 
 
@@ -34,3 +35,31 @@ def test_an_unknown_executor_is_a_configuration_error(monkeypatch, capsys) -> No
     assert "WAM_ROS_EXECUTOR='threads'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="allowed"):
         make_executor("threads")
+
+
+def test_spin_ends_quietly_when_shutdown_breaks_the_wait_but_not_otherwise(monkeypatch) -> None:
+    """A SIGINT shutdown that lands while the executor builds its wait set makes rcl fail
+    ("context is not valid"): the spin ends. The same failure while rclpy runs is raised."""
+    from wam_ros.nodes import common
+
+    state = {"ok": True, "spins": 0}
+
+    class ShutdownMidWait:
+        def spin_once(self, timeout_sec: float) -> None:
+            state["spins"] += 1
+            if state["spins"] == 3:
+                state["ok"] = False  # the signal handler shut the context down
+                raise RuntimeError("failed to initialize wait set: the given context is not "
+                                   "valid")
+
+    monkeypatch.setattr(common.rclpy, "ok", lambda: state["ok"])
+    spin(ShutdownMidWait())
+    assert state["spins"] == 3
+
+    class Broken:
+        def spin_once(self, timeout_sec: float) -> None:
+            raise RuntimeError("a callback failed")
+
+    state["ok"] = True
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        spin(Broken())
