@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
@@ -94,8 +95,6 @@ def test_train_cli(data, tmp_path) -> None:
     both = tmp_path / "both_ckpt"
     assert main(["train", "--data", str(data), "--data", str(more), "--config", "tiny",
                  "--out", str(both), "--steps", "2", "--batch-size", "2", "--quiet"]) == 0
-    import yaml
-
     recorded = yaml.safe_load((both / "config.yaml").read_text())["info"]["data"]
     assert str(data) in recorded and str(more) in recorded
     other = make_synthetic_dataset(tmp_path / "g1", RobotSpec.load("agibot_g1"),

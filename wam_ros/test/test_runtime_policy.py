@@ -123,7 +123,6 @@ def test_encoder_time_is_reported_within_the_blocking_time(ckpt) -> None:
     assert 0.0 < plain.extras["encode_s"] <= plain.blocking_time
     completed = policy.complete(policy.speculate(0.5), _obs(policy, 1))
     assert 0.0 < completed.extras["encode_s"] <= completed.blocking_time
-    assert completed.blocking_time < completed.inference_time  # the speculation is not in it
 
     runner = ChunkRunner(load_policy(ckpt), make_scheduler("sync", SchedulerConfig()))
     assert "encode_ms.p50" not in runner.stats()

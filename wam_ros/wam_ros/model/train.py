@@ -261,7 +261,7 @@ def train(data_dir: str | Path | list[str | Path],
     dev = torch.device(device)
 
     reader = open_dataset(data_dir)
-    data_dir = reader.root  # for messages and the checkpoint's record: every directory
+    data_name = str(reader.root)  # every directory: for messages and the checkpoint's record
     if resume:
         mcfg, tcfg = read_checkpoint_config(out)
     else:
@@ -271,7 +271,7 @@ def train(data_dir: str | Path | list[str | Path],
                           camera_names=info.camera_names, dt=info.dt)
         if tuple(mcfg.image_size) != tuple(info.image_size):
             raise ConfigError(f"model.image_size {list(mcfg.image_size)} does not match the "
-                              f"dataset's {list(info.image_size)} ({data_dir})")
+                              f"dataset's {list(info.image_size)} ({data_name})")
     if steps is not None:
         tcfg.steps = steps
     if batch_size is not None:
@@ -287,11 +287,11 @@ def train(data_dir: str | Path | list[str | Path],
     if not resume:  # the object head exists where its loss is trained
         objects = reader.info.objects
         if tcfg.object_loss > 0 and not objects:
-            raise ConfigError(f"train.object_loss {tcfg.object_loss}: {data_dir} records no "
+            raise ConfigError(f"train.object_loss {tcfg.object_loss}: {data_name} records no "
                               "object poses (a simulator dataset does: wam-ros sim generate)")
         mcfg.object_dim = 5 * (len(objects) // 4) if tcfg.object_loss > 0 else 0
     if len(reader) < 2:
-        raise ValueError(f"{data_dir}: need at least 2 episodes (train + validation)")
+        raise ValueError(f"{data_name}: need at least 2 episodes (train + validation)")
 
     torch.manual_seed(tcfg.seed + rank)
     train_eps, val_eps = split_episodes(len(reader), tcfg.val_fraction, tcfg.seed)
@@ -361,11 +361,11 @@ def train(data_dir: str | Path | list[str | Path],
             history.append({"step": done, **val})
             bar.write(f"val step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
         if rank == 0 and (done % tcfg.save_every == 0 or done == tcfg.steps):
-            save_checkpoint(model, out, tcfg, extra={"step": done, "data": str(data_dir)})
+            save_checkpoint(model, out, tcfg, extra={"step": done, "data": data_name})
             save_train_state(out, opt, done, history)
     bar.close()
     if rank == 0:
-        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": str(data_dir)})
+        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": data_name})
         save_train_state(out, opt, tcfg.steps, history)
         log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
     if world > 1:
