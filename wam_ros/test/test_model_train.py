@@ -80,6 +80,33 @@ def test_resume_continues_from_saved_step(trained, data, tmp_path) -> None:
     assert not torch.equal(result["model"].act_in.weight, trained["model"].act_in.weight)
 
 
+def test_init_fine_tunes_a_checkpoint_with_its_statistics(trained, data, tmp_path) -> None:
+    """--init: a new run from a checkpoint's weights (not from scratch: its first validation
+    is the checkpoint's last), its normalisation statistics kept, a fresh schedule; another
+    robot's data and --init with --resume are refused."""
+    result = train(data, "tiny", tmp_path / "ft", init=trained["checkpoint"], steps=20,
+                   lr=1e-4, progress=False, log=lambda *_: None)
+    first, last = result["history"][0], trained["history"][-1]
+    assert first["step"] == 0 and result["history"][-1]["step"] == 20
+    for key in ("action_kv", "latent_kv"):
+        assert abs(first[key] - last[key]) < 0.35 * last[key] + 1e-3, (key, first, last)
+    assert first["action_kv"] < 0.5 * trained["history"][0]["action_kv"]
+    model, base = result["model"], trained["model"]
+    for name in ("state_mean", "state_std", "action_mean", "action_std"):
+        torch.testing.assert_close(getattr(model, name), getattr(base, name))
+    assert not torch.equal(model.act_in.weight, base.act_in.weight)
+    cfg = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())
+    assert cfg["info"]["init"] == str(trained["checkpoint"]) and cfg["train"]["lr"] == 1e-4
+    other = make_synthetic_dataset(tmp_path / "g1", RobotSpec.load("agibot_g1"),
+                                   n_episodes=2, length=40)
+    with pytest.raises(ConfigError, match="robot agibot_g1 does not match"):
+        train(other, "tiny", tmp_path / "x", init=trained["checkpoint"], progress=False,
+              log=lambda *_: None)
+    with pytest.raises(ConfigError, match="use one of them"):
+        train(data, "tiny", tmp_path / "ft", init=trained["checkpoint"], resume=True,
+              progress=False, log=lambda *_: None)
+
+
 def test_train_cli(data, tmp_path) -> None:
     from wam_ros.cli import main
 

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from wam_ros.data.dataset import EpisodeReader
-from wam_ros.sim.experts import grasp_rotation, make_expert, pre_grasp, run_expert
-from wam_ros.sim.generate import generate_dataset
+from wam_ros.sim.experts import (
+    PlanningError,
+    execute_plan,
+    grasp_rotation,
+    make_expert,
+    pre_grasp,
+    run_expert,
+)
+from wam_ros.sim.generate import Recovery, generate_dataset
 from wam_ros.sim.mujoco_sim import Simulator
 
 
@@ -86,6 +93,74 @@ def test_expert_plans_depend_only_on_the_object_poses():
 
 
 @pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
+def test_expert_recovers_from_a_hand_left_low_beside_the_cube_with_its_gripper_shut(robot):
+    """Recovery plans (DAgger-style data): from wherever a policy left the arm, the plan
+    starts at the measured joints (its first action is one step away), rises before it
+    moves (the cube is not swept away), opens the gripper, and still solves the task within
+    the velocity limits."""
+    with Simulator(robot, "pick_place") as sim:
+        spec = sim.robot
+        sim.reset(31)
+        expert = make_expert(sim)
+        x, y, z, yaw = sim.object_poses()["cube"]
+        # beside the cube, at its height, gripper closed: a missed grasp
+        low = expert._ik("right", [x - 0.07, y + 0.02, z + 0.01], yaw, spec.home_vector())
+        action = spec.joint_to_action(low)
+        action[sim.scene.gripper_of_arm["right"]] = 0.0
+        sim.command_action(action, duration=1.5)
+        sim.step(2.0)
+        cube_before = sim.object_poses()["cube"].copy()
+        start = sim.joint_positions()
+        plan = expert.plan(sim.object_poses(), start=start)
+        joints = spec.action_to_joint(plan.actions)
+        steps = np.abs(np.diff(np.vstack([start, joints]), axis=0)) / spec.action_dt
+        assert np.all(steps <= spec.limits_array("velocity") + 1e-9), (steps / spec.limits_array(
+            "velocity")).max()
+        grip = sim.scene.gripper_of_arm["right"]
+        assert plan.actions[0, grip] < 0.1 and plan.actions[:, grip].max() == 1.0
+        rise = int(np.argmax(plan.actions[:, grip] > 0.99))  # rises first, then opens
+        tcp, _ = expert.ik.tcp(spec.action_to_joint(plan.actions[rise]), "right")
+        assert tcp[2] > z + expert.recovery_clearance
+        cube_at: list[np.ndarray] = []
+        status = execute_plan(sim, plan, lambda sim, a: cube_at.append(
+            sim.object_poses()["cube"][:2]))
+        assert status.success, status.phase
+        # the way to the pre-grasp did not push the cube: it was still where it lay
+        descend = plan.phases.index("descend")
+        np.testing.assert_allclose(cube_at[descend], cube_before[:2], atol=0.005)
+
+
+def test_handover_has_no_recovery_plan():
+    with Simulator("cobot_magic", "handover", seed=2) as sim:
+        with pytest.raises(PlanningError, match="no recovery plan"):
+            make_expert(sim).plan(sim.object_poses(), start=sim.joint_positions())
+
+
+def test_recovery_episodes_start_where_the_policy_left_the_robot(tiny_checkpoint, tmp_path):
+    """`generate_dataset(recovery=...)`: the checkpoint drives the robot through the runtime
+    until the switch, the expert finishes; only the expert's part is recorded, and the index
+    says where each episode came from."""
+    ckpt = tiny_checkpoint("cobot_magic")
+    recovery = Recovery(str(ckpt), switch_s=(0.6, 0.8), latency_s=0.05, latency_p99_s=None)
+    report = generate_dataset("cobot_magic", "pick_place", episodes=1, out=tmp_path / "rec",
+                              image_size=(32, 40), seed=7, progress=False, recovery=recovery)
+    assert report.episodes == 1, report
+    reader = EpisodeReader(tmp_path / "rec")
+    ep = reader.episode(0)
+    source = reader.source(0)
+    assert source["recovery_from"] == str(ckpt) and 0.6 <= source["switch_s"] <= 0.8
+    assert source["seed"] == 7 + report.failed  # seeds in order: the first success
+    assert ep["stamp"][0] >= source["switch_s"] - 1e-6  # recorded from the switch on
+    with Simulator("cobot_magic", "pick_place") as sim:
+        # the policy's part moved the arm: the recording does not start at home
+        home = sim.robot.joint_to_action(sim.robot.home_vector())
+        assert np.abs(ep["state"][0] - home).max() > 1e-3
+    assert ep["action"][:, 13].min() == 0.0  # the expert grasped
+    with pytest.raises(ValueError, match="switch_s"):
+        Recovery(str(ckpt), switch_s=(3.0, 1.0))
+
+
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
 def test_expert_hands_the_bar_over(robot):
     with Simulator(robot, "handover") as sim:
         rollout = run_expert(sim, seed=21)
@@ -117,6 +192,7 @@ def test_generated_episodes_read_back(tmp_path):
     assert reader.info.image_size == (32, 40)
     assert reader.info.camera_names == ("cam_high", "cam_left_wrist", "cam_right_wrist")
     assert reader.task(0) == "pick up the red cube and put it in the blue bin"
+    assert reader.source(1) == {"seed": 4, "expert": "pick_place"}
     ep = reader.episode(0)
     n = reader.length(0)
     assert n > 100

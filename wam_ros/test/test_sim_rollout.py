@@ -93,6 +93,19 @@ def test_stack_rollout_commands_at_the_control_rate_within_limits(tiny_checkpoin
     np.testing.assert_array_equal(q, np.array([c[1] for c in commands2]))
 
 
+def test_stack_rollout_stops_where_asked(tiny_checkpoint):
+    """`stop(status)` ends the episode at the first camera frame it holds for (recovery
+    episodes stop there once a policy is past the first phase)."""
+    policy = load_policy(tiny_checkpoint("cobot_magic"))
+    seen = []
+    with Simulator("cobot_magic", "pick_place") as sim:
+        result = stack_rollout(sim, policy, seed=5, latency_s=0.05, timeout=2.0,
+                               stop=lambda status: seen.append(status.elapsed) or
+                               status.elapsed >= 0.5)
+    assert not result.success and result.seconds == pytest.approx(0.5, abs=0.05)
+    assert seen[-1] >= 0.5 and all(t < 0.5 for t in seen[:-1])
+
+
 def test_stack_rollout_async_plans_more_often_than_sync(tiny_checkpoint):
     """sync waits for the plan to run out (and the latency) before the next inference; async
     starts the next one while the plan still runs."""

@@ -97,10 +97,13 @@ class DatasetWriter:
     def _save_index(self) -> None:
         _write_json_atomic(self.root / "index.json", self.index)
 
-    def new_episode(self, task: str) -> EpisodeWriter:
+    def new_episode(self, task: str, source: dict[str, Any] | None = None) -> EpisodeWriter:
+        """A new episode; `source` (JSON values) records where it came from in the index."""
         name = f"ep_{len(self.index['episodes']):06d}"
         entry = {"name": name, "task": task, "length": 0, "parts": [], "complete": False,
                  "success": None}
+        if source:
+            entry["source"] = dict(source)
         self.index["episodes"].append(entry)
         self._save_index()
         return EpisodeWriter(self, entry)
@@ -200,6 +203,10 @@ class EpisodeReader:
     def task(self, ep: int) -> str:
         return str(self.episodes[ep]["task"])
 
+    def source(self, ep: int) -> dict[str, Any]:
+        """Where the episode came from, as its writer recorded it ({} if it did not)."""
+        return dict(self.episodes[ep].get("source", {}))
+
     def _handle(self, path: Path) -> PartRows:
         if path not in self._handles:  # opened lazily: handles are per process
             if len(self._handles) >= MAX_OPEN_PARTS:
@@ -274,6 +281,10 @@ class ConcatReader:
     def task(self, ep: int) -> str:
         r, e = self._index[ep]
         return r.task(e)
+
+    def source(self, ep: int) -> dict[str, Any]:
+        r, e = self._index[ep]
+        return r.source(e)
 
     def frames(self, ep: int, key: str, idx: np.ndarray) -> np.ndarray:
         r, e = self._index[ep]

@@ -51,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tiny | default | path to a YAML file (default: default)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--resume", action="store_true", help="continue from --out's train state")
+    p.add_argument("--init", metavar="CKPT",
+                   help="fine-tune: start from this checkpoint's weights, model config and "
+                        "normalisation statistics with a fresh optimizer and schedule (a "
+                        "shipped checkpoint, say, on new data of the same robot)")
+    p.add_argument("--lr", type=float, help="override train.lr (peak learning rate)")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--batch-size", type=int, help="override train.batch_size")
     p.add_argument("--action-space", choices=("absolute", "delta", "latent"),
@@ -239,15 +244,34 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
     return sums
 
 
+def _check_data_fits(mcfg: ModelConfig, info, data_name: str, ckpt: str | Path) -> None:
+    """The dataset's robot interface must be the checkpoint's (fine-tuning)."""
+    ours = {"robot": info.robot, "action_layout": list(info.action_layout),
+            "camera_names": list(info.camera_names), "image_size": list(info.image_size)}
+    theirs = {"robot": mcfg.robot, "action_layout": list(mcfg.action_layout),
+              "camera_names": list(mcfg.camera_names), "image_size": list(mcfg.image_size)}
+    for key, value in ours.items():
+        if value != theirs[key]:
+            raise ConfigError(f"{data_name}: {key} {value} does not match {ckpt}'s "
+                              f"{theirs[key]}")
+    if abs(info.dt - mcfg.dt) > 1e-9:
+        raise ConfigError(f"{data_name}: dt {info.dt} does not match {ckpt}'s {mcfg.dt}")
+
+
 def train(data_dir: str | Path | list[str | Path],
           config: str | Path | tuple[ModelConfig, TrainConfig], out_dir: str | Path, *,
           resume: bool = False, device: str = "auto",
           steps: int | None = None, batch_size: int | None = None,
           action_space: str | None = None, rest_tail_tolerance: float | None = None,
           object_loss: float | None = None, progress: bool = True,
-          log: Any = print) -> dict[str, Any]:
-    """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}."""
+          log: Any = print, init: str | Path | None = None,
+          lr: float | None = None) -> dict[str, Any]:
+    """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}.
+    `init`: fine-tune from that checkpoint (its config and statistics; `config` is unused)."""
     out = Path(out_dir)
+    if init is not None and resume:
+        raise ConfigError("--init starts a new run from a checkpoint, --resume continues --out's "
+                          "run: use one of them")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device == "auto":
@@ -264,6 +288,9 @@ def train(data_dir: str | Path | list[str | Path],
     data_name = str(reader.root)  # every directory: for messages and the checkpoint's record
     if resume:
         mcfg, tcfg = read_checkpoint_config(out)
+    elif init is not None:
+        mcfg, tcfg = read_checkpoint_config(init)
+        _check_data_fits(mcfg, reader.info, data_name, init)
     else:
         mcfg, tcfg = config if isinstance(config, tuple) else load_config(config)
         info = reader.info
@@ -276,26 +303,37 @@ def train(data_dir: str | Path | list[str | Path],
         tcfg.steps = steps
     if batch_size is not None:
         tcfg.batch_size = batch_size
+    if lr is not None:
+        if not lr > 0:
+            raise ConfigError(f"--lr: got {lr}; allowed: > 0")
+        tcfg.lr = lr
     if rest_tail_tolerance is not None:
         tcfg.rest_tail_tolerance = rest_tail_tolerance
+    fresh = not resume and init is None  # the model's shape comes from the config and data
     if object_loss is not None and not resume:
         if object_loss < 0:
             raise ConfigError(f"--object-loss: got {object_loss}; allowed: >= 0")
         tcfg.object_loss = object_loss
-    if action_space is not None and not resume:
+    if action_space is not None and fresh:
         mcfg.action_space = action_space
-    if not resume:  # the object head exists where its loss is trained
+    if not resume:
         objects = reader.info.objects
         if tcfg.object_loss > 0 and not objects:
             raise ConfigError(f"train.object_loss {tcfg.object_loss}: {data_name} records no "
                               "object poses (a simulator dataset does: wam-ros sim generate)")
-        mcfg.object_dim = 5 * (len(objects) // 4) if tcfg.object_loss > 0 else 0
+        dim = 5 * (len(objects) // 4) if tcfg.object_loss > 0 else 0
+        if fresh:  # the object head exists where its loss is trained
+            mcfg.object_dim = dim
+        elif dim and dim != mcfg.object_dim:
+            raise ConfigError(f"--init {init}: its object head predicts {mcfg.object_dim} "
+                              f"values, {data_name}'s objects need {dim} (--object-loss 0 "
+                              "trains without it)")
     if len(reader) < 2:
         raise ValueError(f"{data_name}: need at least 2 episodes (train + validation)")
 
     torch.manual_seed(tcfg.seed + rank)
     train_eps, val_eps = split_episodes(len(reader), tcfg.val_fraction, tcfg.seed)
-    with_objects = mcfg.object_dim > 0
+    with_objects = mcfg.object_dim > 0 and tcfg.object_loss > 0
     train_data = WindowDataset(reader, train_eps, mcfg.horizon, tcfg.train_chunks,
                                samples_per_epoch=10**9, seed=tcfg.seed,
                                rest_tolerance=tcfg.rest_tail_tolerance, objects=with_objects)
@@ -322,6 +360,12 @@ def train(data_dir: str | Path | list[str | Path],
         model.load_state_dict(load_weights(str(out / "model.safetensors")))
         start, history = load_train_state(out, opt)
         log(f"resuming {out} at step {start}")
+    elif init is not None:
+        from safetensors.torch import load_file as load_weights
+
+        # statistics included: the weights were trained on that normalisation
+        model.load_state_dict(load_weights(str(Path(init) / "model.safetensors")))
+        log(f"fine-tuning {init} on {data_name}")
     else:
         stats = compute_stats(model, train_data, tcfg.stats_samples, dev, latent_encoder)
         model.set_stats(stats)
@@ -330,6 +374,7 @@ def train(data_dir: str | Path | list[str | Path],
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=True)  # the TTT layer is idle on kv steps
 
+    origin = {"init": str(init)} if init is not None else {}
     model.train()
     bar = tqdm(range(start, tcfg.steps), initial=start, total=tcfg.steps, desc="train",
                disable=not progress or rank != 0, file=sys.stderr)
@@ -361,11 +406,12 @@ def train(data_dir: str | Path | list[str | Path],
             history.append({"step": done, **val})
             bar.write(f"val step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
         if rank == 0 and (done % tcfg.save_every == 0 or done == tcfg.steps):
-            save_checkpoint(model, out, tcfg, extra={"step": done, "data": data_name})
+            save_checkpoint(model, out, tcfg, extra={"step": done, "data": data_name, **origin})
             save_train_state(out, opt, done, history)
     bar.close()
     if rank == 0:
-        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": data_name})
+        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": data_name,
+                                                 **origin})
         save_train_state(out, opt, tcfg.steps, history)
         log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
     if world > 1:
@@ -376,6 +422,7 @@ def train(data_dir: str | Path | list[str | Path],
 def run(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.config, args.out, resume=args.resume, device=args.device,
+              init=args.init, lr=args.lr,
               steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
               rest_tail_tolerance=args.rest_tail_tolerance, object_loss=args.object_loss,
               progress=not args.quiet)

@@ -2,6 +2,8 @@
 
     wam-ros sim generate --robot R --task T --episodes N --out DATA [--image-size H W]
                          [--seed S] [--workers 2]      expert episodes -> training dataset
+                         [--recover CKPT [--switch-s 2 12]]   recovery episodes from a
+                                                       policy's states (DAgger-style)
     wam-ros sim check    --robot R --task T [--episodes 50] [--seed S] [--json F]
                                                        scripted expert success rate
     wam-ros sim rollout  --checkpoint CKPT --robot R --task T [--episodes 20] [--seed S]
@@ -44,6 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stored image size = the model's input size (default 96 96)")
     g.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     g.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    g.add_argument("--recover", metavar="CKPT",
+                   help="recovery episodes instead: this checkpoint drives the robot (through "
+                        "the runtime) until a random switch time, then the scripted expert "
+                        "takes over from that state; only the expert's part is recorded "
+                        "(DAgger-style data from the policy's own states; pick_place)")
+    g.add_argument("--switch-s", type=float, nargs=2, default=(2.0, 12.0), metavar=("LO", "HI"),
+                   help="--recover: switch time range, sim seconds (default 2 12)")
+    g.add_argument("--stack", choices=("sync", "async", "sai"), default="async",
+                   help="--recover: the policy's scheduler (default async)")
+    g.add_argument("--latency-ms", type=float, default=40.0,
+                   help="--recover: simulated inference latency median (default 40)")
+    g.add_argument("--latency-p99-ms", type=float, default=90.0,
+                   help="--recover: its 99th percentile (default 90)")
     g.set_defaults(func=run_generate)
 
     c = cmds.add_parser("check", help="scripted expert success rate over seeds")
@@ -130,14 +145,27 @@ def _write_json(path: str | None, result: dict) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     _env()
-    from wam_ros.sim.generate import generate_dataset
+    from wam_ros.sim.generate import Recovery, generate_dataset
 
+    recovery = None
+    if args.recover:
+        if args.task != "pick_place":
+            print(f"error: --recover: the scripted expert recovers pick_place only, not "
+                  f"{args.task!r}", file=sys.stderr)
+            return 2
+        try:
+            recovery = Recovery(args.recover, tuple(args.switch_s), args.stack,
+                                args.latency_ms * 1e-3, args.latency_p99_ms * 1e-3)
+        except ValueError as exc:
+            print(f"error: --recover: {exc}", file=sys.stderr)
+            return 2
     report = generate_dataset(args.robot, args.task, args.episodes, args.out,
-                              tuple(args.image_size), seed=args.seed, workers=args.workers)
+                              tuple(args.image_size), seed=args.seed, workers=args.workers,
+                              recovery=recovery)
     print(f"wrote {report.episodes} episodes ({report.frames} frames) to {report.out} in "
           f"{report.seconds:.1f} s: {report.frames_per_second:.0f} frames/s; "
-          f"{report.failed} expert failures skipped"
-          + (f" (seeds {report.failed_seeds})" if report.failed else ""))
+          f"{report.failed} episodes skipped"
+          + (f" {report.failure_kinds} (seeds {report.failed_seeds})" if report.failed else ""))
     return 0 if report.episodes == args.episodes else 1
 
 

@@ -193,21 +193,26 @@ class Plan:
 
 
 class PlanBuilder:
-    """Accumulates segments into a (T, D) action array at the robot's action rate."""
+    """Accumulates segments into a (T, D) action array at the robot's action rate, starting
+    from the home pose or from `start` (joint positions (D,), grippers included: a recovery
+    from wherever a policy left the robot)."""
 
-    def __init__(self, scene: Scene, ik: ArmIK) -> None:
+    def __init__(self, scene: Scene, ik: ArmIK, start: np.ndarray | None = None) -> None:
         self.scene = scene
         self.robot = scene.robot
         self.ik = ik
         self.dt = self.robot.action_dt
         self.vmax = self.robot.limits_array("velocity") * VELOCITY_MARGIN
-        home = self.robot.home_vector()
-        self.q = home.copy()  # joint units, the whole robot
+        q0 = self.robot.home_vector() if start is None else np.asarray(start, dtype=np.float64)
+        if q0.shape != (self.robot.action_dim,) or not np.all(np.isfinite(q0)):
+            raise ValueError(f"start: need {self.robot.action_dim} finite joint positions, got "
+                             f"shape {q0.shape}")
+        self.q = q0.copy()  # joint units, the whole robot
         self.arms: dict[str, ArmState] = {}
         for arm in scene.tcp_site:
-            pos, rot = ik.tcp(home, arm)
-            grip = float(self.robot.joint_to_action(home)[scene.gripper_of_arm[arm]])
-            self.arms[arm] = ArmState(home.copy(), pos, float(np.arctan2(rot[1, 0], rot[0, 0])),
+            pos, rot = ik.tcp(q0, arm)
+            grip = float(self.robot.joint_to_action(q0)[scene.gripper_of_arm[arm]])
+            self.arms[arm] = ArmState(q0.copy(), pos, float(np.arctan2(rot[1, 0], rot[0, 0])),
                                       grip)
         self.actions: list[np.ndarray] = []
         self.phases: list[str] = []
@@ -326,7 +331,9 @@ class ScriptedExpert:
         self.plan_: Plan | None = None
         self._k = 0
 
-    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+    def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None) -> Plan:
+        """The episode's plan from the objects' poses: from home, or with `start` (joint
+        positions) a recovery from that state (pick-and-place only)."""
         raise NotImplementedError
 
     def reset(self) -> Plan:
@@ -379,17 +386,23 @@ class PickPlaceExpert(ScriptedExpert):
     approach_height = 0.10  # pre-grasp: back from the cube centre along the gripper's axis
     carry_height = 0.12  # TCP above the table while carrying (cube 4 cm over the bin rim)
 
-    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+    recovery_clearance = 0.06  # m: a recovering TCP lower than this over the cube rises first
+
+    def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None) -> Plan:
         cube, bin_pos = poses["cube"], poses["bin"]
-        b = PlanBuilder(self.scene, self.ik)
+        b = PlanBuilder(self.scene, self.ik, start)
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
         grasp_at = [x, y, z]
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
         reach_yaw = 0.0 if align else yaw
         tilt = self.ik.tilt
-        self._leave_home(b, {arm: reach_yaw})
         look = LOOK_DISTANCE.get((self.sim.robot.name, self.task))
+        if start is None:
+            self._leave_home(b, {arm: reach_yaw})
+        else:
+            self._recover(b, z)
+            look = None  # the cube is where the policy brought the hand camera
         if look is not None:
             region = self.sim.task.workspace.pick
             centre = [float(np.mean(region.x)), float(np.mean(region.y)), z]
@@ -412,6 +425,17 @@ class PickPlaceExpert(ScriptedExpert):
         b.hold("done", 0.4)
         return b.build()
 
+    def _recover(self, b: PlanBuilder, cube_z: float) -> None:
+        """From a policy's state, before the approach: a hand low over the table rises
+        straight up (a joint move to the point above it, small enough to stay nearly straight)
+        so the move to the pre-grasp cannot sweep the cube, and an unopened gripper opens."""
+        st = b.arms[self.arm]
+        if st.pos[2] < cube_z + self.recovery_clearance:
+            up = [st.pos[0], st.pos[1], cube_z + self.recovery_clearance + 0.02]
+            b.segment("approach", {self.arm: ("joint", self._ik(self.arm, up, st.yaw, b.q))})
+        if st.grip < OPEN - 0.05:
+            b.segment("approach", {self.arm: ("grip", OPEN)})
+
 
 class HandoverExpert(ScriptedExpert):
     """Right arm takes the bar by its right end, offers it in the middle with the bar along y;
@@ -422,7 +446,10 @@ class HandoverExpert(ScriptedExpert):
     grip_offset = 0.045  # m: each gripper holds the bar this far from its centre
     approach_height = 0.08
 
-    def plan(self, poses: dict[str, np.ndarray]) -> Plan:
+    def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None) -> Plan:
+        if start is not None:
+            raise PlanningError("handover: no recovery plan from a policy's state (the bar may "
+                                "be in either hand); pick_place has one")
         bar, target = poses["bar"], poses["target"]
         top = self.table_top
         b = PlanBuilder(self.scene, self.ik)
@@ -536,17 +563,22 @@ def run_expert(sim: Simulator, expert: ScriptedExpert | None = None, seed: int |
     sim.reset(seed)
     expert = expert or make_expert(sim)
     plan = expert.reset()
+    status = execute_plan(sim, plan, on_step)
+    return Rollout(status.success, len(plan.actions), sim.elapsed, status.phase, plan)
+
+
+def execute_plan(sim: Simulator, plan: Plan, on_step=None):
+    """Command every action of `plan` at the action rate from the simulator's present state;
+    `on_step(sim, action)` before each. Returns the simulator's status at the end."""
     dt = sim.robot.action_dt
-    steps = 0
-    while (action := expert.act()) is not None:
+    for action in plan.actions:
         if on_step is not None:
             on_step(sim, action)
         sim.command_action(action)
         sim.step(dt)
-        steps += 1
-    status = sim.status()
-    return Rollout(status.success, steps, sim.elapsed, status.phase, plan)
+    return sim.status()
 
 
 __all__ = ["EXPERTS", "ArmIK", "HandoverExpert", "PickPlaceExpert", "Plan", "PlanBuilder",
-           "PlanningError", "Rollout", "ScriptedExpert", "make_expert", "min_jerk", "run_expert"]
+           "PlanningError", "Rollout", "ScriptedExpert", "execute_plan", "make_expert", "min_jerk",
+           "run_expert"]

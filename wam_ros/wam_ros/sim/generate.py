@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ class EpisodeRecord:
     stamp: np.ndarray | None = None  # (T,)
     objects: np.ndarray | None = None  # (T, 4 x objects): each object's x, y, z, yaw (world)
     seconds: float = 0.0  # wall time spent
+    source: dict = field(default_factory=dict)  # how it was made (the dataset index keeps it)
 
     @property
     def frames(self) -> int:
@@ -49,10 +52,40 @@ class GenerationReport:
     failed_seeds: list[int]
     seconds: float
     out: str
+    failure_kinds: dict[str, int] = field(default_factory=dict)  # failure_kind -> episodes
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Recorder:
+    """Collects one frame per action (an `on_step(sim, action)` callback) into a record."""
+
+    def __init__(self, sim, image_size: tuple[int, int]) -> None:
+        self.size = image_size
+        self.images: dict[str, list[np.ndarray]] = {c: [] for c in sim.robot.camera_names}
+        self.states: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.stamps: list[float] = []
+        self.objects: list[np.ndarray] = []
+
+    def __call__(self, sim, action: np.ndarray) -> None:
+        h, w = self.size
+        for cam, img in sim.render(width=w, height=h).items():
+            self.images[cam].append(img)
+        self.states.append(sim.state())
+        self.objects.append(np.concatenate(list(sim.object_poses().values())))
+        self.actions.append(np.asarray(action, dtype=np.float64))
+        self.stamps.append(sim.elapsed)
+
+    def record(self, seed: int, task: str, seconds: float, source: dict) -> EpisodeRecord:
+        return EpisodeRecord(
+            seed, True, "", task, images={c: np.stack(v) for c, v in self.images.items()},
+            state=np.stack(self.states).astype(np.float32),
+            action=np.stack(self.actions).astype(np.float32),
+            stamp=np.asarray(self.stamps, dtype=np.float64),
+            objects=np.stack(self.objects).astype(np.float32), seconds=seconds, source=source)
 
 
 def record_episode(sim, seed: int, image_size: tuple[int, int]) -> EpisodeRecord:
@@ -60,32 +93,74 @@ def record_episode(sim, seed: int, image_size: tuple[int, int]) -> EpisodeRecord
     from wam_ros.sim.experts import PlanningError, make_expert, run_expert
 
     start = time.perf_counter()
-    h, w = image_size
-    images: dict[str, list[np.ndarray]] = {c: [] for c in sim.robot.camera_names}
-    states, actions, stamps, objects = [], [], [], []
-
-    def on_step(sim, action: np.ndarray) -> None:
-        for cam, img in sim.render(width=w, height=h).items():
-            images[cam].append(img)
-        states.append(sim.state())
-        objects.append(np.concatenate(list(sim.object_poses().values())))
-        actions.append(np.asarray(action, dtype=np.float64))
-        stamps.append(sim.elapsed)
-
+    recorder = _Recorder(sim, image_size)
     try:
-        rollout = run_expert(sim, make_expert(sim), seed=seed, on_step=on_step)
+        rollout = run_expert(sim, make_expert(sim), seed=seed, on_step=recorder)
     except PlanningError as exc:
         return EpisodeRecord(seed, False, f"planning: {exc}", sim.task.instruction,
                              seconds=time.perf_counter() - start)
     if not rollout.success:
         return EpisodeRecord(seed, False, f"task not solved (phase {rollout.phase})",
                              sim.task.instruction, seconds=time.perf_counter() - start)
-    return EpisodeRecord(
-        seed, True, "", sim.task.instruction,
-        images={c: np.stack(v) for c, v in images.items()},
-        state=np.stack(states).astype(np.float32), action=np.stack(actions).astype(np.float32),
-        stamp=np.asarray(stamps, dtype=np.float64),
-        objects=np.stack(objects).astype(np.float32), seconds=time.perf_counter() - start)
+    return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
+                           {"seed": seed, "expert": sim.task.name})
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Recovery episodes: a checkpoint drives the robot through the runtime (`stack_rollout`)
+    until a switch time drawn uniformly from `switch_s` (from the episode's seed), then the
+    scripted expert plans from the state the policy left — measured joints, the objects where
+    they are now — and finishes the task; only the expert's part is recorded. Training on
+    them labels the states a policy itself reaches (DAgger's idea with the expert taking over,
+    as a human teleoperator would), which expert episodes from home never show. Episodes where
+    the policy got past the task's first phase before the switch are skipped."""
+
+    checkpoint: str
+    switch_s: tuple[float, float] = (2.0, 12.0)
+    scheduler: str = "async"
+    latency_s: float = 0.04
+    latency_p99_s: float | None = 0.09
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.switch_s
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"switch_s: got {self.switch_s}; allowed: 0 < low <= high (s)")
+        if self.latency_s <= 0:
+            raise ValueError(f"latency_s: got {self.latency_s}; allowed: > 0")
+
+
+def record_recovery(sim, policy, seed: int, image_size: tuple[int, int],
+                    recovery: Recovery) -> EpisodeRecord:
+    """One recovery episode (`Recovery`) on `sim` with `policy` (a loaded runtime Policy)."""
+    from wam_ros.sim.experts import PlanningError, execute_plan, make_expert
+    from wam_ros.sim.rollout import stack_rollout
+
+    start = time.perf_counter()
+    switch = float(np.random.default_rng([seed, 1]).uniform(*recovery.switch_s))
+    first = sim.task.phases[0]
+    run = stack_rollout(sim, policy, seed, scheduler=recovery.scheduler,
+                        latency_s=recovery.latency_s, latency_p99_s=recovery.latency_p99_s,
+                        timeout=switch, stop=lambda status: status.phase != first)
+    if run.success or run.phase != first:
+        return EpisodeRecord(seed, False, f"policy reached {run.phase!r} before the switch at "
+                             f"{switch:.1f} s", sim.task.instruction,
+                             seconds=time.perf_counter() - start)
+    expert = make_expert(sim)
+    try:
+        plan = expert.plan(sim.object_poses(), start=sim.joint_positions())
+    except PlanningError as exc:
+        return EpisodeRecord(seed, False, f"planning: {exc}", sim.task.instruction,
+                             seconds=time.perf_counter() - start)
+    recorder = _Recorder(sim, image_size)
+    status = execute_plan(sim, plan, on_step=recorder)
+    if not status.success:
+        return EpisodeRecord(seed, False, f"task not solved (phase {status.phase})",
+                             sim.task.instruction, seconds=time.perf_counter() - start)
+    return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
+                           {"seed": seed, "expert": sim.task.name,
+                            "recovery_from": recovery.checkpoint, "switch_s": round(switch, 3)})
 
 
 def object_columns(task: str) -> tuple[str, ...]:
@@ -99,41 +174,53 @@ def object_columns(task: str) -> tuple[str, ...]:
 _worker: dict[str, object] = {}  # this process's simulator and image size
 
 
-def _worker_init(robot: str, task: str, image_size: tuple[int, int]) -> None:
+def _worker_init(robot: str, task: str, image_size: tuple[int, int],
+                 recovery: Recovery | None = None) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wam_ros.sim.mujoco_sim import Simulator
 
     _worker["sim"] = Simulator(robot, task)
     _worker["size"] = image_size
+    _worker["recovery"] = recovery
+    if recovery is not None:
+        from wam_ros.runtime import load_policy
+
+        _worker["policy"] = load_policy(recovery.checkpoint, backend=recovery.backend)
 
 
 def _worker_run(seed: int) -> EpisodeRecord:
-    return record_episode(_worker["sim"], seed, _worker["size"])
+    recovery = _worker["recovery"]
+    if recovery is None:
+        return record_episode(_worker["sim"], seed, _worker["size"])
+    return record_recovery(_worker["sim"], _worker["policy"], seed, _worker["size"], recovery)
 
 
 def _records(robot: str, task: str, image_size: tuple[int, int], seeds: Iterator[int],
-             workers: int) -> Iterator[EpisodeRecord]:
+             workers: int, recovery: Recovery | None = None) -> Iterator[EpisodeRecord]:
     """Episode records in seed order, from this process or a pool of `workers` processes."""
     if workers <= 1:
-        _worker_init(robot, task, image_size)
+        _worker_init(robot, task, image_size, recovery)
         try:
             for seed in seeds:
                 yield _worker_run(seed)
         finally:
+            _worker.pop("policy", None)
             _worker.pop("sim").close()
         return
     # spawn: a forked EGL context is not usable in the child
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(robot, task, image_size)) as pool:
+    with ctx.Pool(workers, initializer=_worker_init,
+                  initargs=(robot, task, image_size, recovery)) as pool:
         yield from pool.imap(_worker_run, seeds)
 
 
 def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
                      image_size: tuple[int, int] = (96, 96), seed: int = 0, workers: int = 1,
-                     max_attempts: int | None = None, progress: bool = True
-                     ) -> GenerationReport:
+                     max_attempts: int | None = None, progress: bool = True,
+                     recovery: Recovery | None = None) -> GenerationReport:
     """Write `episodes` successful expert episodes to the dataset at `out` (created or
-    appended to); returns counts and speed."""
+    appended to); returns counts and speed. With `recovery`, recovery episodes from that
+    checkpoint's states instead (`Recovery`)."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.sim.tasks import task_class
 
@@ -141,7 +228,8 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     instruction = task_class(task).instruction
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    max_attempts = max_attempts or 2 * episodes + 10
+    # a recovery attempt is skipped too where the policy is past the first phase in time
+    max_attempts = max_attempts or (2 if recovery is None else 4) * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
                        (int(image_size[0]), int(image_size[1])), spec.action_dt,
                        object_columns(task))
@@ -153,17 +241,19 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
         bar = tqdm(total=episodes, desc=f"{robot}/{task}", unit="ep")
     written = frames = 0
     failed: list[int] = []
+    kinds: Counter[str] = Counter()
     start = time.perf_counter()
     seeds = iter(range(seed, seed + max_attempts))
-    records = _records(spec.name, task, info.image_size, seeds, workers)
+    records = _records(spec.name, task, info.image_size, seeds, workers, recovery)
     try:
         for rec in records:
             if not rec.success:
                 failed.append(rec.seed)
+                kinds[failure_kind(rec.reason)] += 1
                 if bar is not None:
                     bar.set_postfix(failed=len(failed))
                 continue
-            with writer.new_episode(task=instruction) as ep:
+            with writer.new_episode(task=instruction, source=rec.source) as ep:
                 for k in range(rec.frames):
                     ep.add(float(rec.stamp[k]), {c: v[k] for c, v in rec.images.items()},
                            rec.state[k], rec.action[k], rec.objects[k])
@@ -179,7 +269,13 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
         if bar is not None:
             bar.close()
     return GenerationReport(written, frames, len(failed), failed,
-                            time.perf_counter() - start, str(out))
+                            time.perf_counter() - start, str(out), dict(kinds))
 
 
-__all__ = ["EpisodeRecord", "GenerationReport", "generate_dataset", "record_episode"]
+def failure_kind(reason: str) -> str:
+    """A failed episode's reason without its details ("planning", "task not solved", ...)."""
+    return re.split(r":| \(| before", reason, maxsplit=1)[0]
+
+
+__all__ = ["EpisodeRecord", "GenerationReport", "Recovery", "failure_kind", "generate_dataset",
+           "record_episode", "record_recovery"]

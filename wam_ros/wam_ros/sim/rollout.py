@@ -92,11 +92,13 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
                   timeout: float = 15.0, image_size: tuple[int, int] | None = None,
                   pipeline_config=None, on_command=None,
                   policy_settings: dict | None = None,
-                  latency_p99_s: float | None = None, handoff_s: float = 0.0) -> PolicyRollout:
+                  latency_p99_s: float | None = None, handoff_s: float = 0.0,
+                  stop=None) -> PolicyRollout:
     """One episode through SimulatedStack (module docstring): cameras at the robot's first
     camera rate, joint states and commands at the control rate; `on_command(sim, out)` sees
     each PipelineOutput before it is applied; `policy_settings`, `handoff_s` and
-    `latency_p99_s` (a latency tail, drawn with the episode's seed) as SimulatedStack's."""
+    `latency_p99_s` (a latency tail, drawn with the episode's seed) as SimulatedStack's.
+    `stop(status)` (a SimStatus) ends the episode early where it returns True."""
     from wam_ros.runtime.stack import SimulatedStack
 
     h, w = image_size or tuple(policy.meta.image_size)
@@ -124,7 +126,7 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
     stack.start(t0)
     next_frame = t0
     status = sim.status()
-    while not status.success and sim.elapsed < timeout:
+    while not status.success and sim.elapsed < timeout and not (stop and stop(status)):
         stack.advance(next_frame, measure, command)
         run_to(next_frame)
         stack.observe(sim.observation(width=w, height=h), sim.time)
