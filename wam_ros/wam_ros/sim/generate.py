@@ -6,7 +6,8 @@ size, `state` = measured joint positions in action units (grippers 0..1), `actio
 absolute position the expert commands at that frame. Episodes whose rollout fails (the task's
 own success check, or no smooth plan for that layout) are skipped and counted; seeds go up from
 `seed` until `episodes` successful ones are written, so a dataset is reproducible from
-(robot, task, seed, episodes).
+(robot, task, seed, episodes). With a `Recovery`, each episode starts where a checkpoint left
+the robot instead (recovery episodes: DAgger-style labels for a policy's own states).
 """
 
 from __future__ import annotations
