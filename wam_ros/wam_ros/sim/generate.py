@@ -176,7 +176,7 @@ _worker: dict[str, object] = {}  # this process's simulator and image size
 
 
 def _worker_init(robot: str, task: str, image_size: tuple[int, int],
-                 recovery: Recovery | None = None) -> None:
+                 recovery: Recovery | None = None, workers: int = 1) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wam_ros.sim.mujoco_sim import Simulator
 
@@ -184,8 +184,13 @@ def _worker_init(robot: str, task: str, image_size: tuple[int, int],
     _worker["size"] = image_size
     _worker["recovery"] = recovery
     if recovery is not None:
+        import torch
+
         from wam_ros.runtime import load_policy
 
+        # a share of the cores each: inference threads outnumbering the cores spin against
+        # each other (on 2 cores, a G1 rollout beside another 2-thread process ran 5x slower)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
         _worker["policy"] = load_policy(recovery.checkpoint, backend=recovery.backend)
 
 
@@ -211,7 +216,7 @@ def _records(robot: str, task: str, image_size: tuple[int, int], seeds: Iterator
     # spawn: a forked EGL context is not usable in the child
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_worker_init,
-                  initargs=(robot, task, image_size, recovery)) as pool:
+                  initargs=(robot, task, image_size, recovery, workers)) as pool:
         yield from pool.imap(_worker_run, seeds)
 
 
