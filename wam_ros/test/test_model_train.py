@@ -107,6 +107,25 @@ def test_init_fine_tunes_a_checkpoint_with_its_statistics(trained, data, tmp_pat
               progress=False, log=lambda *_: None)
 
 
+def test_init_refuses_data_its_statistics_do_not_cover(trained) -> None:
+    """Keeping a checkpoint's normalisation on data far outside it (a joint its data never
+    moved) would blow the losses up: refused with the joint's name, unless --new-stats."""
+    from wam_ros.model.train import check_stats_cover
+
+    model = trained["model"]
+    same = {f"{k}_{s}": getattr(model, f"{k}_{s}").clone()
+            for k in ("state", "action") for s in ("mean", "std")}
+    check_stats_cover(model, same, "ckpt")
+    wide = dict(same, state_std=same["state_std"].clone())
+    wide["state_std"][3] *= 50
+    name = model.cfg.action_layout[3]
+    with pytest.raises(ConfigError, match=f"state {name} spreads 50x.*--new-stats"):
+        check_stats_cover(model, wide, "ckpt")
+    moved = dict(same, action_mean=same["action_mean"] + 20 * same["action_std"])
+    with pytest.raises(ConfigError, match="action .* spreads 20x"):
+        check_stats_cover(model, moved, "ckpt")
+
+
 def test_train_cli(data, tmp_path) -> None:
     from wam_ros.cli import main
 

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "normalisation statistics with a fresh optimizer and schedule (a "
                         "shipped checkpoint, say, on new data of the same robot)")
     p.add_argument("--lr", type=float, help="override train.lr (peak learning rate)")
+    p.add_argument("--new-stats", action="store_true",
+                   help="--init: normalise with statistics of the new data instead of the "
+                        "checkpoint's (needed where the data leaves their range: a new task)")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--batch-size", type=int, help="override train.batch_size")
     p.add_argument("--action-space", choices=("absolute", "delta", "latent"),
@@ -183,6 +186,25 @@ def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: 
     return out
 
 
+def check_stats_cover(model: WorldActionModel, stats: dict[str, torch.Tensor], ckpt: str,
+                      limit: float = 10.0) -> None:
+    """Fine-tuning keeps the checkpoint's normalisation; refuse data whose states or actions
+    it would blow up: a dimension spread (or off-centre) by more than `limit` of the
+    checkpoint's standard deviation (an arm that never moved in its data, say)."""
+    names = list(model.cfg.action_layout)
+    for kind in ("state", "action"):
+        mean, std = getattr(model, f"{kind}_mean"), getattr(model, f"{kind}_std")
+        spread = torch.maximum(stats[f"{kind}_std"] / std,
+                               (stats[f"{kind}_mean"] - mean).abs() / std)
+        worst = int(spread.argmax())
+        if float(spread[worst]) > limit:
+            label = names[worst] if spread.numel() == len(names) else f"#{worst}"
+            raise ConfigError(
+                f"--init {ckpt}: the data's {kind} {label} spreads {float(spread[worst]):.0f}x "
+                f"the checkpoint's standard deviation ({float(std[worst]):.3g}); its "
+                "normalisation does not fit this data: pass --new-stats")
+
+
 # ---- optimizer state without pickle ------------------------------------------------------
 def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int,
                      history: list[dict[str, float]]) -> None:
@@ -265,7 +287,7 @@ def train(data_dir: str | Path | list[str | Path],
           action_space: str | None = None, rest_tail_tolerance: float | None = None,
           object_loss: float | None = None, progress: bool = True,
           log: Any = print, init: str | Path | None = None,
-          lr: float | None = None) -> dict[str, Any]:
+          lr: float | None = None, new_stats: bool = False) -> dict[str, Any]:
     """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}.
     `init`: fine-tune from that checkpoint (its config and statistics; `config` is unused)."""
     out = Path(out_dir)
@@ -365,7 +387,13 @@ def train(data_dir: str | Path | list[str | Path],
 
         # statistics included: the weights were trained on that normalisation
         model.load_state_dict(load_weights(str(Path(init) / "model.safetensors")))
-        log(f"fine-tuning {init} on {data_name}")
+        stats = compute_stats(model, train_data, tcfg.stats_samples, dev, latent_encoder)
+        if new_stats:
+            model.set_stats(stats)
+        else:
+            check_stats_cover(model, stats, str(init))
+        log(f"fine-tuning {init} on {data_name}"
+            + (" (statistics of the new data)" if new_stats else ""))
     else:
         stats = compute_stats(model, train_data, tcfg.stats_samples, dev, latent_encoder)
         model.set_stats(stats)
@@ -422,7 +450,7 @@ def train(data_dir: str | Path | list[str | Path],
 def run(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.config, args.out, resume=args.resume, device=args.device,
-              init=args.init, lr=args.lr,
+              init=args.init, lr=args.lr, new_stats=args.new_stats,
               steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
               rest_tail_tolerance=args.rest_tail_tolerance, object_loss=args.object_loss,
               progress=not args.quiet)
