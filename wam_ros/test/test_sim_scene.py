@@ -150,9 +150,10 @@ def test_a_cube_held_over_the_bin_is_not_a_success():
     with Simulator("cobot_magic", "pick_place", seed=2) as sim:
         from wam_ros.sim.experts import make_expert
 
-        expert = make_expert(sim)
-        expert.reset()
-        while (action := expert.act()) is not None and expert.phase != "release":
+        plan = make_expert(sim).reset()
+        for action, phase in zip(plan.actions, plan.phases):
+            if phase == "release":
+                break
             sim.command_action(action)
             sim.step(sim.robot.action_dt)
         status = sim.status()

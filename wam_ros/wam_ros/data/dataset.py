@@ -247,9 +247,14 @@ class EpisodeReader:
         return state
 
 
-def _layout(info: DatasetInfo) -> tuple:
-    """What datasets trained as one must share."""
-    return info.robot, info.action_layout, info.camera_names, tuple(info.image_size), info.dt
+INTERFACE = ("robot", "action_layout", "camera_names", "image_size", "dt")
+
+
+def interface(info: Any) -> dict[str, Any]:
+    """The robot interface a dataset (DatasetInfo) or a model (ModelConfig) is made for:
+    what datasets trained as one, and a checkpoint and the data it is fine-tuned on, share."""
+    return {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in ((k, getattr(info, k)) for k in INTERFACE)}
 
 
 class ConcatReader:
@@ -261,10 +266,10 @@ class ConcatReader:
             raise ValueError("no datasets")
         first = readers[0].info
         for r in readers[1:]:
-            if _layout(r.info) != _layout(first):
+            if interface(r.info) != interface(first):
                 raise ValueError(
                     f"{r.root}: robot, action layout, cameras, image size or dt differ from "
-                    f"{readers[0].root} ({_layout(r.info)} against {_layout(first)})")
+                    f"{readers[0].root} ({interface(r.info)} against {interface(first)})")
         same = all(r.info.objects == first.objects for r in readers)
         self.info = dataclasses.replace(first, objects=first.objects if same else ())
         self.readers = readers

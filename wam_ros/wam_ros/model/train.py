@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from wam_ros.core.config import ConfigError
-from wam_ros.data.dataset import WindowDataset, open_dataset, split_episodes
+from wam_ros.data.dataset import WindowDataset, interface, open_dataset, split_episodes
 from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
 from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot
 from wam_ros.model.wam import WorldActionModel
@@ -268,16 +268,11 @@ def evaluate(model: WorldActionModel, data: WindowDataset, tcfg: TrainConfig,
 
 def _check_data_fits(mcfg: ModelConfig, info, data_name: str, ckpt: str | Path) -> None:
     """The dataset's robot interface must be the checkpoint's (fine-tuning)."""
-    ours = {"robot": info.robot, "action_layout": list(info.action_layout),
-            "camera_names": list(info.camera_names), "image_size": list(info.image_size)}
-    theirs = {"robot": mcfg.robot, "action_layout": list(mcfg.action_layout),
-              "camera_names": list(mcfg.camera_names), "image_size": list(mcfg.image_size)}
+    ours, theirs = interface(info), interface(mcfg)
     for key, value in ours.items():
         if value != theirs[key]:
             raise ConfigError(f"{data_name}: {key} {value} does not match {ckpt}'s "
                               f"{theirs[key]}")
-    if abs(info.dt - mcfg.dt) > 1e-9:
-        raise ConfigError(f"{data_name}: dt {info.dt} does not match {ckpt}'s {mcfg.dt}")
 
 
 def train(data_dir: str | Path | list[str | Path],

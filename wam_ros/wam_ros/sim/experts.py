@@ -314,8 +314,8 @@ class PlanBuilder:
 
 
 class ScriptedExpert:
-    """Base class. `reset()` plans from the simulator's current object poses, `act()` returns
-    the next action (None once the plan, including a short final hold, is done)."""
+    """Base class. `plan(poses)` plans an episode from the objects' poses; `reset()` plans
+    from the simulator's present ones (`execute_plan` runs a plan)."""
 
     task: ClassVar[str] = ""
     rise_height = 0.12  # m above the table: TCP height an arm leaves home to
@@ -328,8 +328,6 @@ class ScriptedExpert:
         self.scene = sim.scene
         self.ik = ArmIK(sim.scene, tilt=GRASP_TILT.get((sim.robot.name, self.task), 0.0))
         self.table_top = sim.scene.layout.table_top
-        self.plan_: Plan | None = None
-        self._k = 0
 
     def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None) -> Plan:
         """The episode's plan from the objects' poses: from home, or with `start` (joint
@@ -337,26 +335,7 @@ class ScriptedExpert:
         raise NotImplementedError
 
     def reset(self) -> Plan:
-        self.plan_ = self.plan(self.sim.object_poses())
-        self._k = 0
-        return self.plan_
-
-    @property
-    def done(self) -> bool:
-        return self.plan_ is None or self._k >= len(self.plan_.actions)
-
-    @property
-    def phase(self) -> str:
-        if self.plan_ is None or not self.plan_.phases:
-            return ""
-        return self.plan_.phases[min(self._k, len(self.plan_.phases) - 1)]
-
-    def act(self) -> np.ndarray | None:
-        if self.done:
-            return None
-        action = self.plan_.actions[self._k]
-        self._k += 1
-        return action
+        return self.plan(self.sim.object_poses())
 
     def _leave_home(self, b: PlanBuilder, yaws: dict[str, float]) -> None:
         """Arms whose home pose hangs low over the table (CobotMagic's does, 3 cm) rise

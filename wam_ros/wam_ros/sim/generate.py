@@ -188,9 +188,11 @@ def _worker_init(robot: str, task: str, image_size: tuple[int, int],
 
         from wam_ros.runtime import load_policy
 
-        # a share of the cores each: inference threads outnumbering the cores spin against
-        # each other (on 2 cores, a G1 rollout beside another 2-thread process ran 5x slower)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
+        if workers > 1:
+            # a share of the cores each: inference threads outnumbering the cores spin against
+            # each other (on 2 cores, a G1 rollout beside another 2-thread process took 33-45 s
+            # per episode against 6.6 s alone)
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         _worker["policy"] = load_policy(recovery.checkpoint, backend=recovery.backend)
 
 
