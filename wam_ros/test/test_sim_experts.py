@@ -20,7 +20,7 @@ from wam_ros.sim.experts import (
     pre_grasp,
     run_expert,
 )
-from wam_ros.sim.generate import Recovery, generate_dataset
+from wam_ros.sim.generate import Disturbance, Recovery, generate_dataset
 from wam_ros.sim.mujoco_sim import Simulator
 
 
@@ -158,6 +158,75 @@ def test_recovery_episodes_start_where_the_policy_left_the_robot(tiny_checkpoint
     assert ep["action"][:, 13].min() == 0.0  # the expert grasped
     with pytest.raises(ValueError, match="switch_s"):
         Recovery(str(ckpt), switch_s=(3.0, 1.0))
+
+
+@pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
+def test_a_disturbed_approach_is_corrected_by_the_descent(robot):
+    """`plan(pregrasp_error=...)`: the approach ends off by the error (position and yaw), the
+    descent still ends at the true grasp with the cube's yaw, and the task is solved."""
+    with Simulator(robot, "pick_place") as sim:
+        sim.reset(41)
+        expert = make_expert(sim)
+        x, y, z, yaw = sim.object_poses()["cube"]
+        error = np.array([0.02, -0.015, 0.01, 0.12])
+        plan = expert.plan(sim.object_poses(), pregrasp_error=error)
+        clean = expert.plan(sim.object_poses())
+        spec = sim.robot
+        descend, grasp = plan.phases.index("descend"), plan.phases.index("grasp")
+        start, _ = expert.ik.tcp(spec.action_to_joint(plan.actions[descend - 1]), "right")
+        start0, _ = expert.ik.tcp(spec.action_to_joint(
+            clean.actions[clean.phases.index("descend") - 1]), "right")
+        np.testing.assert_allclose(start - start0, error[:3], atol=0.003)
+        end, rot = expert.ik.tcp(spec.action_to_joint(plan.actions[grasp]), "right")
+        np.testing.assert_allclose(end, [x, y, z], atol=0.003)
+        end_yaw = np.arctan2(rot[1, 0], rot[0, 0])
+        assert abs(np.angle(np.exp(1j * (end_yaw - yaw)))) < 0.02
+        joints = spec.action_to_joint(plan.actions)
+        steps = np.abs(np.diff(joints, axis=0)) / spec.action_dt
+        assert np.all(steps <= spec.limits_array("velocity") + 1e-9)
+        assert execute_plan(sim, plan).success
+        with pytest.raises(ValueError, match="pregrasp_error"):
+            expert.plan(sim.object_poses(), pregrasp_error=[0.01, 0.0])
+
+
+def test_disturbed_episodes_are_recorded_from_the_correction_on(tmp_path):
+    """`generate_dataset(disturbance=...)`: the error is drawn from the seed within the
+    bounds, the recording starts at the descent (off the true pre-grasp by that error), and
+    the index keeps the error."""
+    d = Disturbance(0.03, 0.01, 0.1)
+    errors = np.array([d.draw(s) for s in range(200)])
+    assert np.hypot(errors[:, 0], errors[:, 1]).max() <= 0.03
+    assert np.abs(errors[:, 2]).max() <= 0.01 and np.abs(errors[:, 3]).max() <= 0.1
+    assert np.hypot(errors[:, 0], errors[:, 1]).max() > 0.025  # the bounds are reached
+    np.testing.assert_array_equal(d.draw(7), d.draw(7))
+    report = generate_dataset("agibot_g1", "pick_place", episodes=1, out=tmp_path / "dist",
+                              image_size=(32, 40), seed=3, progress=False, disturbance=d)
+    assert report.episodes == 1, report
+    reader = EpisodeReader(tmp_path / "dist")
+    ep, source = reader.episode(0), reader.source(0)
+    seed = source["seed"]
+    np.testing.assert_allclose(source["pregrasp_error"], d.draw(seed), atol=1e-4)
+    assert ep["stamp"][0] >= source["from_s"] > 2.0  # the approach is not in the data
+    with Simulator("agibot_g1", "pick_place") as sim:
+        sim.reset(seed)
+        expert = make_expert(sim)
+        clean = expert.reset()
+        spec = sim.robot
+        # the first recorded state: the disturbed pre-grasp (the arm lags its command a little)
+        start, _ = expert.ik.tcp(spec.action_to_joint(ep["state"][0]), "right")
+        planned, _ = expert.ik.tcp(spec.action_to_joint(
+            clean.actions[clean.phases.index("descend") - 1]), "right")
+        np.testing.assert_allclose(start - planned, d.draw(seed)[:3], atol=0.01)
+    grip = spec.action_layout.index("idx81_gripper_r_outer_joint1")
+    # recorded with the gripper open, then the grasp
+    assert ep["action"][0, grip] == 1.0 and ep["action"][:, grip].min() == 0.0
+    with pytest.raises(ValueError, match="one"):
+        generate_dataset("agibot_g1", "pick_place", 1, tmp_path / "x", disturbance=d,
+                         recovery=Recovery("ckpt"))
+    with pytest.raises(ValueError, match="disturbance"):
+        Disturbance(0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="disturbance"):
+        Disturbance(-0.01, 0.0, 0.1)
 
 
 @pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])

@@ -4,6 +4,8 @@
                          [--seed S] [--workers 2]      expert episodes -> training dataset
                          [--recover CKPT [--switch-s 2 12]]   recovery episodes from a
                                                        policy's states (DAgger-style)
+                         [--disturb 0.035 0.015 0.15]  the expert's approach off by a random
+                                                       error its descent corrects (DART-style)
     wam-ros sim check    --robot R --task T [--episodes 50] [--seed S] [--json F]
                                                        scripted expert success rate
     wam-ros sim rollout  --checkpoint CKPT --robot R --task T [--episodes 20] [--seed S]
@@ -51,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the runtime) until a random switch time, then the scripted expert "
                         "takes over from that state; only the expert's part is recorded "
                         "(DAgger-style data from the policy's own states; pick_place)")
+    g.add_argument("--disturb", type=float, nargs=3,
+                   metavar=("LATERAL_M", "VERTICAL_M", "YAW_RAD"),
+                   help="disturbed expert episodes instead (pick_place): the approach ends off "
+                        "by a random error up to these bounds (e.g. 0.035 0.015 0.15) that the "
+                        "descent corrects; only the correction onwards is recorded")
     g.add_argument("--switch-s", type=float, nargs=2, default=(2.0, 12.0), metavar=("LO", "HI"),
                    help="--recover: switch time range, sim seconds (default 2 12)")
     g.add_argument("--stack", choices=("sync", "async", "sai"), default="async",
@@ -145,14 +152,24 @@ def _write_json(path: str | None, result: dict) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     _env()
-    from wam_ros.sim.generate import Recovery, generate_dataset
+    from wam_ros.sim.generate import Disturbance, Recovery, generate_dataset
 
-    recovery = None
-    if args.recover:
-        if args.task != "pick_place":
-            print(f"error: --recover: the scripted expert recovers pick_place only, not "
-                  f"{args.task!r}", file=sys.stderr)
+    recovery = disturbance = None
+    if (args.recover or args.disturb) and args.task != "pick_place":
+        print(f"error: --recover and --disturb are for pick_place, not {args.task!r}",
+              file=sys.stderr)
+        return 2
+    if args.recover and args.disturb:
+        print("error: --recover and --disturb make different episodes: pass one",
+              file=sys.stderr)
+        return 2
+    if args.disturb:
+        try:
+            disturbance = Disturbance(*args.disturb)
+        except ValueError as exc:
+            print(f"error: --disturb: {exc}", file=sys.stderr)
             return 2
+    if args.recover:
         try:
             recovery = Recovery(args.recover, tuple(args.switch_s), args.stack,
                                 args.latency_ms * 1e-3, args.latency_p99_ms * 1e-3)
@@ -161,7 +178,7 @@ def run_generate(args: argparse.Namespace) -> int:
             return 2
     report = generate_dataset(args.robot, args.task, args.episodes, args.out,
                               tuple(args.image_size), seed=args.seed, workers=args.workers,
-                              recovery=recovery)
+                              recovery=recovery, disturbance=disturbance)
     print(f"wrote {report.episodes} episodes ({report.frames} frames) to {report.out} in "
           f"{report.seconds:.1f} s: {report.frames_per_second:.0f} frames/s; "
           f"{report.failed} episodes skipped"

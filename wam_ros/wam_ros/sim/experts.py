@@ -367,14 +367,22 @@ class PickPlaceExpert(ScriptedExpert):
 
     recovery_clearance = 0.06  # m: a recovering TCP lower than this over the cube rises first
 
-    def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None) -> Plan:
+    def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None,
+             pregrasp_error: np.ndarray | None = None) -> Plan:
+        """`pregrasp_error` (dx, dy, dz m, dyaw rad): the hand goes to a pre-grasp pose that
+        much off, and the descent corrects it on its way to the true grasp (disturbed
+        episodes: what to do when the cube is not where a perfect approach puts it)."""
         cube, bin_pos = poses["cube"], poses["bin"]
         b = PlanBuilder(self.scene, self.ik, start)
         arm, top = self.arm, self.table_top
         x, y, z, yaw = cube
         grasp_at = [x, y, z]
+        err = np.zeros(4) if pregrasp_error is None else np.asarray(pregrasp_error, float)
+        if err.shape != (4,) or not np.all(np.isfinite(err)):
+            raise ValueError(f"pregrasp_error: need 4 finite values (dx, dy, dz, dyaw), got "
+                             f"{pregrasp_error!r}")
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
-        reach_yaw = 0.0 if align else yaw
+        reach_yaw = 0.0 if align else yaw + err[3]
         tilt = self.ik.tilt
         look = LOOK_DISTANCE.get((self.sim.robot.name, self.task))
         if start is None:
@@ -388,10 +396,12 @@ class PickPlaceExpert(ScriptedExpert):
             b.segment("approach", {arm: ("joint", self._ik(
                 arm, pre_grasp(centre, reach_yaw, tilt, look), reach_yaw, b.q))})
         b.segment("approach", {arm: ("joint", self._ik(
-            arm, pre_grasp(grasp_at, reach_yaw, tilt, self.approach_height), reach_yaw, b.q))})
+            arm, pre_grasp(grasp_at, reach_yaw, tilt, self.approach_height) + err[:3],
+            reach_yaw, b.q))})
         if align:
             b.segment("approach", {arm: ("cart", pre_grasp(grasp_at, yaw, tilt,
-                                                           self.approach_height), yaw)})
+                                                           self.approach_height) + err[:3],
+                                         yaw + err[3])})
         b.segment("descend", {arm: ("cart", grasp_at, yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
         b.hold("grasp", 0.2)

@@ -7,7 +7,9 @@ absolute position the expert commands at that frame. Episodes whose rollout fail
 own success check, or no smooth plan for that layout) are skipped and counted; seeds go up from
 `seed` until `episodes` successful ones are written, so a dataset is reproducible from
 (robot, task, seed, episodes). With a `Recovery`, each episode starts where a checkpoint left
-the robot instead (recovery episodes: DAgger-style labels for a policy's own states).
+the robot instead (recovery episodes: DAgger-style labels for a policy's own states); with a
+`Disturbance`, the expert's approach is off by a random error that its descent corrects (only
+the correction is recorded).
 """
 
 from __future__ import annotations
@@ -164,6 +166,66 @@ def record_recovery(sim, policy, seed: int, image_size: tuple[int, int],
                             "recovery_from": recovery.checkpoint, "switch_s": round(switch, 3)})
 
 
+@dataclass(frozen=True)
+class Disturbance:
+    """Disturbed expert episodes (pick_place; DART's idea, Laskey et al. 2017, with the
+    disturbance where a policy errs): the expert approaches a pre-grasp pose that is off by an
+    error drawn from the episode's seed — horizontally uniform in a disc of `lateral_m`,
+    vertically uniform in +-`vertical_m`, in yaw uniform in +-`yaw_rad` — and its descent
+    corrects the error on the way to the true grasp. Only the correction onwards is recorded
+    (from the first frame of the descent): the wrong approach is not a label, the states it
+    leads to are. A policy whose approach ends a few centimetres off (G1's end 2-4 cm off,
+    then descend along the gripper's axis onto the cube's edge) learns from these to steer
+    the descent to the cube it sees."""
+
+    lateral_m: float = 0.035
+    vertical_m: float = 0.015
+    yaw_rad: float = 0.15
+
+    def __post_init__(self) -> None:
+        values = (self.lateral_m, self.vertical_m, self.yaw_rad)
+        if not all(np.isfinite(v) and v >= 0 for v in values) or not any(values):
+            raise ValueError(f"disturbance: got lateral {self.lateral_m} m, vertical "
+                             f"{self.vertical_m} m, yaw {self.yaw_rad} rad; allowed: >= 0, "
+                             f"not all 0")
+
+    def draw(self, seed: int) -> np.ndarray:
+        """The episode's pre-grasp error (dx, dy, dz, dyaw)."""
+        rng = np.random.default_rng([seed, 2])
+        radius = self.lateral_m * np.sqrt(rng.uniform())  # uniform over the disc
+        angle = rng.uniform(-np.pi, np.pi)
+        return np.array([radius * np.cos(angle), radius * np.sin(angle),
+                         rng.uniform(-self.vertical_m, self.vertical_m),
+                         rng.uniform(-self.yaw_rad, self.yaw_rad)])
+
+
+def record_disturbed(sim, seed: int, image_size: tuple[int, int],
+                     disturbance: Disturbance) -> EpisodeRecord:
+    """One disturbed expert episode (`Disturbance`) on `sim`, recorded from its descent on."""
+    from wam_ros.sim.experts import Plan, PlanningError, execute_plan, make_expert
+
+    start = time.perf_counter()
+    sim.reset(seed)
+    error = disturbance.draw(seed)
+    try:
+        expert = make_expert(sim)
+        plan = expert.plan(sim.object_poses(), pregrasp_error=error)
+    except PlanningError as exc:
+        return EpisodeRecord(seed, False, f"planning: {exc}", sim.task.instruction,
+                             seconds=time.perf_counter() - start)
+    cut = plan.phases.index("descend")
+    execute_plan(sim, Plan(plan.actions[:cut], plan.phases[:cut]))
+    recorder = _Recorder(sim, image_size)
+    status = execute_plan(sim, Plan(plan.actions[cut:], plan.phases[cut:]), on_step=recorder)
+    if not status.success:
+        return EpisodeRecord(seed, False, f"task not solved (phase {status.phase})",
+                             sim.task.instruction, seconds=time.perf_counter() - start)
+    return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
+                           {"seed": seed, "expert": sim.task.name,
+                            "pregrasp_error": [round(float(v), 4) for v in error],
+                            "from_s": round(cut * sim.robot.action_dt, 3)})
+
+
 def object_columns(task: str) -> tuple[str, ...]:
     """Names of the columns record_episode writes for `task`'s objects."""
     from wam_ros.sim.tasks import task_class
@@ -176,14 +238,14 @@ _worker: dict[str, object] = {}  # this process's simulator and image size
 
 
 def _worker_init(robot: str, task: str, image_size: tuple[int, int],
-                 recovery: Recovery | None = None, workers: int = 1) -> None:
+                 variant: Recovery | Disturbance | None = None, workers: int = 1) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wam_ros.sim.mujoco_sim import Simulator
 
     _worker["sim"] = Simulator(robot, task)
     _worker["size"] = image_size
-    _worker["recovery"] = recovery
-    if recovery is not None:
+    _worker["variant"] = variant
+    if isinstance(variant, Recovery):
         import torch
 
         from wam_ros.runtime import load_policy
@@ -193,21 +255,24 @@ def _worker_init(robot: str, task: str, image_size: tuple[int, int],
             # each other (on 2 cores, a G1 rollout beside another 2-thread process took 33-45 s
             # per episode against 6.6 s alone)
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        _worker["policy"] = load_policy(recovery.checkpoint, backend=recovery.backend)
+        _worker["policy"] = load_policy(variant.checkpoint, backend=variant.backend)
 
 
 def _worker_run(seed: int) -> EpisodeRecord:
-    recovery = _worker["recovery"]
-    if recovery is None:
+    variant = _worker["variant"]
+    if variant is None:
         return record_episode(_worker["sim"], seed, _worker["size"])
-    return record_recovery(_worker["sim"], _worker["policy"], seed, _worker["size"], recovery)
+    if isinstance(variant, Disturbance):
+        return record_disturbed(_worker["sim"], seed, _worker["size"], variant)
+    return record_recovery(_worker["sim"], _worker["policy"], seed, _worker["size"], variant)
 
 
 def _records(robot: str, task: str, image_size: tuple[int, int], seeds: Iterator[int],
-             workers: int, recovery: Recovery | None = None) -> Iterator[EpisodeRecord]:
+             workers: int, variant: Recovery | Disturbance | None = None,
+             ) -> Iterator[EpisodeRecord]:
     """Episode records in seed order, from this process or a pool of `workers` processes."""
     if workers <= 1:
-        _worker_init(robot, task, image_size, recovery)
+        _worker_init(robot, task, image_size, variant)
         try:
             for seed in seeds:
                 yield _worker_run(seed)
@@ -218,17 +283,19 @@ def _records(robot: str, task: str, image_size: tuple[int, int], seeds: Iterator
     # spawn: a forked EGL context is not usable in the child
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_worker_init,
-                  initargs=(robot, task, image_size, recovery, workers)) as pool:
+                  initargs=(robot, task, image_size, variant, workers)) as pool:
         yield from pool.imap(_worker_run, seeds)
 
 
 def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
                      image_size: tuple[int, int] = (96, 96), seed: int = 0, workers: int = 1,
                      max_attempts: int | None = None, progress: bool = True,
-                     recovery: Recovery | None = None) -> GenerationReport:
+                     recovery: Recovery | None = None,
+                     disturbance: Disturbance | None = None) -> GenerationReport:
     """Write `episodes` successful expert episodes to the dataset at `out` (created or
     appended to); returns counts and speed. With `recovery`, recovery episodes from that
-    checkpoint's states instead (`Recovery`)."""
+    checkpoint's states instead (`Recovery`); with `disturbance`, disturbed expert episodes
+    (`Disturbance`)."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.sim.tasks import task_class
 
@@ -236,8 +303,10 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     instruction = task_class(task).instruction
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if recovery is not None and disturbance is not None:
+        raise ValueError("recovery and disturbance episodes are made separately: pass one")
     # a recovery attempt is skipped too where the policy is past the first phase in time
-    max_attempts = max_attempts or (2 if recovery is None else 4) * episodes + 10
+    max_attempts = max_attempts or (4 if isinstance(recovery, Recovery) else 2) * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
                        (int(image_size[0]), int(image_size[1])), spec.action_dt,
                        object_columns(task))
@@ -252,7 +321,8 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     kinds: Counter[str] = Counter()
     start = time.perf_counter()
     seeds = iter(range(seed, seed + max_attempts))
-    records = _records(spec.name, task, info.image_size, seeds, workers, recovery)
+    records = _records(spec.name, task, info.image_size, seeds, workers,
+                       recovery if recovery is not None else disturbance)
     try:
         for rec in records:
             if not rec.success:
@@ -285,5 +355,5 @@ def failure_kind(reason: str) -> str:
     return re.split(r":| \(| before", reason, maxsplit=1)[0]
 
 
-__all__ = ["EpisodeRecord", "GenerationReport", "Recovery", "failure_kind", "generate_dataset",
-           "record_episode", "record_recovery"]
+__all__ = ["Disturbance", "EpisodeRecord", "GenerationReport", "Recovery", "failure_kind",
+           "generate_dataset", "record_disturbed", "record_episode", "record_recovery"]
