@@ -229,6 +229,20 @@ def test_disturbed_episodes_are_recorded_from_the_correction_on(tmp_path):
         Disturbance(-0.01, 0.0, 0.1)
 
 
+@pytest.mark.parametrize("extra", [
+    ["--task", "handover", "--disturb", "0.03", "0.01", "0.1"],
+    ["--disturb", "0.03", "0.01", "0.1", "--recover", "ckpt"],
+    ["--disturb", "0.03", "-0.01", "0.1"],
+])
+def test_generate_refuses_disturbances_it_cannot_make(extra, tmp_path, capsys):
+    from wam_ros.cli import main
+
+    assert main(["sim", "generate", "--robot", "agibot_g1", "--episodes", "1", "--out",
+                 str(tmp_path / "d"), *extra]) == 2
+    assert "--disturb" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
 def test_expert_hands_the_bar_over(robot):
     with Simulator(robot, "handover") as sim:
