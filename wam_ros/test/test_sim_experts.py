@@ -223,6 +223,8 @@ def test_disturbed_episodes_are_recorded_from_the_correction_on(tmp_path):
     with pytest.raises(ValueError, match="one"):
         generate_dataset("agibot_g1", "pick_place", 1, tmp_path / "x", disturbance=d,
                          recovery=Recovery("ckpt"))
+    with pytest.raises(ValueError, match="pick_place"):
+        generate_dataset("agibot_g1", "handover", 1, tmp_path / "x", disturbance=d)
     with pytest.raises(ValueError, match="disturbance"):
         Disturbance(0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="disturbance"):

@@ -305,6 +305,8 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if recovery is not None and disturbance is not None:
         raise ValueError("recovery and disturbance episodes are made separately: pass one")
+    if (recovery is not None or disturbance is not None) and task != "pick_place":
+        raise ValueError(f"recovery and disturbance episodes are for pick_place, not {task!r}")
     # a recovery attempt is skipped too where the policy is past the first phase in time
     max_attempts = max_attempts or (4 if isinstance(recovery, Recovery) else 2) * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
