@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 
 # sub-command name -> module that defines register(subparsers) and sets args.func
 COMMANDS: dict[str, str] = {
@@ -45,6 +48,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM (a supervisor, a CI time-out, `kill PID`) unwind like an error, so that
+    `finally` blocks run and stop the node processes a command started: they run in sessions
+    of their own, so the signal does not reach them, and Python's default action would leave
+    them running. Returns what restores the previous handler (no-op off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     _ensure_localhost_discovery()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -55,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    restore = _exit_on_sigterm()
+    try:
+        return int(args.func(args) or 0)
+    finally:
+        restore()
 
 
 if __name__ == "__main__":
