@@ -155,14 +155,6 @@ def run_generate(args: argparse.Namespace) -> int:
     from wam_ros.sim.generate import Disturbance, Recovery, generate_dataset
 
     recovery = disturbance = None
-    if (args.recover or args.disturb) and args.task != "pick_place":
-        print(f"error: --recover and --disturb are for pick_place, not {args.task!r}",
-              file=sys.stderr)
-        return 2
-    if args.recover and args.disturb:
-        print("error: --recover and --disturb make different episodes: pass one",
-              file=sys.stderr)
-        return 2
     if args.disturb:
         try:
             disturbance = Disturbance(*args.disturb)
@@ -176,9 +168,15 @@ def run_generate(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: --recover: {exc}", file=sys.stderr)
             return 2
-    report = generate_dataset(args.robot, args.task, args.episodes, args.out,
-                              tuple(args.image_size), seed=args.seed, workers=args.workers,
-                              recovery=recovery, disturbance=disturbance)
+    try:  # generate_dataset refuses other tasks and both at once before writing anything
+        report = generate_dataset(args.robot, args.task, args.episodes, args.out,
+                                  tuple(args.image_size), seed=args.seed, workers=args.workers,
+                                  recovery=recovery, disturbance=disturbance)
+    except ValueError as exc:
+        which = " and ".join(f for f, v in (("--recover", args.recover),
+                                            ("--disturb", args.disturb)) if v)
+        print(f"error: {which + ': ' if which else ''}{exc}", file=sys.stderr)
+        return 2
     print(f"wrote {report.episodes} episodes ({report.frames} frames) to {report.out} in "
           f"{report.seconds:.1f} s: {report.frames_per_second:.0f} frames/s; "
           f"{report.failed} episodes skipped"
