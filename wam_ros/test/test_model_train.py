@@ -126,6 +126,68 @@ def test_init_refuses_data_its_statistics_do_not_cover(trained) -> None:
         check_stats_cover(model, moved, "ckpt")
 
 
+def test_weight_ema_ramps_its_decay_and_lends_the_average() -> None:
+    from wam_ros.model.train import WeightEMA
+
+    layer = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    ema = WeightEMA(layer, decay=0.5)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    ema.update(layer)  # first update: d = min(0.5, 2 / 11)
+    expected = 1.0 - 2.0 / 11.0
+    torch.testing.assert_close(ema.shadow["weight"], torch.full((1, 2), expected))
+    for _ in range(20):  # the ramp passes 0.5 at n = 8: the decay then stays 0.5
+        ema.update(layer)
+    assert ema.rate() == 0.5
+    with torch.no_grad():
+        layer.weight.fill_(3.0)
+    before = float(ema.shadow["weight"][0, 0])
+    ema.update(layer)
+    assert float(ema.shadow["weight"][0, 0]) == pytest.approx(0.5 * before + 1.5)
+    with ema.applied(layer) as m:
+        torch.testing.assert_close(m.weight, ema.shadow["weight"])
+    torch.testing.assert_close(layer.weight, torch.full((1, 2), 3.0))  # restored
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(layer, decay=1.0)
+
+
+def test_ema_checkpoint_holds_the_average_and_resume_the_raw_weights(trained, data,
+                                                                    tmp_path) -> None:
+    """With train.ema_decay the checkpoint (what inference loads) holds the averaged weights,
+    train_state/ the trained ones; resume restores both: continuing for no step rewrites
+    them unchanged, more steps move on from them."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ema"
+    result = train(data, "tiny", out, init=trained["checkpoint"], steps=30, lr=1e-3,
+                   ema=0.9, progress=False, log=lambda *_: None)
+    shipped = load_file(str(out / "model.safetensors"))
+    raw = load_file(str(out / "train_state" / "weights.safetensors"))
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["ema_decay"] == 0.9
+    for name, value in result["model"].state_dict().items():  # the model handed back
+        assert torch.equal(value, shipped[name]), name
+    moved = [n for n in shipped if not torch.equal(shipped[n], raw[n])]
+    assert "act_in.weight" in moved  # the average trails the trained weights
+    assert all(torch.equal(shipped[n], raw[n]) for n in ("state_mean", "action_std"))
+    assert np.all(np.isfinite(load_policy(out).infer(
+        fake_observation("cobot_magic", result["model"].cfg.image_size, 0)).actions))
+
+    train(data, "tiny", out, resume=True, steps=30, progress=False, log=lambda *_: None)
+    for name, value in load_file(str(out / "model.safetensors")).items():
+        assert torch.equal(value, shipped[name]), name
+    for name, value in load_file(str(out / "train_state" / "weights.safetensors")).items():
+        assert torch.equal(value, raw[name]), name
+    more = train(data, "tiny", out, resume=True, steps=35, progress=False,
+                 log=lambda *_: None)
+    assert more["history"][-1]["step"] == 35
+    assert not torch.equal(load_file(str(out / "model.safetensors"))["act_in.weight"],
+                           shipped["act_in.weight"])
+    with pytest.raises(ConfigError, match="--ema"):
+        train(data, "tiny", tmp_path / "bad", ema=1.5, progress=False, log=lambda *_: None)
+
+
 def test_train_cli(data, tmp_path) -> None:
     from wam_ros.cli import main
 

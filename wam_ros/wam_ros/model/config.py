@@ -127,6 +127,11 @@ class TrainConfig:
     # predict the object poses a simulated dataset records (DATASET.md `objects`). The action
     # loss alone let the AgiBot G1 policy learn the mean reach and not where the cube is.
     object_loss: float = 0.0
+    # Exponential moving average of the weights (0: off): the checkpoint's model.safetensors
+    # then holds the average, which inference loads, and train_state/ the raw weights resume
+    # continues. The decay ramps up as (1 + n) / (10 + n) over the first updates, so a short
+    # or fine-tuning run averages over its own steps rather than its start.
+    ema_decay: float = 0.0
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -234,6 +239,8 @@ def _validate(obj: Any, sec: Section) -> None:
             raise bad("rest_tail_tolerance", ">= 0")
         if obj.object_loss < 0:
             raise bad("object_loss", ">= 0")
+        if not 0.0 <= obj.ema_decay < 1.0:
+            raise bad("ema_decay", "0 (off) or a decay in (0, 1)")
         if obj.num_workers < 0 or obj.warmup_steps < 0:
             raise bad("num_workers" if obj.num_workers < 0 else "warmup_steps", ">= 0")
 

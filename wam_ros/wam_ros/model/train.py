@@ -9,7 +9,9 @@ memory variant (even steps kv: block-causal attention over the window; odd steps
 Dual-State TTT recurrence), so one checkpoint serves both. Validation reports each head's
 loss (latent / action) for both memories. Checkpoints (safetensors + YAML + statistics) are
 written every `save_every` steps and at the end; `--resume` continues from the optimizer state
-in CKPT_DIR/train_state/.
+in CKPT_DIR/train_state/. With `--ema DECAY` (train.ema_decay) the checkpoint's weights are an
+exponential moving average of the trained ones (validation reports the average too), and
+train_state/ keeps the raw weights that resume continues from.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--object-loss", type=float,
                    help="override train.object_loss (privileged object-pose head; needs a "
                         "dataset that records object poses)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="override train.ema_decay: ship an exponential moving average of the "
+                        "weights (0.999, say; 0: the trained weights as they are)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -205,11 +212,66 @@ def check_stats_cover(model: WorldActionModel, stats: dict[str, torch.Tensor], c
                 "normalisation does not fit this data: pass --new-stats")
 
 
+# ---- weight averaging ----------------------------------------------------------------------
+class WeightEMA:
+    """Exponential moving average of a model's trainable parameters.
+
+    After update n (1-based) each average moves towards the parameter by 1 - d with
+    d = min(decay, (1 + n) / (10 + n)): early updates follow the weights closely, later ones
+    average over about 1 / (1 - decay) steps. Buffers (normalisation statistics) are not
+    averaged; `applied` lends the model the averages for evaluating or saving."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema decay: got {decay}; allowed: 0 < decay < 1")
+        self.decay, self.updates = float(decay), int(updates)
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()
+                       if p.requires_grad}
+
+    def rate(self) -> float:
+        """The decay the next update uses."""
+        n = self.updates + 1
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = self.rate()
+        self.updates += 1
+        for name, p in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(p.detach(), 1.0 - d)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """The model with the averaged weights inside the block, its own ones after."""
+        params = dict(model.named_parameters())
+        saved = {n: params[n].detach().clone() for n in self.shadow}
+        with torch.no_grad():
+            for n, v in self.shadow.items():
+                params[n].copy_(v)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for n, v in saved.items():
+                    params[n].copy_(v)
+
+
 # ---- optimizer state without pickle ------------------------------------------------------
+RAW_WEIGHTS = "weights.safetensors"  # train_state/: the trained (not averaged) weights
+
+
 def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int,
-                     history: list[dict[str, float]]) -> None:
+                     history: list[dict[str, float]],
+                     model: torch.nn.Module | None = None) -> None:
+    """Optimizer state, step and history; `model`: also its raw weights (a run whose
+    checkpoint holds averaged ones resumes from these)."""
     d = out / "train_state"
     d.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        raw = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(raw, str(d / (RAW_WEIGHTS + ".tmp")))
+        os.replace(d / (RAW_WEIGHTS + ".tmp"), d / RAW_WEIGHTS)
     sd = opt.state_dict()
     tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
                for i, st in sd["state"].items() for k, v in st.items()
@@ -282,9 +344,12 @@ def train(data_dir: str | Path | list[str | Path],
           action_space: str | None = None, rest_tail_tolerance: float | None = None,
           object_loss: float | None = None, progress: bool = True,
           log: Any = print, init: str | Path | None = None,
-          lr: float | None = None, new_stats: bool = False) -> dict[str, Any]:
-    """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}.
-    `init`: fine-tune from that checkpoint (its config and statistics; `config` is unused)."""
+          lr: float | None = None, new_stats: bool = False,
+          ema: float | None = None) -> dict[str, Any]:
+    """Train and write a checkpoint; returns {"history", "checkpoint" (path), "model"}
+    (the model with the checkpoint's weights: averaged ones with `ema`).
+    `init`: fine-tune from that checkpoint (its config and statistics; `config` is unused).
+    `ema`: train.ema_decay (TrainConfig)."""
     out = Path(out_dir)
     if init is not None and resume:
         raise ConfigError("--init starts a new run from a checkpoint, --resume continues --out's "
@@ -326,6 +391,10 @@ def train(data_dir: str | Path | list[str | Path],
         tcfg.lr = lr
     if rest_tail_tolerance is not None:
         tcfg.rest_tail_tolerance = rest_tail_tolerance
+    if ema is not None:
+        if not 0.0 <= ema < 1.0:
+            raise ConfigError(f"--ema: got {ema}; allowed: 0 (off) or a decay in (0, 1)")
+        tcfg.ema_decay = ema
     fresh = not resume and init is None  # the model's shape comes from the config and data
     if object_loss is not None and not resume:
         if object_loss < 0:
@@ -371,11 +440,19 @@ def train(data_dir: str | Path | list[str | Path],
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     start = 0
+    averaged: WeightEMA | None = None
     if resume:
         from safetensors.torch import load_file as load_weights
 
-        model.load_state_dict(load_weights(str(out / "model.safetensors")))
-        start, history = load_train_state(out, opt)
+        raw = out / "train_state" / RAW_WEIGHTS
+        if tcfg.ema_decay > 0 and raw.is_file():  # the checkpoint holds the averages
+            model.load_state_dict(load_weights(str(out / "model.safetensors")))
+            start, history = load_train_state(out, opt)
+            averaged = WeightEMA(model, tcfg.ema_decay, updates=start)
+        else:
+            start, history = load_train_state(out, opt)
+        model.load_state_dict(load_weights(str(raw if raw.is_file() else
+                                               out / "model.safetensors")))
         log(f"resuming {out} at step {start}")
     elif init is not None:
         from safetensors.torch import load_file as load_weights
@@ -392,12 +469,22 @@ def train(data_dir: str | Path | list[str | Path],
     else:
         stats = compute_stats(model, train_data, tcfg.stats_samples, dev, latent_encoder)
         model.set_stats(stats)
+    if averaged is None and tcfg.ema_decay > 0:
+        averaged = WeightEMA(model, tcfg.ema_decay)
     ddp_model: Any = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, find_unused_parameters=True)  # the TTT layer is idle on kv steps
 
     origin = {"init": str(init)} if init is not None else {}
+
+    def checkpoint_weights() -> Any:  # the model with the weights the checkpoint ships
+        return averaged.applied(model) if averaged is not None else nullcontext(model)
+
+    def save(step: int) -> None:
+        with checkpoint_weights():
+            save_checkpoint(model, out, tcfg, extra={"step": step, "data": data_name, **origin})
+        save_train_state(out, opt, step, history, model if averaged is not None else None)
     model.train()
     bar = tqdm(range(start, tcfg.steps), initial=start, total=tcfg.steps, desc="train",
                disable=not progress or rank != 0, file=sys.stderr)
@@ -421,22 +508,27 @@ def train(data_dir: str | Path | list[str | Path],
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
         opt.step()
+        if averaged is not None and rank == 0:
+            averaged.update(model)
         bar.set_postfix(lat=f"{losses['latent'].item():.3f}",
                         act=f"{losses['action'].item():.3f}", mem=memory)
         done = step + 1
         if rank == 0 and (done % tcfg.val_every == 0 or done == tcfg.steps):
-            val = evaluate(model, val_data, tcfg, dev, latent_encoder)
+            with checkpoint_weights():
+                val = evaluate(model, val_data, tcfg, dev, latent_encoder)
             history.append({"step": done, **val})
             bar.write(f"val step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
         if rank == 0 and (done % tcfg.save_every == 0 or done == tcfg.steps):
-            save_checkpoint(model, out, tcfg, extra={"step": done, "data": data_name, **origin})
-            save_train_state(out, opt, done, history)
+            save(done)
     bar.close()
     if rank == 0:
-        save_checkpoint(model, out, tcfg, extra={"step": tcfg.steps, "data": data_name,
-                                                 **origin})
-        save_train_state(out, opt, tcfg.steps, history)
+        save(tcfg.steps)
         log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
+        if averaged is not None:  # hand back what the checkpoint holds
+            with torch.no_grad():
+                params = dict(model.named_parameters())
+                for name, value in averaged.shadow.items():
+                    params[name].copy_(value)
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"history": history, "checkpoint": out, "model": model}
@@ -445,7 +537,7 @@ def train(data_dir: str | Path | list[str | Path],
 def run(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.config, args.out, resume=args.resume, device=args.device,
-              init=args.init, lr=args.lr, new_stats=args.new_stats,
+              init=args.init, lr=args.lr, new_stats=args.new_stats, ema=args.ema,
               steps=args.steps, batch_size=args.batch_size, action_space=args.action_space,
               rest_tail_tolerance=args.rest_tail_tolerance, object_loss=args.object_loss,
               progress=not args.quiet)
