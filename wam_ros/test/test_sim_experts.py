@@ -20,7 +20,7 @@ from wam_ros.sim.experts import (
     pre_grasp,
     run_expert,
 )
-from wam_ros.sim.generate import Disturbance, Recovery, generate_dataset
+from wam_ros.sim.generate import Disturbance, Miss, Recovery, generate_dataset
 from wam_ros.sim.mujoco_sim import Simulator
 
 
@@ -231,10 +231,60 @@ def test_disturbed_episodes_are_recorded_from_the_correction_on(tmp_path):
         Disturbance(-0.01, 0.0, 0.1)
 
 
+def test_missed_grasp_episodes_record_the_recovery_from_an_empty_closed_gripper(tmp_path):
+    """`generate_dataset(miss=...)`: the expert closes the gripper beside or above the cube
+    (drawn from the seed), which leaves it empty; the recording starts there, closed and
+    beside the cube, and the expert's recovery then opens, grasps and solves the task."""
+    m = Miss(0.035, 0.045)
+    errors = np.array([m.draw(s) for s in range(200)])
+    beside, above = errors[errors[:, 2] == 0.0], errors[errors[:, 2] > 0.0]
+    assert 60 < len(beside) < 140 and len(beside) + len(above) == 200
+    lateral = np.hypot(beside[:, 0], beside[:, 1])
+    assert lateral.min() >= 0.75 * 0.035 - 1e-9 and lateral.max() <= 1.25 * 0.035 + 1e-9
+    assert above[:, 2].min() >= 0.75 * 0.045 - 1e-9 and above[:, 2].max() <= 1.25 * 0.045
+    assert np.hypot(above[:, 0], above[:, 1]).max() <= 0.01
+    np.testing.assert_array_equal(m.draw(7), m.draw(7))
+    with Simulator("agibot_g1", "pick_place") as sim:  # the miss plan aims off the cube
+        sim.reset(5)
+        expert = make_expert(sim)
+        cube = sim.object_poses()["cube"][:3]
+        error = np.array([0.0, 0.0, 0.04])
+        plan = expert.plan(sim.object_poses(), grasp_error=error)
+        aim, _ = expert.ik.tcp(sim.robot.action_to_joint(
+            plan.actions[plan.phases.index("grasp")]), "right")
+        np.testing.assert_allclose(aim, cube + error, atol=0.003)
+        with pytest.raises(ValueError, match="grasp_error"):
+            expert.plan(sim.object_poses(), grasp_error=[0.01, 0.0])
+    report = generate_dataset("agibot_g1", "pick_place", episodes=1, out=tmp_path / "miss",
+                              image_size=(32, 40), seed=3, progress=False, miss=m)
+    assert report.episodes == 1, report
+    reader = EpisodeReader(tmp_path / "miss")
+    ep, source = reader.episode(0), reader.source(0)
+    np.testing.assert_allclose(source["grasp_error"], m.draw(source["seed"]), atol=1e-4)
+    assert ep["stamp"][0] >= source["from_s"] > 2.0  # the miss itself is not in the data
+    grip = sim.robot.action_layout.index("idx81_gripper_r_outer_joint1")
+    # recorded from the closed, empty gripper: it opens, then grasps the cube for real
+    assert ep["state"][0, grip] < 0.25  # holding the cube stops it near 0.6
+    opened = int(np.argmax(ep["action"][:, grip] > 0.9))
+    assert opened > 0 and ep["action"][opened:, grip].min() == 0.0
+    with Simulator("agibot_g1", "pick_place") as sim:
+        sim.reset(source["seed"])
+        cube = sim.object_poses()["cube"][:3]
+        tcp, _ = make_expert(sim).ik.tcp(sim.robot.action_to_joint(ep["state"][0]), "right")
+        # where the miss left the hand: the aimed point, within the arm's lag
+        np.testing.assert_allclose(tcp, cube + m.draw(source["seed"]), atol=0.015)
+    with pytest.raises(ValueError, match="one"):
+        generate_dataset("agibot_g1", "pick_place", 1, tmp_path / "x", miss=m,
+                         disturbance=Disturbance())
+    with pytest.raises(ValueError, match="miss"):
+        Miss(0.0, 0.04)
+
+
 @pytest.mark.parametrize("extra", [
     ["--task", "handover", "--disturb", "0.03", "0.01", "0.1"],
     ["--disturb", "0.03", "0.01", "0.1", "--recover", "ckpt"],
     ["--disturb", "0.03", "-0.01", "0.1"],
+    ["--miss", "0.03", "0.04", "--disturb", "0.03", "0.01", "0.1"],
 ])
 def test_generate_refuses_disturbances_it_cannot_make(extra, tmp_path, capsys):
     from wam_ros.cli import main

@@ -6,6 +6,8 @@
                                                        policy's states (DAgger-style)
                          [--disturb 0.035 0.015 0.15]  the expert's approach off by a random
                                                        error its descent corrects (DART-style)
+                         [--miss 0.035 0.045]          the expert's grasp closes beside or
+                                                       above the cube, then it recovers
     wam-ros sim check    --robot R --task T [--episodes 50] [--seed S] [--json F]
                                                        scripted expert success rate
     wam-ros sim rollout  --checkpoint CKPT --robot R --task T [--episodes 20] [--seed S]
@@ -58,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="disturbed expert episodes instead (pick_place): the approach ends off "
                         "by a random error up to these bounds (e.g. 0.035 0.015 0.15) that the "
                         "descent corrects; only the correction onwards is recorded")
+    g.add_argument("--miss", type=float, nargs=2, metavar=("LATERAL_M", "HIGH_M"),
+                   help="missed-grasp episodes instead (pick_place): the expert closes the "
+                        "gripper about LATERAL_M beside or HIGH_M above the cube (e.g. 0.035 "
+                        "0.045), then recovers and finishes; only the recovery is recorded")
     g.add_argument("--switch-s", type=float, nargs=2, default=(2.0, 12.0), metavar=("LO", "HI"),
                    help="--recover: switch time range, sim seconds (default 2 12)")
     g.add_argument("--stack", choices=("sync", "async", "sai"), default="async",
@@ -152,9 +158,15 @@ def _write_json(path: str | None, result: dict) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     _env()
-    from wam_ros.sim.generate import Disturbance, Recovery, generate_dataset
+    from wam_ros.sim.generate import Disturbance, Miss, Recovery, generate_dataset
 
-    recovery = disturbance = None
+    recovery = disturbance = miss = None
+    if args.miss:
+        try:
+            miss = Miss(*args.miss)
+        except ValueError as exc:
+            print(f"error: --miss: {exc}", file=sys.stderr)
+            return 2
     if args.disturb:
         try:
             disturbance = Disturbance(*args.disturb)
@@ -171,10 +183,11 @@ def run_generate(args: argparse.Namespace) -> int:
     try:  # generate_dataset refuses other tasks and both at once before writing anything
         report = generate_dataset(args.robot, args.task, args.episodes, args.out,
                                   tuple(args.image_size), seed=args.seed, workers=args.workers,
-                                  recovery=recovery, disturbance=disturbance)
+                                  recovery=recovery, disturbance=disturbance, miss=miss)
     except ValueError as exc:
         which = " and ".join(f for f, v in (("--recover", args.recover),
-                                            ("--disturb", args.disturb)) if v)
+                                            ("--disturb", args.disturb),
+                                            ("--miss", args.miss)) if v)
         print(f"error: {which + ': ' if which else ''}{exc}", file=sys.stderr)
         return 2
     print(f"wrote {report.episodes} episodes ({report.frames} frames) to {report.out} in "

@@ -368,10 +368,13 @@ class PickPlaceExpert(ScriptedExpert):
     recovery_clearance = 0.06  # m: a recovering TCP lower than this over the cube rises first
 
     def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None,
-             pregrasp_error: np.ndarray | None = None) -> Plan:
+             pregrasp_error: np.ndarray | None = None,
+             grasp_error: np.ndarray | None = None) -> Plan:
         """`pregrasp_error` (dx, dy, dz m, dyaw rad): the hand goes to a pre-grasp pose that
         much off, and the descent corrects it on its way to the true grasp (disturbed
-        episodes: what to do when the cube is not where a perfect approach puts it)."""
+        episodes: what to do when the cube is not where a perfect approach puts it).
+        `grasp_error` (dx, dy, dz m): approach, descent and grasp all aim that far from the
+        cube, so the gripper closes beside or above it (missed-grasp episodes)."""
         cube, bin_pos = poses["cube"], poses["bin"]
         b = PlanBuilder(self.scene, self.ik, start)
         arm, top = self.arm, self.table_top
@@ -381,6 +384,12 @@ class PickPlaceExpert(ScriptedExpert):
         if err.shape != (4,) or not np.all(np.isfinite(err)):
             raise ValueError(f"pregrasp_error: need 4 finite values (dx, dy, dz, dyaw), got "
                              f"{pregrasp_error!r}")
+        if grasp_error is not None:
+            miss = np.asarray(grasp_error, float)
+            if miss.shape != (3,) or not np.all(np.isfinite(miss)):
+                raise ValueError(f"grasp_error: need 3 finite values (dx, dy, dz), got "
+                                 f"{grasp_error!r}")
+            grasp_at = list(np.asarray(grasp_at) + miss)
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
         reach_yaw = 0.0 if align else yaw + err[3]
         tilt = self.ik.tilt

@@ -226,6 +226,76 @@ def record_disturbed(sim, seed: int, image_size: tuple[int, int],
                             "from_s": round(cut * sim.robot.action_dt, 3)})
 
 
+@dataclass(frozen=True)
+class Miss:
+    """Missed-grasp episodes (pick_place): the expert aims its approach, descent and grasp at
+    a point off the cube, drawn from the episode's seed — half the episodes beside it (a
+    horizontal offset of 0.75-1.25 x `lateral_m` in any direction), half above it (0.75-1.25 x
+    `high_m` up, within 1 cm sideways) — and closes the gripper on nothing there. From that
+    state, with the cube where the miss left it, the expert plans a recovery (rise, open,
+    approach, descend, grasp) and finishes the task; only the recovery is recorded. Traced
+    through the runtime, G1 policies that closed beside or above the cube kept the empty
+    gripper closed for seconds, having never seen that state; these episodes show it and what
+    to do from it. Attempts where the miss still grasped, or moved the cube off the table,
+    are skipped."""
+
+    lateral_m: float = 0.035
+    high_m: float = 0.045
+
+    def __post_init__(self) -> None:
+        if not all(np.isfinite(v) and v > 0 for v in (self.lateral_m, self.high_m)):
+            raise ValueError(f"miss: got lateral {self.lateral_m} m, high {self.high_m} m; "
+                             "allowed: > 0")
+
+    def draw(self, seed: int) -> np.ndarray:
+        """The episode's grasp error (dx, dy, dz)."""
+        rng = np.random.default_rng([seed, 3])
+        angle = rng.uniform(-np.pi, np.pi)
+        if rng.uniform() < 0.5:  # beside
+            radius = self.lateral_m * rng.uniform(0.75, 1.25)
+            return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+        radius = 0.01 * np.sqrt(rng.uniform())
+        return np.array([radius * np.cos(angle), radius * np.sin(angle),
+                         self.high_m * rng.uniform(0.75, 1.25)])
+
+
+def record_missed(sim, seed: int, image_size: tuple[int, int], miss: Miss) -> EpisodeRecord:
+    """One missed-grasp episode (`Miss`) on `sim`, recorded from the missed grasp on."""
+    from wam_ros.sim.experts import Plan, PlanningError, execute_plan, make_expert
+
+    start = time.perf_counter()
+    sim.reset(seed)
+    error = miss.draw(seed)
+
+    def skipped(reason: str) -> EpisodeRecord:
+        return EpisodeRecord(seed, False, reason, sim.task.instruction,
+                             seconds=time.perf_counter() - start)
+
+    try:
+        expert = make_expert(sim)
+        plan = expert.plan(sim.object_poses(), grasp_error=error)
+    except PlanningError as exc:
+        return skipped(f"planning: {exc}")
+    cut = plan.phases.index("lift")  # approach, descent and the closed gripper's hold
+    execute_plan(sim, Plan(plan.actions[:cut], plan.phases[:cut]))
+    if any(sim.task.held(sim.data).values()):
+        return skipped("grasped despite the miss")
+    if not sim.task.on_table(sim.data):
+        return skipped("the miss moved the cube off the table")
+    try:
+        recovery = expert.plan(sim.object_poses(), start=sim.joint_positions())
+    except PlanningError as exc:
+        return skipped(f"planning: {exc}")
+    recorder = _Recorder(sim, image_size)
+    status = execute_plan(sim, recovery, on_step=recorder)
+    if not status.success:
+        return skipped(f"task not solved (phase {status.phase})")
+    return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
+                           {"seed": seed, "expert": sim.task.name,
+                            "grasp_error": [round(float(v), 4) for v in error],
+                            "from_s": round(cut * sim.robot.action_dt, 3)})
+
+
 def object_columns(task: str) -> tuple[str, ...]:
     """Names of the columns record_episode writes for `task`'s objects."""
     from wam_ros.sim.tasks import task_class
@@ -238,7 +308,8 @@ _worker: dict[str, object] = {}  # this process's simulator and image size
 
 
 def _worker_init(robot: str, task: str, image_size: tuple[int, int],
-                 variant: Recovery | Disturbance | None = None, workers: int = 1) -> None:
+                 variant: Recovery | Disturbance | Miss | None = None,
+                 workers: int = 1) -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wam_ros.sim.mujoco_sim import Simulator
 
@@ -264,11 +335,13 @@ def _worker_run(seed: int) -> EpisodeRecord:
         return record_episode(_worker["sim"], seed, _worker["size"])
     if isinstance(variant, Disturbance):
         return record_disturbed(_worker["sim"], seed, _worker["size"], variant)
+    if isinstance(variant, Miss):
+        return record_missed(_worker["sim"], seed, _worker["size"], variant)
     return record_recovery(_worker["sim"], _worker["policy"], seed, _worker["size"], variant)
 
 
 def _records(robot: str, task: str, image_size: tuple[int, int], seeds: Iterator[int],
-             workers: int, variant: Recovery | Disturbance | None = None,
+             workers: int, variant: Recovery | Disturbance | Miss | None = None,
              ) -> Iterator[EpisodeRecord]:
     """Episode records in seed order, from this process or a pool of `workers` processes."""
     if workers <= 1:
@@ -291,11 +364,12 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
                      image_size: tuple[int, int] = (96, 96), seed: int = 0, workers: int = 1,
                      max_attempts: int | None = None, progress: bool = True,
                      recovery: Recovery | None = None,
-                     disturbance: Disturbance | None = None) -> GenerationReport:
+                     disturbance: Disturbance | None = None,
+                     miss: Miss | None = None) -> GenerationReport:
     """Write `episodes` successful expert episodes to the dataset at `out` (created or
     appended to); returns counts and speed. With `recovery`, recovery episodes from that
     checkpoint's states instead (`Recovery`); with `disturbance`, disturbed expert episodes
-    (`Disturbance`)."""
+    (`Disturbance`); with `miss`, missed-grasp episodes (`Miss`)."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.sim.tasks import task_class
 
@@ -303,10 +377,13 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     instruction = task_class(task).instruction
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if recovery is not None and disturbance is not None:
-        raise ValueError("recovery and disturbance episodes are made separately: pass one")
-    if (recovery is not None or disturbance is not None) and task != "pick_place":
-        raise ValueError(f"recovery and disturbance episodes are for pick_place, not {task!r}")
+    variants = [v for v in (recovery, disturbance, miss) if v is not None]
+    if len(variants) > 1:
+        raise ValueError("recovery, disturbance and missed-grasp episodes are made "
+                         "separately: pass one")
+    if variants and task != "pick_place":
+        raise ValueError(f"recovery, disturbance and missed-grasp episodes are for "
+                         f"pick_place, not {task!r}")
     # a recovery attempt is skipped too where the policy is past the first phase in time
     max_attempts = max_attempts or (4 if isinstance(recovery, Recovery) else 2) * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
@@ -324,7 +401,7 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     start = time.perf_counter()
     seeds = iter(range(seed, seed + max_attempts))
     records = _records(spec.name, task, info.image_size, seeds, workers,
-                       recovery if recovery is not None else disturbance)
+                       variants[0] if variants else None)
     try:
         for rec in records:
             if not rec.success:
@@ -357,5 +434,6 @@ def failure_kind(reason: str) -> str:
     return re.split(r":| \(| before", reason, maxsplit=1)[0]
 
 
-__all__ = ["Disturbance", "EpisodeRecord", "GenerationReport", "Recovery", "failure_kind",
-           "generate_dataset", "record_disturbed", "record_episode", "record_recovery"]
+__all__ = ["Disturbance", "EpisodeRecord", "GenerationReport", "Miss", "Recovery",
+           "failure_kind", "generate_dataset", "record_disturbed", "record_episode",
+           "record_missed", "record_recovery"]
