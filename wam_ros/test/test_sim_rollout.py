@@ -135,11 +135,19 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--episodes", "1", "--timeout", "0.5", "--stack", "sai", "--latency-ms", "80",
-                 "--latency-deviations", "1.5", "--json", str(out)])
+                 "--latency-deviations", "1.5", "--policy-param", "latency_margin_s=0.15",
+                 "--json", str(out)])
     assert code == 0
     summary = json.loads(out.read_text())
     assert summary["stack"] == "sai" and summary["latency_ms"] == 80.0
     assert summary["latency_deviations"] == 1.5 and 0.0 <= summary["idle_fraction"] <= 1.0
+    assert summary["latency_margin_s"] == 0.15
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--policy-param", "latency_margin=0.1"]) == 2
+    assert "--policy-param 'latency_margin=0.1'" in capsys.readouterr().err
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--policy-param", "latency_margin_s=-1"]) == 2
+    assert "latency_margin_s" in capsys.readouterr().err
     assert "execute" not in summary and summary["episodes"] == 1
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--latency-ms", "0"]) == 2

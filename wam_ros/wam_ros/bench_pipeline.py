@@ -63,19 +63,9 @@ def make_untrained_checkpoint(robot: str, preset: str, out: Path) -> Path:
 def policy_parameters(args: argparse.Namespace) -> dict[str, object]:
     """--inference-nice and --policy-param NAME=VALUE as wam_policy parameters (values parsed
     as YAML scalars: 0.5 is a float, true a bool)."""
-    import yaml
+    from wam_ros.core.settings import policy_overrides
 
-    from wam_ros.core.config import ConfigError
-    from wam_ros.core.settings import PolicySettings
-
-    known = set(PolicySettings.__dataclass_fields__)
-    params: dict[str, object] = {}
-    for item in args.policy_param:
-        name, sep, value = item.partition("=")
-        if not sep or name not in known:
-            raise ConfigError(f"--policy-param {item!r}: expected NAME=VALUE with NAME one of "
-                              f"{', '.join(sorted(known))}")
-        params[name] = yaml.safe_load(value)
+    params = policy_overrides(args.policy_param)
     if args.inference_nice is not None:
         params["inference_nice"] = args.inference_nice
     return params

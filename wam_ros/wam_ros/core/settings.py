@@ -128,8 +128,25 @@ class DecoderSettings(_Settings):
         pass
 
 
+def policy_overrides(items: list[str], flag: str = "--policy-param") -> dict[str, object]:
+    """NAME=VALUE items (a command line's repeated `flag`) -> PolicySettings fields, values
+    parsed as YAML scalars (0.5 a float, true a bool); an unknown name or a missing `=` is a
+    ConfigError naming the allowed fields."""
+    import yaml
+
+    known = {f.name for f in fields(PolicySettings)}
+    params: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in known:
+            raise ConfigError(f"{flag} {item!r}: expected NAME=VALUE with NAME one of "
+                              f"{', '.join(sorted(known))}")
+        params[name] = yaml.safe_load(value)
+    return params
+
+
 __all__ = ["BACKENDS", "MEMORIES", "MODES", "SCHEDULERS", "DecoderSettings", "SmootherSettings",
-           "ObservationSettings", "PolicySettings"]
+           "ObservationSettings", "PolicySettings", "policy_overrides"]
 
 
 @dataclass(frozen=True)

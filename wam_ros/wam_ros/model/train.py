@@ -444,13 +444,11 @@ def train(data_dir: str | Path | list[str | Path],
     if resume:
         from safetensors.torch import load_file as load_weights
 
+        start, history = load_train_state(out, opt)
         raw = out / "train_state" / RAW_WEIGHTS
         if tcfg.ema_decay > 0 and raw.is_file():  # the checkpoint holds the averages
             model.load_state_dict(load_weights(str(out / "model.safetensors")))
-            start, history = load_train_state(out, opt)
             averaged = WeightEMA(model, tcfg.ema_decay, updates=start)
-        else:
-            start, history = load_train_state(out, opt)
         model.load_state_dict(load_weights(str(raw if raw.is_file() else
                                                out / "model.safetensors")))
         log(f"resuming {out} at step {start}")

@@ -123,6 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "config/wam_ros.yaml's latency_deviations)")
     r.add_argument("--noise-scale", type=float, default=None,
                    help="flow starting-noise scale (default: the checkpoint's)")
+    r.add_argument("--policy-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="--stack: a wam_policy parameter replacing config/wam_ros.yaml's "
+                        "(repeatable), e.g. latency_margin_s=0.15")
     r.add_argument("--json", help="write the result here")
     r.set_defaults(func=run_rollout)
 
@@ -234,6 +237,10 @@ def run_rollout(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from dataclasses import replace
+
+    from wam_ros.core.config import ConfigError
+    from wam_ros.core.settings import PolicySettings, policy_overrides
     from wam_ros.runtime import load_policy
     from wam_ros.sim.mujoco_sim import Simulator
     from wam_ros.sim.rollout import policy_rollout, stack_rollout
@@ -253,6 +260,12 @@ def run_rollout(args: argparse.Namespace) -> int:
                                    ("sai_s_mid", args.sai_s_mid),
                                    ("latency_deviations", args.latency_deviations))
                  if v is not None}
+    try:
+        overrides.update(policy_overrides(args.policy_param))
+        replace(PolicySettings(), **overrides)  # values checked before anything loads
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
                          memory_stride=args.memory_stride, noise_scale=args.noise_scale)
     runs = []
