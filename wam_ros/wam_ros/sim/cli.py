@@ -234,10 +234,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_rollout(args: argparse.Namespace) -> int:
     _env()
+    from dataclasses import replace
+
     import numpy as np
     from tqdm import tqdm
-
-    from dataclasses import replace
 
     from wam_ros.core.config import ConfigError
     from wam_ros.core.settings import PolicySettings, policy_overrides
