@@ -273,6 +273,20 @@ def test_missed_grasp_episodes_record_the_recovery_from_an_empty_closed_gripper(
         tcp, _ = make_expert(sim).ik.tcp(sim.robot.action_to_joint(ep["state"][0]), "right")
         # where the miss left the hand: the aimed point, within the arm's lag
         np.testing.assert_allclose(tcp, cube + m.draw(source["seed"]), atol=0.015)
+    # open_first: the recording starts by opening the gripper where it closed, arm still
+    report = generate_dataset("agibot_g1", "pick_place", episodes=1, out=tmp_path / "open",
+                              image_size=(32, 40), seed=3, progress=False,
+                              miss=Miss(0.035, 0.045, open_first=True))
+    assert report.episodes == 1, report
+    reader = EpisodeReader(tmp_path / "open")
+    ep = reader.episode(0)
+    assert reader.source(0)["open_first"] is True
+    opened = int(np.argmax(ep["action"][:, grip] >= 1.0))
+    right = next(a for a in sim.robot.arms if a.name == "right")
+    arm = [sim.robot.action_layout.index(j) for j in right.joints]
+    assert 0 < opened < 30 and ep["state"][0, grip] < 0.25
+    held = ep["action"][:opened + 1][:, arm]
+    assert np.abs(held - held[0]).max() < 1e-6  # the arm holds while the gripper opens
     with pytest.raises(ValueError, match="one"):
         generate_dataset("agibot_g1", "pick_place", 1, tmp_path / "x", miss=m,
                          disturbance=Disturbance())

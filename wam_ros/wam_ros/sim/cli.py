@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="missed-grasp episodes instead (pick_place): the expert closes the "
                         "gripper about LATERAL_M beside or HIGH_M above the cube (e.g. 0.035 "
                         "0.045), then recovers and finishes; only the recovery is recorded")
+    g.add_argument("--miss-open-first", action="store_true",
+                   help="--miss: the recovery opens the gripper where it closed before it "
+                        "rises (default: it rises first, as a lift does)")
     g.add_argument("--switch-s", type=float, nargs=2, default=(2.0, 12.0), metavar=("LO", "HI"),
                    help="--recover: switch time range, sim seconds (default 2 12)")
     g.add_argument("--stack", choices=("sync", "async", "sai"), default="async",
@@ -166,7 +169,7 @@ def run_generate(args: argparse.Namespace) -> int:
     recovery = disturbance = miss = None
     if args.miss:
         try:
-            miss = Miss(*args.miss)
+            miss = Miss(*args.miss, open_first=args.miss_open_first)
         except ValueError as exc:
             print(f"error: --miss: {exc}", file=sys.stderr)
             return 2

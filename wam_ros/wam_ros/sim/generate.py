@@ -237,10 +237,12 @@ class Miss:
     through the runtime, G1 policies that closed beside or above the cube kept the empty
     gripper closed for seconds, having never seen that state; these episodes show it and what
     to do from it. Attempts where the miss still grasped, or moved the cube off the table,
-    are skipped."""
+    are skipped. The recovery rises before it opens the gripper, as a lift after a good grasp
+    does; with `open_first` the recording starts by opening the gripper where it closed."""
 
     lateral_m: float = 0.035
     high_m: float = 0.045
+    open_first: bool = False
 
     def __post_init__(self) -> None:
         if not all(np.isfinite(v) and v > 0 for v in (self.lateral_m, self.high_m)):
@@ -261,7 +263,14 @@ class Miss:
 
 def record_missed(sim, seed: int, image_size: tuple[int, int], miss: Miss) -> EpisodeRecord:
     """One missed-grasp episode (`Miss`) on `sim`, recorded from the missed grasp on."""
-    from wam_ros.sim.experts import Plan, PlanningError, execute_plan, make_expert
+    from wam_ros.sim.experts import (
+        OPEN,
+        Plan,
+        PlanBuilder,
+        PlanningError,
+        execute_plan,
+        make_expert,
+    )
 
     start = time.perf_counter()
     sim.reset(seed)
@@ -282,17 +291,22 @@ def record_missed(sim, seed: int, image_size: tuple[int, int], miss: Miss) -> Ep
         return skipped("grasped despite the miss")
     if not sim.task.on_table(sim.data):
         return skipped("the miss moved the cube off the table")
+    recorder = _Recorder(sim, image_size)
+    if miss.open_first:
+        opening = PlanBuilder(sim.scene, expert.ik, sim.joint_positions())
+        opening.segment("approach", {expert.arm: ("grip", OPEN)})
+        execute_plan(sim, opening.build(), on_step=recorder)
     try:
         recovery = expert.plan(sim.object_poses(), start=sim.joint_positions())
     except PlanningError as exc:
         return skipped(f"planning: {exc}")
-    recorder = _Recorder(sim, image_size)
     status = execute_plan(sim, recovery, on_step=recorder)
     if not status.success:
         return skipped(f"task not solved (phase {status.phase})")
     return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
                            {"seed": seed, "expert": sim.task.name,
                             "grasp_error": [round(float(v), 4) for v in error],
+                            "open_first": miss.open_first,
                             "from_s": round(cut * sim.robot.action_dt, 3)})
 
 
