@@ -241,20 +241,24 @@ class WeightEMA:
             if name in self.shadow:
                 self.shadow[name].lerp_(p.detach(), 1.0 - d)
 
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module,
+                weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the averages (or `weights`, same names) into the model's parameters."""
+        params = dict(model.named_parameters())
+        for n, v in (self.shadow if weights is None else weights).items():
+            params[n].copy_(v)
+
     @contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         """The model with the averaged weights inside the block, its own ones after."""
         params = dict(model.named_parameters())
         saved = {n: params[n].detach().clone() for n in self.shadow}
-        with torch.no_grad():
-            for n, v in self.shadow.items():
-                params[n].copy_(v)
+        self.copy_to(model)
         try:
             yield model
         finally:
-            with torch.no_grad():
-                for n, v in saved.items():
-                    params[n].copy_(v)
+            self.copy_to(model, saved)
 
 
 # ---- optimizer state without pickle ------------------------------------------------------
@@ -523,10 +527,7 @@ def train(data_dir: str | Path | list[str | Path],
         save(tcfg.steps)
         log(f"wrote {out} ({time.perf_counter() - t_start:.1f} s)")
         if averaged is not None:  # hand back what the checkpoint holds
-            with torch.no_grad():
-                params = dict(model.named_parameters())
-                for name, value in averaged.shadow.items():
-                    params[name].copy_(value)
+            averaged.copy_to(model)
     if world > 1:
         torch.distributed.destroy_process_group()
     return {"history": history, "checkpoint": out, "model": model}

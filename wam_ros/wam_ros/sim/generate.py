@@ -137,7 +137,7 @@ class Recovery:
 def record_recovery(sim, policy, seed: int, image_size: tuple[int, int],
                     recovery: Recovery) -> EpisodeRecord:
     """One recovery episode (`Recovery`) on `sim` with `policy` (a loaded runtime Policy)."""
-    from wam_ros.sim.experts import PlanningError, execute_plan, make_expert
+    from wam_ros.sim.experts import make_expert
     from wam_ros.sim.rollout import stack_rollout
 
     start = time.perf_counter()
@@ -150,20 +150,31 @@ def record_recovery(sim, policy, seed: int, image_size: tuple[int, int],
         return EpisodeRecord(seed, False, f"policy reached {run.phase!r} before the switch at "
                              f"{switch:.1f} s", sim.task.instruction,
                              seconds=time.perf_counter() - start)
-    expert = make_expert(sim)
+    return _expert_takes_over(sim, make_expert(sim), _Recorder(sim, image_size), seed, start,
+                              {"recovery_from": recovery.checkpoint,
+                               "switch_s": round(switch, 3)})
+
+
+def _expert_takes_over(sim, expert, recorder: _Recorder, seed: int, start: float,
+                       source: dict) -> EpisodeRecord:
+    """The expert plans from the simulator's present state (measured joints, the objects
+    where they are now) and finishes the task, every step recorded by `recorder`; `source`
+    adds to the episode's index entry. `start`: the attempt's perf_counter start."""
+    from wam_ros.sim.experts import PlanningError, execute_plan
+
+    def skipped(reason: str) -> EpisodeRecord:
+        return EpisodeRecord(seed, False, reason, sim.task.instruction,
+                             seconds=time.perf_counter() - start)
+
     try:
         plan = expert.plan(sim.object_poses(), start=sim.joint_positions())
     except PlanningError as exc:
-        return EpisodeRecord(seed, False, f"planning: {exc}", sim.task.instruction,
-                             seconds=time.perf_counter() - start)
-    recorder = _Recorder(sim, image_size)
+        return skipped(f"planning: {exc}")
     status = execute_plan(sim, plan, on_step=recorder)
     if not status.success:
-        return EpisodeRecord(seed, False, f"task not solved (phase {status.phase})",
-                             sim.task.instruction, seconds=time.perf_counter() - start)
+        return skipped(f"task not solved (phase {status.phase})")
     return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
-                           {"seed": seed, "expert": sim.task.name,
-                            "recovery_from": recovery.checkpoint, "switch_s": round(switch, 3)})
+                           {"seed": seed, "expert": sim.task.name, **source})
 
 
 @dataclass(frozen=True)
@@ -296,18 +307,10 @@ def record_missed(sim, seed: int, image_size: tuple[int, int], miss: Miss) -> Ep
         opening = PlanBuilder(sim.scene, expert.ik, sim.joint_positions())
         opening.segment("approach", {expert.arm: ("grip", OPEN)})
         execute_plan(sim, opening.build(), on_step=recorder)
-    try:
-        recovery = expert.plan(sim.object_poses(), start=sim.joint_positions())
-    except PlanningError as exc:
-        return skipped(f"planning: {exc}")
-    status = execute_plan(sim, recovery, on_step=recorder)
-    if not status.success:
-        return skipped(f"task not solved (phase {status.phase})")
-    return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
-                           {"seed": seed, "expert": sim.task.name,
-                            "grasp_error": [round(float(v), 4) for v in error],
-                            "open_first": miss.open_first,
-                            "from_s": round(cut * sim.robot.action_dt, 3)})
+    return _expert_takes_over(sim, expert, recorder, seed, start,
+                              {"grasp_error": [round(float(v), 4) for v in error],
+                               "open_first": miss.open_first,
+                               "from_s": round(cut * sim.robot.action_dt, 3)})
 
 
 def object_columns(task: str) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
@@ -34,6 +35,20 @@ from wam_ros.sim.tasks import Task, task_class
 
 TASK_UPDATE_DT = 0.01  # s: milestones and contacts checked at 100 Hz
 PERIOD_SMOOTHING = 0.2  # weight of the newest gap in a forward stream's period
+
+
+class _ForwardStream(NamedTuple):
+    """A forward controller's command stream, for its velocity feed-forward."""
+
+    time: float  # sim time of the newest command
+    rate: np.ndarray | None  # setpoint change per second (None: no feed-forward yet)
+    period: float | None  # running mean of the gaps between commands
+
+    def feed_forward(self, t: float) -> np.ndarray | None:
+        """The velocity to feed forward at sim time t: the rate, for two periods."""
+        if self.rate is None or t >= self.time + 2.0 * self.period:
+            return None
+        return self.rate
 
 
 @dataclass(frozen=True)
@@ -72,8 +87,7 @@ class Simulator:
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self.controllers: dict[str, TrajectoryController | ForwardController] = {}
         self._ctrl_index: dict[str, np.ndarray] = {}
-        # forward controllers: (last command time, rate, feed-forward until, period)
-        self._forward_rate: dict[str, tuple[float, np.ndarray, float, float | None]] = {}
+        self._forward: dict[str, _ForwardStream] = {}  # forward controllers' streams
         self.episode = -1
         self.seed = int(seed)
         self._next_seed = int(seed)
@@ -113,7 +127,7 @@ class Simulator:
     def _make_controllers(self, home: np.ndarray) -> None:
         layout = self.robot.action_layout
         self.controllers.clear()
-        self._forward_rate.clear()
+        self._forward.clear()
         for c in self.robot.controllers:
             idx = np.array([layout.index(j) for j in c.joints])
             cls = TrajectoryController if c.type == "joint_trajectory" else ForwardController
@@ -147,16 +161,15 @@ class Simulator:
             # through the G1 graph a subscriber saw 4-28 ms of sim time between commands
             # (1st-99th percentile, median 12 ms) sent every 10 ms. A regular stream (the
             # runtime rollouts, the experts) gets exactly its own period, as before.
-            last = self._forward_rate.get(controller)
-            gap = now - last[0] if last is not None else np.inf
-            if gap < 0.25 and (last[3] is not None or gap > 0.0):
-                period = gap if last[3] is None else (
-                    (1.0 - PERIOD_SMOOTHING) * last[3] + PERIOD_SMOOTHING * gap)
+            last = self._forward.get(controller)
+            gap = now - last.time if last is not None else np.inf
+            if gap < 0.25 and (last.period is not None or gap > 0.0):
+                period = gap if last.period is None else (
+                    (1.0 - PERIOD_SMOOTHING) * last.period + PERIOD_SMOOTHING * gap)
                 rate = (np.asarray(values, float) - previous) / max(period, 1e-3)
-                self._forward_rate[controller] = (now, rate, now + 2.0 * period, period)
-            else:
-                self._forward_rate[controller] = (now, np.zeros(len(ctrl.joints)), now,
-                                                  None)
+                self._forward[controller] = _ForwardStream(now, rate, period)
+            else:  # a stream (re)starts: no rate until the next command
+                self._forward[controller] = _ForwardStream(now, None, None)
 
     def command_joints(self, positions: np.ndarray, duration: float | None = None) -> None:
         """(D,) joint positions (joint units, action layout) to every controller: trajectory
@@ -198,9 +211,9 @@ class Simulator:
                 if isinstance(ctrl, TrajectoryController):
                     vel[idx] = (ctrl.goal(t + self.dt) - goal[idx]) / self.dt
                 else:
-                    since, rate, until, _ = self._forward_rate.get(name,
-                                                                   (0.0, None, -1.0, None))
-                    if rate is not None and t < until:
+                    stream = self._forward.get(name)
+                    rate = stream.feed_forward(t) if stream is not None else None
+                    if rate is not None:
                         vel[idx] = rate
         return np.clip(vel, -self._vmax, self._vmax)
 
