@@ -1,4 +1,5 @@
-"""Approximate-time synchronisation: sets, slop, stale and out-of-order frames."""
+"""Approximate-time synchronisation: sets, slop, joints at the images' stamp, stale and
+out-of-order frames."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def feed(sync, t, now=None, cams=CAMS):
 def test_complete_set_within_slop_is_emitted_once():
     sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
     sync.add_joint_state(1.0, np.zeros(3), 1.0)
+    sync.add_joint_state(1.02, np.ones(3), 1.02)
     sync.add_frame("a", 1.000, img(1), 1.0)
     sync.add_frame("b", 1.010, img(2), 1.01)
     assert sync.poll(1.01) is None  # c missing
@@ -32,6 +34,34 @@ def test_complete_set_within_slop_is_emitted_once():
     assert out is not None and out.stamp == pytest.approx(1.015)
     assert [int(out.images[c][0, 0, 0]) for c in CAMS] == [1, 2, 3]
     assert sync.poll(1.03) is None  # not emitted twice
+
+
+def test_joints_are_interpolated_at_the_stamp_of_the_images():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
+    sync.add_joint_state(0.99, np.zeros(3), 0.99)
+    sync.add_joint_state(1.00, np.array([0.0, 1.0, -1.0]), 1.0)
+    feed(sync, 1.004)
+    assert sync.poll(1.005) is None  # the joint state after the images may be in flight
+    sync.add_joint_state(1.01, np.array([1.0, 1.0, 0.0]), 1.011)
+    out = sync.poll(1.011)
+    assert out is not None and out.joint_stamp == pytest.approx(1.004)
+    np.testing.assert_allclose(out.joint_positions, [0.4, 1.0, -0.6])
+    # the same instant: that joint state exactly, nothing awaited
+    sync.add_joint_state(1.02, np.full(3, 2.0), 1.02)
+    feed(sync, 1.02)
+    out = sync.poll(1.02)
+    assert out is not None and out.joint_stamp == 1.02
+    np.testing.assert_array_equal(out.joint_positions, np.full(3, 2.0))
+
+
+def test_a_set_waits_at_most_joint_slop_for_the_next_joint_state():
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
+    sync.add_joint_state(1.00, np.ones(3), 1.0)
+    feed(sync, 1.01)
+    assert sync.poll(1.02) is None
+    out = sync.poll(1.041)  # no newer joint state came: the newest before the images
+    assert out is not None and out.joint_stamp == 1.0
+    np.testing.assert_array_equal(out.joint_positions, np.ones(3))
 
 
 def test_frames_outside_slop_wait_for_a_matching_set():
@@ -66,7 +96,8 @@ def test_no_set_without_a_joint_state_close_in_time():
     feed(sync, 1.2)
     assert sync.poll(1.2) is None
     sync.add_joint_state(1.19, np.zeros(3), 1.2)
-    assert sync.poll(1.2) is not None
+    assert sync.poll(1.2) is None  # waiting for the joint state after 1.2
+    assert sync.poll(1.231) is not None  # none came: 1.19 is close enough
 
 
 def test_old_frames_expire():

@@ -38,6 +38,7 @@ def test_sim_node_publishes_and_follows_commands(rclpy_context, tmp_path, monkey
     executor.add_node(node)
     clock: list[float] = []
     images: dict[str, Image] = {}
+    frame_stamps: list[float] = []
     joints: list[JointState] = []
     status: list[dict] = []
     node.create_subscription(Clock, topics.CLOCK,
@@ -45,7 +46,9 @@ def test_sim_node_publishes_and_follows_commands(rclpy_context, tmp_path, monkey
                              QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     for cam in spec.cameras:
         node.create_subscription(Image, cam.topic,
-                                 lambda m, n=cam.name: images.__setitem__(n, m),
+                                 lambda m, n=cam.name: (images.__setitem__(n, m),
+                                                        frame_stamps.append(
+                                                            conversions.to_sec(m.header.stamp))),
                                  topics.SENSOR_QOS)
     node.create_subscription(JointState, spec.joint_state_topic, joints.append,
                              topics.SENSOR_QOS)
@@ -63,6 +66,10 @@ def test_sim_node_publishes_and_follows_commands(rclpy_context, tmp_path, monkey
             assert (img.width, img.height, img.encoding) == (64, 48, "rgb8")
             assert np.frombuffer(img.data, np.uint8).std() > 5.0
         assert status[-1]["task"] == "pick_place" and status[-1]["seed"] == 7
+        # frames are taken on joint-state ticks: each has a joint state of its instant
+        joint_stamps = {round(conversions.to_sec(j.header.stamp), 6) for j in joints}
+        matched = [round(t, 6) in joint_stamps for t in frame_stamps]
+        assert sum(matched) >= 0.9 * len(matched), (len(matched), sum(matched))
         start = clock[-1]
         assert spin_until(executor, lambda: clock[-1] > start + 0.5, 30.0), proc.output()
 

@@ -136,10 +136,11 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     code = main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--episodes", "1", "--timeout", "0.5", "--stack", "sai", "--latency-ms", "80",
                  "--latency-deviations", "1.5", "--policy-param", "latency_margin_s=0.15",
-                 "--json", str(out)])
+                 "--policy-param", "flow_steps=2", "--json", str(out)])
     assert code == 0
     summary = json.loads(out.read_text())
     assert summary["stack"] == "sai" and summary["latency_ms"] == 80.0
+    assert summary["flow_steps"] == 2  # a load-time parameter reaches the loaded policy
     assert summary["latency_deviations"] == 1.5 and 0.0 <= summary["idle_fraction"] <= 1.0
     assert summary["latency_margin_s"] == 0.15
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
@@ -148,6 +149,12 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--policy-param", "latency_margin_s=-1"]) == 2
     assert "latency_margin_s" in capsys.readouterr().err
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--stack", "async", "--policy-param", "memory=ttt"]) == 2
+    assert "--policy-param memory: set it with --memory" in capsys.readouterr().err
+    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                 "--noise-scale", "0.2", "--policy-param", "noise_scale=0.5"]) == 2
+    assert "disagree" in capsys.readouterr().err
     assert "execute" not in summary and summary["episodes"] == 1
     assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
                  "--stack", "async", "--latency-ms", "0"]) == 2

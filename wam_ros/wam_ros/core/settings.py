@@ -50,7 +50,9 @@ class ObservationSettings(_Settings):
     image_height: int = 224
     resize_mode: str = "center_crop"
     slop_s: float = 0.02  # cameras' stamps within a set may differ by this much
-    joint_slop_s: float = 0.03  # joint state within this of the set's stamp
+    # joints interpolated at the set's stamp between the joint states either side of it; a set
+    # waits this long for the one after it, and takes none farther than this from its stamp
+    joint_slop_s: float = 0.03
     max_age_s: float = 0.3  # frames older than this on arrival are stale
 
     def validate(self) -> None:

@@ -1,9 +1,12 @@
 """Approximate-time synchronisation of N cameras and joint states (ROS-free, time passed in).
 
 The newest complete set wins: a set is N frames, one per camera, whose stamps lie within `slop`
-of each other, plus the joint state closest to the set's stamp (within `joint_slop`). Frames
-older than `max_age` on arrival (stale) or not newer than the last frame of their camera
-(out-of-order) are dropped and counted; so are frames a newer set overtook.
+of each other, plus the joints at the set's stamp: interpolated between the joint states either
+side of it, so that the positions are those of the instant the images show. A set waits up to
+`joint_slop` (of `now` past its stamp) for the joint state after its stamp, then takes the newest
+one before it if that lies within `joint_slop`; with only later joint states, the earliest
+within `joint_slop`. Frames older than `max_age` on arrival (stale) or not newer than the last
+frame of their camera (out-of-order) are dropped and counted; so are frames a newer set overtook.
 """
 
 from __future__ import annotations
@@ -90,9 +93,10 @@ class ApproximateSync:
             stamp = max(stamps)
             if stamp <= self._last_emitted:
                 return None
-            joint_stamp, joints = min(self._joints, key=lambda j: abs(j[0] - stamp))
-            if abs(joint_stamp - stamp) > self.joint_slop:
+            at = self._joints_at(stamp, now)
+            if at is None:
                 return None
+            joint_stamp, joints = at
             self._last_emitted = stamp
             for c, q in self._frames.items():  # frames up to the chosen one are used up
                 used = chosen[c][0]
@@ -106,6 +110,27 @@ class ApproximateSync:
                 joint_positions=joints,
                 joint_stamp=joint_stamp,
             )
+
+    def _joints_at(self, stamp: float, now: float) -> tuple[float, np.ndarray] | None:
+        """(stamp of the positions, positions) for a set at `stamp`, or None: none close enough,
+        or waiting for the joint state after `stamp`. Joint stamps increase (add_joint_state)."""
+        stamps = [j[0] for j in self._joints]
+        i = int(np.searchsorted(stamps, stamp))  # first joint state at or after the set
+        if i == len(stamps):  # all before it: the next one may be in flight
+            t0, q0 = self._joints[-1]
+            if stamp - t0 > self.joint_slop or now - stamp < self.joint_slop:
+                return None
+            return t0, q0
+        t1, q1 = self._joints[i]
+        if t1 == stamp:
+            return t1, q1
+        if i > 0:
+            t0, q0 = self._joints[i - 1]
+            if t1 - t0 <= 2 * self.joint_slop:
+                w = (stamp - t0) / (t1 - t0)
+                return stamp, q0 + w * (q1 - q0)
+            t1, q1 = min((t0, q0), (t1, q1), key=lambda j: abs(j[0] - stamp))
+        return (t1, q1) if abs(t1 - stamp) <= self.joint_slop else None
 
     def _expire(self, now: float) -> None:
         for q in self._frames.values():

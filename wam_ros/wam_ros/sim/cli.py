@@ -127,8 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--noise-scale", type=float, default=None,
                    help="flow starting-noise scale (default: the checkpoint's)")
     r.add_argument("--policy-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="--stack: a wam_policy parameter replacing config/wam_ros.yaml's "
-                        "(repeatable), e.g. latency_margin_s=0.15")
+                   help="a wam_policy parameter replacing config/wam_ros.yaml's "
+                        "(repeatable), e.g. latency_margin_s=0.15 (--stack) or flow_steps=8")
     r.add_argument("--json", help="write the result here")
     r.set_defaults(func=run_rollout)
 
@@ -235,6 +235,32 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# wam_policy parameters that shape the loaded policy rather than the runtime around it, as
+# load_policy's arguments; and those a flag of `sim rollout` sets instead
+_LOAD_PARAMS = {"flow_steps": "flow_steps", "mode": "mode", "noise_scale": "noise_scale",
+                "device": "device", "inference_threads": "threads"}
+_FLAG_PARAMS = {"robot": "--robot", "checkpoint": "--checkpoint", "backend": "--backend",
+                "memory": "--memory", "scheduler": "--stack"}
+
+
+def load_settings(overrides: dict[str, object], noise_scale: float | None) -> dict[str, object]:
+    """Moves the load-time --policy-param settings out of `overrides` into load_policy
+    keyword arguments (with --noise-scale); a setting a flag owns is a ConfigError."""
+    from wam_ros.core.config import ConfigError
+
+    for name, flag in _FLAG_PARAMS.items():
+        if name in overrides:
+            raise ConfigError(f"--policy-param {name}: set it with {flag}")
+    load = {arg: overrides.pop(name) for name, arg in _LOAD_PARAMS.items() if name in overrides}
+    if noise_scale is not None:
+        if load.get("noise_scale", noise_scale) != noise_scale:
+            raise ConfigError("--noise-scale and --policy-param noise_scale disagree")
+        load["noise_scale"] = noise_scale
+    elif float(load.get("noise_scale", -1.0)) < 0:  # the parameter's "< 0: the checkpoint's"
+        load["noise_scale"] = None
+    return load
+
+
 def run_rollout(args: argparse.Namespace) -> int:
     _env()
     from dataclasses import replace
@@ -266,11 +292,13 @@ def run_rollout(args: argparse.Namespace) -> int:
     try:
         overrides.update(policy_overrides(args.policy_param))
         replace(PolicySettings(), **overrides)  # values checked before anything loads
+        recorded = {k: v for k, v in overrides.items() if k != "noise_scale"}  # the policy's
+        load = load_settings(overrides, args.noise_scale)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
-                         memory_stride=args.memory_stride, noise_scale=args.noise_scale)
+                         memory_stride=args.memory_stride, **load)
     runs = []
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
@@ -290,9 +318,10 @@ def run_rollout(args: argparse.Namespace) -> int:
     infer = np.concatenate([r.infer_ms for r in runs])
     summary = {"robot": args.robot, "task": args.task, "checkpoint": args.checkpoint,
                "memory": args.memory, "noise_scale": policy.noise_scale,
+               "flow_steps": policy.flow_steps,
                **({"stack": args.stack, "latency_ms": args.latency_ms,
                    "latency_p99_ms": args.latency_p99_ms, "handoff_ms": args.handoff_ms,
-                   **overrides}
+                   **recorded}
                   if args.stack else
                   {"execute": args.execute, "delay": args.delay}),
                "episodes": len(runs),

@@ -2,9 +2,9 @@
 
 Publishes /clock (the simulator's time is authoritative: the rest of the graph runs with
 use_sim_time), the robot's cameras (rendered at camera_width x camera_height, each at its
-rate_hz in sim time), JointState at the robot's control rate, and the task status (JSON on
-/wam/sim/status); follows the controller topics of `spec.controllers` exactly like the
-kinematic fake robot; /wam/sim/reset (std_srvs/Trigger) starts a new episode with the next seed.
+rate_hz in sim time, on JointState ticks), JointState at the robot's control rate, and the
+task status (JSON on /wam/sim/status); follows the controller topics of `spec.controllers`
+exactly like the kinematic fake robot; /wam/sim/reset (std_srvs/Trigger) starts a new episode with the next seed.
 
 Physics, rendering and publishing run in one thread of their own, paced to real_time_factor
 (<= 0: as fast as possible); when the machine cannot keep up, sim time simply runs slower.
@@ -177,6 +177,7 @@ class SimNode(Node):
         cam_dt = [1.0 / c.rate_hz for c, _ in self.cam_pubs]
         next_js = next_status = sim.time
         next_cam = [sim.time] * len(self.cam_pubs)
+        frames_on_js_ticks = min(cam_dt, default=js_dt) >= js_dt - 1e-9
         wall0, sim0 = time.monotonic(), sim.time
         window = (wall0, sim0)
         next_adapt = wall0 + ADAPT_PERIOD
@@ -192,10 +193,14 @@ class SimNode(Node):
                 now = sim.time
                 self.pace.on_step(now)
                 self.clock_pub.publish(Clock(clock=conversions.to_time(now)))
-                if now >= next_js - 1e-9:
+                js_tick = now >= next_js - 1e-9
+                if js_tick:
                     next_js = max(next_js + js_dt, now)
                     self._publish_joints(now)
-                due = [i for i, t in enumerate(next_cam) if now >= t - 1e-9]
+                # frames on joint-state ticks (where the cameras are not faster): each has the
+                # joints of its instant, which the observation node then need not wait for
+                due = ([i for i, t in enumerate(next_cam) if now >= t - 1e-9]
+                       if js_tick or not frames_on_js_ticks else [])
                 if due:
                     self._publish_cameras(now, due)
                     for i in due:
