@@ -4,7 +4,8 @@ Publishes /clock (the simulator's time is authoritative: the rest of the graph r
 use_sim_time), the robot's cameras (rendered at camera_width x camera_height, each at its
 rate_hz in sim time, on JointState ticks), JointState at the robot's control rate, and the
 task status (JSON on /wam/sim/status); follows the controller topics of `spec.controllers`
-exactly like the kinematic fake robot; /wam/sim/reset (std_srvs/Trigger) starts a new episode with the next seed.
+exactly like the kinematic fake robot; /wam/sim/reset (std_srvs/Trigger) starts a new episode
+with the next seed.
 
 Physics, rendering and publishing run in one thread of their own, paced to real_time_factor
 (<= 0: as fast as possible); when the machine cannot keep up, sim time simply runs slower.
