@@ -189,6 +189,42 @@ def test_a_disturbed_approach_is_corrected_by_the_descent(robot):
             expert.plan(sim.object_poses(), pregrasp_error=[0.01, 0.0])
 
 
+def test_a_late_disturbance_is_corrected_over_the_cube_then_descends():
+    """`plan(pregrasp_error=..., pregrasp_distance=d)`: the approach reaches the true
+    pre-grasp, then the erroneous pose d from the grasp; the descent first moves back over the
+    cube at d, then down to the true grasp, and the task is solved."""
+    with Simulator("agibot_g1", "pick_place") as sim:
+        sim.reset(43)
+        expert = make_expert(sim)
+        poses = sim.object_poses()
+        error = np.array([-0.03, 0.015, 0.005, 0.1])
+        plan = expert.plan(poses, pregrasp_error=error, pregrasp_distance=0.04)
+        clean = expert.plan(poses)
+        spec = sim.robot
+
+        def tcp(actions, i):
+            return expert.ik.tcp(spec.action_to_joint(actions[i]), "right")[0]
+
+        descend = plan.phases.index("descend")
+        # the approach passes the true pre-grasp (where the clean plan's descent starts)
+        true_pre = tcp(clean.actions, clean.phases.index("descend") - 1)
+        passes = min(np.linalg.norm(tcp(plan.actions, i) - true_pre) for i in range(descend))
+        assert passes < 0.003
+        near = pre_grasp(poses["cube"][:3], poses["cube"][3], expert.ik.tilt, 0.04)
+        np.testing.assert_allclose(tcp(plan.actions, descend - 1) - near, error[:3], atol=0.003)
+        # back over the cube at the same distance before going down
+        path = np.array([tcp(plan.actions, i)
+                         for i in range(descend, plan.phases.index("grasp"))])
+        assert np.linalg.norm(path - near, axis=1).min() < 0.003
+        np.testing.assert_allclose(tcp(plan.actions, plan.phases.index("grasp")),
+                                   poses["cube"][:3], atol=0.003)
+        assert execute_plan(sim, plan).success
+        with pytest.raises(ValueError, match="pregrasp_distance"):
+            expert.plan(poses, pregrasp_error=error, pregrasp_distance=0.2)
+    with pytest.raises(ValueError, match="distance"):
+        Disturbance(0.03, 0.01, 0.1, distance_m=0.1)
+
+
 def test_disturbed_episodes_are_recorded_from_the_correction_on(tmp_path):
     """`generate_dataset(disturbance=...)`: the error is drawn from the seed within the
     bounds, the recording starts at the descent (off the true pre-grasp by that error), and
@@ -299,6 +335,8 @@ def test_missed_grasp_episodes_record_the_recovery_from_an_empty_closed_gripper(
     ["--disturb", "0.03", "0.01", "0.1", "--recover", "ckpt"],
     ["--disturb", "0.03", "-0.01", "0.1"],
     ["--miss", "0.03", "0.04", "--disturb", "0.03", "0.01", "0.1"],
+    ["--disturb-distance", "0.04"],
+    ["--disturb", "0.03", "0.01", "0.1", "--disturb-distance", "0.12"],
 ])
 def test_generate_refuses_disturbances_it_cannot_make(extra, tmp_path, capsys):
     from wam_ros.cli import main

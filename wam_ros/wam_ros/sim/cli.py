@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="disturbed expert episodes instead (pick_place): the approach ends off "
                         "by a random error up to these bounds (e.g. 0.035 0.015 0.15) that the "
                         "descent corrects; only the correction onwards is recorded")
+    g.add_argument("--disturb-distance", type=float, metavar="M",
+                   help="--disturb: the expert reaches its true pre-grasp, then the erroneous "
+                        "pose this close to the cube (m along the gripper's axis, e.g. 0.04); "
+                        "the descent from there is recorded")
     g.add_argument("--miss", type=float, nargs=2, metavar=("LATERAL_M", "HIGH_M"),
                    help="missed-grasp episodes instead (pick_place): the expert closes the "
                         "gripper about LATERAL_M beside or HIGH_M above the cube (e.g. 0.035 "
@@ -175,10 +179,13 @@ def run_generate(args: argparse.Namespace) -> int:
             return 2
     if args.disturb:
         try:
-            disturbance = Disturbance(*args.disturb)
+            disturbance = Disturbance(*args.disturb, distance_m=args.disturb_distance)
         except ValueError as exc:
             print(f"error: --disturb: {exc}", file=sys.stderr)
             return 2
+    elif args.disturb_distance is not None:
+        print("error: --disturb-distance needs --disturb", file=sys.stderr)
+        return 2
     if args.recover:
         try:
             recovery = Recovery(args.recover, tuple(args.switch_s), args.stack,

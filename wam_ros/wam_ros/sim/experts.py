@@ -369,10 +369,15 @@ class PickPlaceExpert(ScriptedExpert):
 
     def plan(self, poses: dict[str, np.ndarray], start: np.ndarray | None = None,
              pregrasp_error: np.ndarray | None = None,
-             grasp_error: np.ndarray | None = None) -> Plan:
+             grasp_error: np.ndarray | None = None,
+             pregrasp_distance: float | None = None) -> Plan:
         """`pregrasp_error` (dx, dy, dz m, dyaw rad): the hand goes to a pre-grasp pose that
         much off, and the descent corrects it on its way to the true grasp (disturbed
-        episodes: what to do when the cube is not where a perfect approach puts it).
+        episodes: what to do when the cube is not where a perfect approach puts it). With
+        `pregrasp_distance` (m along the gripper's axis, below `approach_height`), the hand
+        first reaches the true pre-grasp, then moves on to the erroneous pose that close to the
+        cube; the descent then first moves it back over the cube at that distance (a slanted
+        descent from there would run a finger into the cube), then down.
         `grasp_error` (dx, dy, dz m): approach, descent and grasp all aim that far from the
         cube, so the gripper closes beside or above it (missed-grasp episodes)."""
         cube, bin_pos = poses["cube"], poses["bin"]
@@ -390,6 +395,11 @@ class PickPlaceExpert(ScriptedExpert):
                 raise ValueError(f"grasp_error: need 3 finite values (dx, dy, dz), got "
                                  f"{grasp_error!r}")
             grasp_at = list(np.asarray(grasp_at) + miss)
+        if pregrasp_distance is not None:
+            if not 0.0 < pregrasp_distance < self.approach_height:
+                raise ValueError(f"pregrasp_distance: got {pregrasp_distance}; allowed: 0 .. "
+                                 f"{self.approach_height} m (exclusive)")
+            late, err = err, np.zeros(4)  # the approach is the true one; the error comes after
         align = (self.sim.robot.name, self.task) in ALIGN_ABOVE
         reach_yaw = 0.0 if align else yaw + err[3]
         tilt = self.ik.tilt
@@ -411,6 +421,10 @@ class PickPlaceExpert(ScriptedExpert):
             b.segment("approach", {arm: ("cart", pre_grasp(grasp_at, yaw, tilt,
                                                            self.approach_height) + err[:3],
                                          yaw + err[3])})
+        if pregrasp_distance is not None:  # off that close, then back over the cube first
+            near = pre_grasp(grasp_at, yaw, tilt, pregrasp_distance)
+            b.segment("approach", {arm: ("cart", near + late[:3], yaw + late[3])})
+            b.segment("descend", {arm: ("cart", near, yaw)})
         b.segment("descend", {arm: ("cart", grasp_at, yaw)})
         b.segment("grasp", {arm: ("grip", CLOSED)})
         b.hold("grasp", 0.2)

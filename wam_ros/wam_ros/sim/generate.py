@@ -187,11 +187,17 @@ class Disturbance:
     (from the first frame of the descent): the wrong approach is not a label, the states it
     leads to are. A policy whose approach ends a few centimetres off (G1's end 2-4 cm off,
     then descend along the gripper's axis onto the cube's edge) learns from these to steer
-    the descent to the cube it sees."""
+    the descent to the cube it sees.
+
+    `distance_m` (late disturbances): the hand reaches the true pre-grasp first and is then
+    put off by the error that close to the cube (along the gripper's axis), where a G1 policy
+    that failed ended its descent 2-3 cm off and closed there; the shorter descent from there
+    is what is recorded. None: the pre-grasp itself is off."""
 
     lateral_m: float = 0.035
     vertical_m: float = 0.015
     yaw_rad: float = 0.15
+    distance_m: float | None = None
 
     def __post_init__(self) -> None:
         values = (self.lateral_m, self.vertical_m, self.yaw_rad)
@@ -199,6 +205,13 @@ class Disturbance:
             raise ValueError(f"disturbance: got lateral {self.lateral_m} m, vertical "
                              f"{self.vertical_m} m, yaw {self.yaw_rad} rad; allowed: >= 0, "
                              f"not all 0")
+        if self.distance_m is not None:
+            from wam_ros.sim.experts import PickPlaceExpert
+
+            top = PickPlaceExpert.approach_height
+            if not (np.isfinite(self.distance_m) and 0 < self.distance_m < top):
+                raise ValueError(f"disturbance distance: got {self.distance_m} m; allowed: "
+                                 f"0 .. {top} m (the pre-grasp's), exclusive")
 
     def draw(self, seed: int) -> np.ndarray:
         """The episode's pre-grasp error (dx, dy, dz, dyaw)."""
@@ -220,7 +233,8 @@ def record_disturbed(sim, seed: int, image_size: tuple[int, int],
     error = disturbance.draw(seed)
     try:
         expert = make_expert(sim)
-        plan = expert.plan(sim.object_poses(), pregrasp_error=error)
+        plan = expert.plan(sim.object_poses(), pregrasp_error=error,
+                           pregrasp_distance=disturbance.distance_m)
     except PlanningError as exc:
         return EpisodeRecord(seed, False, f"planning: {exc}", sim.task.instruction,
                              seconds=time.perf_counter() - start)
@@ -234,6 +248,8 @@ def record_disturbed(sim, seed: int, image_size: tuple[int, int],
     return recorder.record(seed, sim.task.instruction, time.perf_counter() - start,
                            {"seed": seed, "expert": sim.task.name,
                             "pregrasp_error": [round(float(v), 4) for v in error],
+                            **({"pregrasp_distance": disturbance.distance_m}
+                               if disturbance.distance_m is not None else {}),
                             "from_s": round(cut * sim.robot.action_dt, 3)})
 
 
