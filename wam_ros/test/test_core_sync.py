@@ -58,8 +58,9 @@ def test_a_set_waits_at_most_joint_slop_for_the_next_joint_state():
     sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
     sync.add_joint_state(1.00, np.ones(3), 1.0)
     feed(sync, 1.01)
-    assert sync.poll(1.02) is None
+    assert sync.poll(1.02) is None and sync.deadline == pytest.approx(1.04)
     out = sync.poll(1.041)  # no newer joint state came: the newest before the images
+    assert sync.deadline is None
     assert out is not None and out.joint_stamp == 1.0
     np.testing.assert_array_equal(out.joint_positions, np.ones(3))
 

@@ -42,6 +42,7 @@ class ApproximateSync:
         self._last_stamp = {c: -np.inf for c in self.cameras}
         self._last_joint_stamp = -np.inf
         self._last_emitted = -np.inf
+        self._wait_until: float | None = None
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()
 
@@ -77,9 +78,17 @@ class ApproximateSync:
             return True
 
     # ---- output -----------------------------------------------------------------------
+    @property
+    def deadline(self) -> float | None:
+        """While a set waits for the joint state after its stamp: the time (`now`'s clock) from
+        which a poll emits it without one; None otherwise. A node with no other message to
+        come polls again then."""
+        return self._wait_until
+
     def poll(self, now: float) -> SyncedSet | None:
         """The newest complete set not emitted before, or None."""
         with self._lock:
+            self._wait_until = None
             self._expire(now)
             if any(not q for q in self._frames.values()) or not self._joints:
                 return None
@@ -118,7 +127,10 @@ class ApproximateSync:
         i = int(np.searchsorted(stamps, stamp))  # first joint state at or after the set
         if i == len(stamps):  # all before it: the next one may be in flight
             t0, q0 = self._joints[-1]
-            if stamp - t0 > self.joint_slop or now - stamp < self.joint_slop:
+            if stamp - t0 > self.joint_slop:
+                return None
+            if now - stamp < self.joint_slop:
+                self._wait_until = stamp + self.joint_slop
                 return None
             return t0, q0
         t1, q1 = self._joints[i]

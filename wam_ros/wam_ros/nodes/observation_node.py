@@ -19,7 +19,7 @@ from wam_ros.core.settings import ObservationSettings
 from wam_ros.core.sync import ApproximateSync
 from wam_ros.core.types import Observation
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import run_nodes, stamp_sec
+from wam_ros.nodes.common import OneShot, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros_msgs.msg import Observation as ObservationMsg
@@ -38,6 +38,9 @@ class ObservationNode(Node):
         # composed bringup: consumers in this process get each Observation directly
         self.local_sinks: list[Callable[[Observation], None]] = []
         self.diag = Diagnostics(self, "observation")
+        # a set waiting for the joint state after its images goes out at its deadline even
+        # when no message comes to poll again (joint states slower than the frames, or gone)
+        self._deadline = OneShot(self, self._emit)
         self.pub = self.create_publisher(ObservationMsg, topics.OBSERVATION,
                                          topics.OBSERVATION_QOS)
         for cam in self.robot.cameras:
@@ -74,8 +77,11 @@ class ObservationNode(Node):
         self._emit()  # the joint state may be the last piece of a set
 
     def _emit(self) -> None:
-        synced = self.sync.poll(stamp_sec(self))
+        now = stamp_sec(self)
+        synced = self.sync.poll(now)
         if synced is None:
+            if self.sync.deadline is not None:
+                self._deadline.arm(self.sync.deadline - now)
             return
         obs = Observation(synced.stamp, synced.images, synced.joint_positions,
                           sequence=self.sequence)
