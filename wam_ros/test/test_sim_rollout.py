@@ -143,28 +143,21 @@ def test_rollout_cli_through_the_stack(tiny_checkpoint, tmp_path, capsys):
     assert summary["flow_steps"] == 2  # a load-time parameter reaches the loaded policy
     assert summary["latency_deviations"] == 1.5 and 0.0 <= summary["idle_fraction"] <= 1.0
     assert summary["latency_margin_s"] == 0.15
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--policy-param", "latency_margin=0.1"]) == 2
-    assert "--policy-param 'latency_margin=0.1'" in capsys.readouterr().err
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--policy-param", "latency_margin_s=-1"]) == 2
-    assert "latency_margin_s" in capsys.readouterr().err
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--policy-param", "memory=ttt"]) == 2
-    assert "--policy-param memory: set it with --memory" in capsys.readouterr().err
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--noise-scale", "0.2", "--policy-param", "noise_scale=0.5"]) == 2
-    assert "disagree" in capsys.readouterr().err
     assert "execute" not in summary and summary["episodes"] == 1
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--latency-ms", "0"]) == 2
-    assert "--latency-ms" in capsys.readouterr().err
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--latency-ms", "80", "--latency-p99-ms", "50"]) == 2
-    assert "--latency-p99-ms: got 50.0; allowed: >= --latency-ms" in capsys.readouterr().err
-    assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
-                 "--stack", "async", "--handoff-ms", "-1"]) == 2
-    assert "--handoff-ms" in capsys.readouterr().err
+    refused = [  # (arguments, what the error names)
+        (["--policy-param", "latency_margin=0.1"], "--policy-param 'latency_margin=0.1'"),
+        (["--policy-param", "latency_margin_s=-1"], "latency_margin_s"),
+        (["--policy-param", "memory=ttt"], "--policy-param memory: set it with --memory"),
+        (["--noise-scale", "0.2", "--policy-param", "noise_scale=0.5"], "disagree"),
+        (["--latency-ms", "0"], "--latency-ms"),
+        (["--latency-ms", "80", "--latency-p99-ms", "50"],
+         "--latency-p99-ms: got 50.0; allowed: >= --latency-ms"),
+        (["--handoff-ms", "-1"], "--handoff-ms"),
+    ]
+    for extra, message in refused:
+        assert main(["sim", "rollout", "--checkpoint", str(tiny_checkpoint("cobot_magic")),
+                     "--stack", "async", *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
 
 
 def test_simulated_stack_hands_chunks_over_late_and_the_runner_learns_it(tiny_checkpoint):

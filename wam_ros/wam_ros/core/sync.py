@@ -123,9 +123,11 @@ class ApproximateSync:
     def _joints_at(self, stamp: float, now: float) -> tuple[float, np.ndarray] | None:
         """(stamp of the positions, positions) for a set at `stamp`, or None: none close enough,
         or waiting for the joint state after `stamp`. Joint stamps increase (add_joint_state)."""
-        stamps = [j[0] for j in self._joints]
-        i = int(np.searchsorted(stamps, stamp))  # first joint state at or after the set
-        if i == len(stamps):  # all before it: the next one may be in flight
+        # first joint state at or after the set: a set is nearly always among the newest
+        i = len(self._joints)
+        while i > 0 and self._joints[i - 1][0] >= stamp:
+            i -= 1
+        if i == len(self._joints):  # all before it: the next one may be in flight
             t0, q0 = self._joints[-1]
             if stamp - t0 > self.joint_slop:
                 return None
