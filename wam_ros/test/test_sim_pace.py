@@ -26,6 +26,25 @@ def _period(pace: GraphPace, t0: float, command_every: float, steps: int = 100,
     return t
 
 
+def test_default_pace_gives_a_graph_stall_at_most_one_control_period():
+    """demo / eval's default real-time factor: GRAPH_STALL_S of wall time is one control
+    period of sim time, capped; an explicit --real-time-factor wins."""
+    import argparse
+
+    from wam_ros.closed_loop import GRAPH_STALL_S, MAX_REAL_TIME_FACTOR, default_real_time_factor
+    from wam_ros.demo import real_time_factor
+
+    for robot, rate, expected in (("agibot_g1", 100.0, 0.2), ("cobot_magic", 50.0, 0.4)):
+        assert default_real_time_factor(rate) == pytest.approx(expected)
+        assert default_real_time_factor(rate) * GRAPH_STALL_S == pytest.approx(1.0 / rate)
+        args = argparse.Namespace(robot=robot, real_time_factor=None)
+        assert real_time_factor(args) == pytest.approx(expected)
+        args.real_time_factor = 0.7
+        assert real_time_factor(args) == 0.7
+    assert default_real_time_factor(5.0) == MAX_REAL_TIME_FACTOR  # slow control: capped
+    with pytest.raises(ValueError, match="control_rate_hz"):
+        default_real_time_factor(0.0)
+
 def test_late_commands_slow_the_pace_and_on_time_ones_restore_it():
     pace = GraphPace(target=0.5, max_command_age=0.025)
     t = _period(pace, 0.0, command_every=0.01)

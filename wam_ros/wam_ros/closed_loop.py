@@ -30,6 +30,26 @@ from wam_ros.sim.pace import PACE_FLOOR
 # transport take up to about 1.5 of them on an idle machine
 COMMAND_AGE_PERIODS = 2.5
 
+# The simulator's default pace for closed-loop episodes (`wam-ros demo`, `wam-ros eval`): a
+# stall of the node graph this long in wall time (a preempted process, a garbage collection, a
+# virtual machine's steal time) may cost at most one control period of sim time. Graph pacing
+# above reacts to stalls only after the fact, and hunts the pace at which they begin: on 2
+# cores the G1 graph, graph-paced from 0.5 (average 0.40), solved 27-30 of 50 scenes where the
+# runtime without ROS solved 36; at a fixed 0.2 (one 10 ms period per 50 ms) as many as the
+# runtime (README). Commands reached the simulator 44 ms (p50) / 64 ms (p99) of wall time
+# apart there, sent every 10 ms of sim time.
+GRAPH_STALL_S = 0.05
+MAX_REAL_TIME_FACTOR = 0.5
+
+
+def default_real_time_factor(control_rate_hz: float) -> float:
+    """Sim seconds per wall second for a robot commanded at `control_rate_hz`: one control
+    period per GRAPH_STALL_S of wall time, at most MAX_REAL_TIME_FACTOR (G1, 100 Hz: 0.2;
+    CobotMagic, 50 Hz: 0.4)."""
+    if not control_rate_hz > 0:
+        raise ValueError(f"control_rate_hz: got {control_rate_hz}; allowed: > 0")
+    return min(MAX_REAL_TIME_FACTOR, 1.0 / (control_rate_hz * GRAPH_STALL_S))
+
 
 @dataclass
 class EpisodeResult:

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.closed_loop import ClosedLoop, EpisodeResult, Trace, prepared_checkpoint, summarise
+from wam_ros.closed_loop import (
+    ClosedLoop,
+    EpisodeResult,
+    Trace,
+    default_real_time_factor,
+    prepared_checkpoint,
+    summarise,
+)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -32,12 +39,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=1000, help="first scene seed")
     p.add_argument("--timeout", type=float, default=20.0, help="sim seconds per episode")
-    p.add_argument("--real-time-factor", type=float, default=0.5,
+    p.add_argument("--real-time-factor", type=float, default=None,
                    help="the simulator's pace (sim seconds per wall second; at most this, less "
                         "when the CPU cannot keep up). Below 1 the node graph gets more compute "
                         "per sim second: what a faster on-board computer would give it. "
-                        "Default 0.5: on 2 CPU cores the simulator's rendering and physics "
-                        "share them with the graph, which then ran late (see README)")
+                        "Default: one control period of sim time per 50 ms of wall time, at "
+                        "most 0.5 (G1: 0.2, CobotMagic: 0.4), so that a stall of the graph on "
+                        "a shared CPU costs at most one period (closed_loop.GRAPH_STALL_S)")
     p.add_argument("--max-command-age-ms", type=float, default=-1.0,
                    help="graph-paced simulation: the simulator slows down (below "
                         "--real-time-factor) while the graph's newest command is older than "
@@ -94,6 +102,15 @@ def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
     return resolve_checkpoint(args.checkpoint, robot)
 
 
+def real_time_factor(args: argparse.Namespace) -> float:
+    """--real-time-factor, or the robot's default (closed_loop.default_real_time_factor)."""
+    if args.real_time_factor is not None:
+        return float(args.real_time_factor)
+    from wam_ros.core.robot import RobotSpec
+
+    return default_real_time_factor(RobotSpec.load(args.robot).control_rate_hz)
+
+
 def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memory: str,
                   trace_first: bool = False, checkpoint: Path | None = None
                   ) -> tuple[list[EpisodeResult], Trace | None]:
@@ -101,7 +118,7 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                                      workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
-                      seed=args.seed, real_time_factor=args.real_time_factor,
+                      seed=args.seed, real_time_factor=real_time_factor(args),
                       max_command_age_s=(None if args.max_command_age_ms < 0
                                          else args.max_command_age_ms * 1e-3))
     results: list[EpisodeResult] = []
@@ -150,7 +167,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {spec.name} {args.task}: scheduler {args.scheduler}, memory {args.memory}, "
-          f"backend {args.backend}, checkpoint {checkpoint}", flush=True)
+          f"backend {args.backend}, checkpoint {checkpoint}, simulator at "
+          f"{real_time_factor(args):g} of real time", flush=True)
     with tmp:
         results, trace = _run_episodes(args, work / "run", args.scheduler,
                                        args.memory, trace_first=True, checkpoint=checkpoint)
@@ -211,7 +229,8 @@ def run_eval(args: argparse.Namespace) -> int:
             for m in memories:
                 results, _ = _run_episodes(args, work / f"{s}_{m}", s, m)
                 table.setdefault(s, {})[m] = summarise(results)
-    print(f"\n{args.robot} {args.task}, {args.episodes} episodes each (seeds from {args.seed})")
+    print(f"\n{args.robot} {args.task}, {args.episodes} episodes each (seeds from {args.seed}), "
+          f"simulator at {real_time_factor(args):g} of real time")
     print(f"{'scheduler':>9} {'memory':>6} {'success':>8} {'completion s':>13} "
           f"{'lat p50 ms':>11} {'lat p99 ms':>11}")
     for s, per in table.items():
