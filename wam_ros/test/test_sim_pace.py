@@ -45,6 +45,33 @@ def test_default_pace_gives_a_graph_stall_at_most_one_control_period():
     with pytest.raises(ValueError, match="control_rate_hz"):
         default_real_time_factor(0.0)
 
+def test_a_stalled_homing_waits_sim_time_not_the_wall_backstop():
+    """ClosedLoop._reached: the limit is sim seconds of the status's clock, which restarts at a
+    scene reset; the wall-time backstop (limit / slowest pace) only for a stopped simulator."""
+    from wam_ros.closed_loop import ClosedLoop
+
+    class FakeSim:  # each spin: 0.1 s of sim time; a scene reset at 2.0 s
+        def __init__(self, loop):
+            self.loop, self.spins = loop, 0
+
+        def spin_once(self, timeout_sec):
+            self.spins += 1
+            t = 0.1 * self.spins
+            self.loop.status = {"elapsed": 50.0 + t if t < 2.0 else t - 2.0}
+
+    loop = ClosedLoop.__new__(ClosedLoop)  # the probe's waiting logic without processes
+    loop.procs, loop._slow, loop.status = [], 1000.0, {"elapsed": 50.0}
+    loop.executor = FakeSim(loop)
+    wall = time.monotonic()
+    assert not loop._reached(lambda: False, 10.0)
+    assert time.monotonic() - wall < 5.0  # far from the 10 000 s backstop
+    # 10 s of sim time: 2 s before the reset, 8 after it (the reset itself adds nothing)
+    assert loop.executor.spins == pytest.approx(100, abs=2)
+    loop.executor.spins = 20  # the clock goes on from 0 after the reset
+    loop.status = {"elapsed": 0.0}
+    assert loop._reached(lambda: loop.executor.spins >= 25, 10.0)
+    assert loop.executor.spins == 25
+
 def test_late_commands_slow_the_pace_and_on_time_ones_restore_it():
     pace = GraphPace(target=0.5, max_command_age=0.025)
     t = _period(pace, 0.0, command_every=0.01)

@@ -29,6 +29,8 @@ from wam_ros.sim.pace import PACE_FLOOR
 # periods old (sim time) before the simulator slows down; the sim's /clock granularity and the
 # transport take up to about 1.5 of them on an idle machine
 COMMAND_AGE_PERIODS = 2.5
+# sim seconds a move home may take before it is retried (a move can latch a stop of its own)
+HOMING_LIMIT_S = 10.0
 
 # The simulator's default pace for closed-loop episodes (`wam-ros demo`, `wam-ros eval`): a
 # stall of the node graph this long in wall time (a preempted process, a garbage collection, a
@@ -73,6 +75,22 @@ class Trace:
     commanded: list[tuple[float, np.ndarray]] = field(default_factory=list)
     measured: list[tuple[float, np.ndarray]] = field(default_factory=list)
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+
+
+class _SimStopwatch:
+    """Sim seconds since it was made, from a reading of the episode's elapsed time that
+    restarts at a scene reset (a status from before the reset may still be the newest)."""
+
+    def __init__(self, elapsed: Callable[[], float]) -> None:
+        self.elapsed = elapsed
+        self.last = elapsed()
+        self.total = 0.0
+
+    def seconds(self) -> float:
+        now = self.elapsed()
+        self.total += max(0.0, now - self.last)  # a reset (backwards) adds nothing
+        self.last = now
+        return self.total
 
 
 class ClosedLoop:
@@ -184,6 +202,19 @@ class ClosedLoop:
             raise RuntimeError("a node exited:\n" + "\n".join(
                 f"--- {' '.join(p.cmd[:3])}\n{p.output()}" for p in dead))
 
+    def _sim_elapsed(self) -> float:
+        """Sim seconds since the episode's reset, as the newest status has it."""
+        return float(self.status.get("elapsed", 0.0))
+
+    def _reached(self, condition: Callable[[], bool], sim_limit: float) -> bool:
+        """Spin until `condition` holds or `sim_limit` seconds of sim time (the status's clock)
+        have passed: a stalled motion costs the same at any pace; wall time only as the
+        backstop for a simulator that stopped."""
+        clock = _SimStopwatch(self._sim_elapsed)
+        self._spin_until(lambda: condition() or clock.seconds() >= sim_limit,
+                         sim_limit * self._slow)
+        return condition()
+
     def _spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -229,6 +260,9 @@ class ClosedLoop:
         # a stalled homing is re-enabled and retried, the last time after the scene is reset
         # (the object taken away; the arm stands at home there, the smoother brings its
         # commands back to it).
+        def at_home() -> bool:
+            return self.measured is not None and float(off_home().max()) < 0.02
+
         for attempt in range(3):
             if attempt == 2:
                 self._call(self.sim_reset, self._Trigger.Request())
@@ -236,9 +270,7 @@ class ClosedLoop:
             answer = self._call(self.home, self._Trigger.Request())
             if not answer.success:
                 raise RuntimeError(answer.message)
-            if self._spin_until(lambda: self.measured is not None
-                                and float(off_home().max()) < 0.02,
-                                (30.0 if attempt == 2 else 10.0) * self._slow):
+            if self._reached(at_home, HOMING_LIMIT_S * (3.0 if attempt == 2 else 1.0)):
                 break
         else:
             error = off_home()  # joint states have arrived (the graph came up with them)
