@@ -45,6 +45,7 @@ def test_default_pace_gives_a_graph_stall_at_most_one_control_period():
     with pytest.raises(ValueError, match="control_rate_hz"):
         default_real_time_factor(0.0)
 
+
 def test_a_stalled_homing_waits_sim_time_not_the_wall_backstop():
     """ClosedLoop._reached: the limit is sim seconds of the status's clock, which restarts at a
     scene reset; the wall-time backstop (limit / slowest pace) only for a stopped simulator."""
@@ -71,6 +72,7 @@ def test_a_stalled_homing_waits_sim_time_not_the_wall_backstop():
     loop.status = {"elapsed": 0.0}
     assert loop._reached(lambda: loop.executor.spins >= 25, 10.0)
     assert loop.executor.spins == 25
+
 
 def test_late_commands_slow_the_pace_and_on_time_ones_restore_it():
     pace = GraphPace(target=0.5, max_command_age=0.025)
