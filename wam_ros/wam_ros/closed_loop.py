@@ -287,11 +287,11 @@ class ClosedLoop:
         wall0 = time.monotonic()
         self._call(self.policy_run, self._SetBool.Request(data=True))
         self._spin_until(lambda: bool(self.status.get("success"))
-                         or float(self.status.get("elapsed", 0.0)) >= timeout_s,
+                         or self._sim_elapsed() >= timeout_s,
                          timeout_s * self._slow + 60.0)
         wall = time.monotonic() - wall0
         success = bool(self.status.get("success"))
-        elapsed = float(self.status.get("elapsed", 0.0))
+        elapsed = self._sim_elapsed()
         lat = [(t_cmd - stamp) * 1e3 for stamp, t_cmd in self._tags if t_cmd >= stamp]
         self._call(self.policy_run, self._SetBool.Request(data=False))
         return EpisodeResult(seed, success, elapsed if success else timeout_s, lat, wall,

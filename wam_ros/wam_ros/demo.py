@@ -118,7 +118,7 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                                      workdir.parent)
     loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
                       memory=memory, backend=args.backend, composed=args.composed,
-                      seed=args.seed, real_time_factor=real_time_factor(args),
+                      seed=args.seed, real_time_factor=args.real_time_factor,
                       max_command_age_s=(None if args.max_command_age_ms < 0
                                          else args.max_command_age_ms * 1e-3))
     results: list[EpisodeResult] = []
@@ -146,6 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from wam_ros.core.robot import RobotSpec
 
     spec = RobotSpec.load(args.robot)
+    args.real_time_factor = real_time_factor(args)  # resolved once: printed and used
     tmp, work = _work_dir(args, "demo")
     try:
         checkpoint = _checkpoint(args, spec.name)
@@ -168,7 +169,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] {spec.name} {args.task}: scheduler {args.scheduler}, memory {args.memory}, "
           f"backend {args.backend}, checkpoint {checkpoint}, simulator at "
-          f"{real_time_factor(args):g} of real time", flush=True)
+          f"{args.real_time_factor:g} of real time", flush=True)
     with tmp:
         results, trace = _run_episodes(args, work / "run", args.scheduler,
                                        args.memory, trace_first=True, checkpoint=checkpoint)
@@ -222,6 +223,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"error: unknown scheduler or memory {bad[0]!r}; allowed: sync, async, sai / "
               "kv, ttt")
         return 2
+    args.real_time_factor = real_time_factor(args)  # resolved once for every combination
     table: dict[str, dict[str, dict[str, float]]] = {}
     tmp, work = _work_dir(args, "eval")
     with tmp:
@@ -230,7 +232,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 results, _ = _run_episodes(args, work / f"{s}_{m}", s, m)
                 table.setdefault(s, {})[m] = summarise(results)
     print(f"\n{args.robot} {args.task}, {args.episodes} episodes each (seeds from {args.seed}), "
-          f"simulator at {real_time_factor(args):g} of real time")
+          f"simulator at {args.real_time_factor:g} of real time")
     print(f"{'scheduler':>9} {'memory':>6} {'success':>8} {'completion s':>13} "
           f"{'lat p50 ms':>11} {'lat p99 ms':>11}")
     for s, per in table.items():
