@@ -66,12 +66,17 @@ def test_sim_node_publishes_and_follows_commands(rclpy_context, tmp_path, monkey
             assert (img.width, img.height, img.encoding) == (64, 48, "rgb8")
             assert np.frombuffer(img.data, np.uint8).std() > 5.0
         assert status[-1]["task"] == "pick_place" and status[-1]["seed"] == 7
-        # frames are taken on joint-state ticks: each has a joint state of its instant
-        joint_stamps = {round(conversions.to_sec(j.header.stamp), 6) for j in joints}
-        matched = [round(t, 6) in joint_stamps for t in frame_stamps]
-        assert sum(matched) >= 0.9 * len(matched), (len(matched), sum(matched))
         start = clock[-1]
         assert spin_until(executor, lambda: clock[-1] > start + 0.5, 30.0), proc.output()
+        # frames are taken on joint-state ticks: each has a joint state of its instant.
+        # Only frames inside the span of received joint states count: the two subscriptions
+        # are matched at different moments, and best-effort messages may be dropped.
+        joint_times = [conversions.to_sec(j.header.stamp) for j in joints]
+        joint_stamps = {round(t, 6) for t in joint_times}
+        inside = [t for t in frame_stamps if min(joint_times) <= t <= max(joint_times)]
+        matched = [round(t, 6) in joint_stamps for t in inside]
+        assert len(matched) >= 5 and sum(matched) >= 0.9 * len(matched), \
+            (len(frame_stamps), len(matched), sum(matched))
 
         # move the left arm's first joint by 0.3 rad
         home = np.array([spec.home[j] for j in arm.joints])
