@@ -113,3 +113,50 @@ def test_process_command_line_carries_the_same_parameters():
 def test_bad_launch_argument_is_refused():
     with pytest.raises(ValueError, match="use_sim_time: got 'maybe'; allowed: true, false"):
         GraphArgs.from_strings({"use_sim_time": "maybe"})
+
+
+def test_a_task_with_a_shipped_checkpoint_gets_it(monkeypatch, tmp_path):
+    from wam_ros import graph, paths
+
+    monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
+    for name in ("cobot_magic", "cobot_magic_handover"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text("format: wam_ros.checkpoint\n")
+    (tmp_path / "agibot_g1").mkdir()
+    (tmp_path / "agibot_g1" / "config.yaml").write_text("format: wam_ros.checkpoint\n")
+    assert paths.default_checkpoint("cobot_magic", "handover") == tmp_path / "cobot_magic_handover"
+    assert paths.default_checkpoint("cobot_magic", "pick_place") == tmp_path / "cobot_magic"
+    assert paths.default_checkpoint("agibot_g1", "handover") == tmp_path / "agibot_g1"
+    assert paths.resolve_checkpoint("", "cobot_magic", "handover").name == "cobot_magic_handover"
+
+    def checkpoints(robot, task, checkpoint=""):
+        nodes = graph.build_sim_graph(GraphArgs(robot=robot, task=task, checkpoint=checkpoint))
+        return {n.name: n.parameters.get("checkpoint") for n in nodes
+                if n.name in ("wam_policy", "wam_decoder")}
+
+    # the simulated task's own checkpoint reaches the policy and the decoder alike
+    assert checkpoints("cobot_magic", "handover") == {
+        "wam_policy": str(tmp_path / "cobot_magic_handover"),
+        "wam_decoder": str(tmp_path / "cobot_magic_handover")}
+    # none shipped for the task, or none asked for: the nodes resolve the robot's default
+    assert set(checkpoints("agibot_g1", "handover").values()) == {""}
+    assert set(checkpoints("cobot_magic", "pick_place").values()) == {""}
+    # a checkpoint given is always the one used
+    assert set(checkpoints("cobot_magic", "handover", "/x/mine").values()) == {"/x/mine"}
+
+
+def test_every_shipped_checkpoint_is_for_its_robot_and_task():
+    from wam_ros.model.checkpoint import read_checkpoint_config
+    from wam_ros.paths import checkpoints_dir
+    from wam_ros.sim.tasks import TASKS
+
+    shipped = sorted(p for p in checkpoints_dir().iterdir() if p.is_dir())
+    assert {p.name for p in shipped} >= {"cobot_magic", "agibot_g1"}
+    for path in shipped:
+        model, _ = read_checkpoint_config(path)
+        assert path.name.startswith(model.robot), (path.name, model.robot)
+        task = path.name[len(model.robot) + 1:]  # <robot> or <robot>_<task>
+        assert task == "" or task in TASKS, f"{path.name}: {task!r} is not a simulated task"
+        size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+        assert size_mb < 25.0, (path.name, size_mb)
+        assert not any(f.suffix in (".pt", ".pth", ".pkl", ".ckpt") for f in path.rglob("*"))

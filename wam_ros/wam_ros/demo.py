@@ -90,16 +90,10 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
-def _checkpoint_dir(robot: str) -> Path:
-    from wam_ros.paths import checkpoints_dir
-
-    return checkpoints_dir() / robot
-
-
 def _checkpoint(args: argparse.Namespace, robot: str) -> Path:
     from wam_ros.paths import resolve_checkpoint
 
-    return resolve_checkpoint(args.checkpoint, robot)
+    return resolve_checkpoint(args.checkpoint, robot, args.task)
 
 
 def real_time_factor(args: argparse.Namespace) -> float:
@@ -144,6 +138,7 @@ def run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from wam_ros.core.config import ConfigError
     from wam_ros.core.robot import RobotSpec
+    from wam_ros.paths import default_checkpoint
 
     spec = RobotSpec.load(args.robot)
     args.real_time_factor = real_time_factor(args)  # resolved once: printed and used
@@ -161,8 +156,12 @@ def run_demo(args: argparse.Namespace) -> int:
         checkpoint = make_tiny_checkpoint(work / "untrained", spec.name)
         args.backend = "torch"
         print(f"note: no default checkpoint shipped for {spec.name} "
-              f"({_checkpoint_dir(spec.name)}); running an UNTRAINED tiny model: the loop "
-              "runs, the task is not solved")
+              f"({default_checkpoint(spec.name, args.task)}); running an UNTRAINED tiny model: "
+              "the loop runs, the task is not solved")
+    if not args.checkpoint and args.task != "pick_place" and \
+            checkpoint == default_checkpoint(spec.name):
+        print(f"note: no checkpoint shipped for {spec.name} {args.task}; the robot's default "
+              "was trained on pick_place only and is not expected to solve it")
     if not args.headless and not os.environ.get("DISPLAY"):
         print("note: no display here; running headless (offscreen rendering)")
     out_dir = Path(args.out)

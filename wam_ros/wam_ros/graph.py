@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from wam_ros.paths import config_dir
+from wam_ros.paths import config_dir, default_checkpoint
 
 PACKAGE = "wam_ros"
 
@@ -23,7 +23,8 @@ PACKAGE = "wam_ros"
 # expose exactly these.
 ARGUMENTS: dict[str, tuple[str, str]] = {
     "robot": ("cobot_magic", "robot config name (config/robots/<robot>.yaml) or a YAML path"),
-    "checkpoint": ("", "policy checkpoint directory; empty = the shipped default for the robot"),
+    "checkpoint": ("", "policy checkpoint directory; empty = the shipped default for the robot "
+                       "(sim.launch.py: for the simulated task where one is shipped for it)"),
     "backend": ("torch", "inference backend: torch | onnxruntime | tensorrt"),
     "memory": ("kv", "policy memory: kv (KV cache with observation replacement) | ttt"),
     "scheduler": ("async", "chunk scheduler: sync | async | sai (speculative)"),
@@ -144,7 +145,11 @@ def build_sim_graph(args: GraphArgs, sim: dict[str, object] | None = None) -> li
 
     task = args.task or "pick_place"
     instruction = task_class(task).instruction
-    robot_graph = build_graph(replace(args, use_sim_time=True, task=instruction))
+    checkpoint = args.checkpoint
+    if not checkpoint and default_checkpoint(args.robot, task) != default_checkpoint(args.robot):
+        checkpoint = str(default_checkpoint(args.robot, task))  # one shipped for this task
+    robot_graph = build_graph(replace(args, use_sim_time=True, task=instruction,
+                                      checkpoint=checkpoint))
     simulator = NodeSpec("wam_sim", "wam_sim_node", NODE_EXECUTABLES["wam_sim_node"],
                          {"robot": args.robot, "task": task, **(sim or {})})
     return [simulator, *robot_graph]

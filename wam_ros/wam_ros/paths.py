@@ -34,11 +34,22 @@ def checkpoints_dir() -> Path:
     return share_dir() / "checkpoints"
 
 
-def resolve_checkpoint(checkpoint: str, robot: str) -> Path:
-    """A checkpoint directory: the given one, or the default shipped for the robot."""
+def default_checkpoint(robot: str, task: str = "") -> Path:
+    """The checkpoint shipped for the robot: `checkpoints/<robot>_<task>` where one is shipped
+    for that simulated task, else `checkpoints/<robot>` (trained on pick_place)."""
+    if task:
+        specific = checkpoints_dir() / f"{robot}_{task}"
+        if (specific / "config.yaml").is_file():
+            return specific
+    return checkpoints_dir() / robot
+
+
+def resolve_checkpoint(checkpoint: str, robot: str, task: str = "") -> Path:
+    """A checkpoint directory: the given one, or the default shipped for the robot (and the
+    simulated task, `default_checkpoint`)."""
     from wam_ros.core.config import ConfigError
 
-    path = Path(checkpoint).expanduser() if checkpoint else checkpoints_dir() / robot
+    path = Path(checkpoint).expanduser() if checkpoint else default_checkpoint(robot, task)
     if not (path / "config.yaml").is_file():
         what = f"checkpoint {checkpoint!r}" if checkpoint else (
             f"no checkpoint given and no default checkpoint for robot {robot!r}")
