@@ -33,7 +33,8 @@ from wam_ros.closed_loop import (
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--robot", default="cobot_magic")
     p.add_argument("--task", default="pick_place", help="pick_place | handover")
-    p.add_argument("--checkpoint", default="", help="empty: the default shipped for the robot")
+    p.add_argument("--checkpoint", default="",
+                   help="empty: the default shipped for the robot (and the task, where one is)")
     p.add_argument("--backend", default="onnxruntime",
                    choices=("torch", "onnxruntime", "tensorrt"))
     p.add_argument("--episodes", type=int, default=3)
