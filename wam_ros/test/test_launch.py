@@ -127,6 +127,9 @@ def test_a_task_with_a_shipped_checkpoint_gets_it(monkeypatch, tmp_path):
     assert paths.default_checkpoint("cobot_magic", "handover") == tmp_path / "cobot_magic_handover"
     assert paths.default_checkpoint("cobot_magic", "pick_place") == tmp_path / "cobot_magic"
     assert paths.default_checkpoint("agibot_g1", "handover") == tmp_path / "agibot_g1"
+    assert paths.task_checkpoint("cobot_magic", "handover") == tmp_path / "cobot_magic_handover"
+    assert paths.task_checkpoint("agibot_g1", "handover") is None
+    assert paths.task_checkpoint("cobot_magic", "") is None
     assert paths.resolve_checkpoint("", "cobot_magic", "handover").name == "cobot_magic_handover"
 
     def checkpoints(robot, task, checkpoint=""):

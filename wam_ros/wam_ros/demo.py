@@ -139,7 +139,7 @@ def run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from wam_ros.core.config import ConfigError
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.paths import default_checkpoint
+    from wam_ros.paths import default_checkpoint, task_checkpoint
 
     spec = RobotSpec.load(args.robot)
     args.real_time_factor = real_time_factor(args)  # resolved once: printed and used
@@ -159,10 +159,11 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"note: no default checkpoint shipped for {spec.name} "
               f"({default_checkpoint(spec.name, args.task)}); running an UNTRAINED tiny model: "
               "the loop runs, the task is not solved")
-    if not args.checkpoint and args.task != "pick_place" and \
-            checkpoint == default_checkpoint(spec.name):
-        print(f"note: no checkpoint shipped for {spec.name} {args.task}; the robot's default "
-              "was trained on pick_place only and is not expected to solve it")
+    else:  # a trained checkpoint: say when it was not trained on this task
+        if not args.checkpoint and args.task != "pick_place" and \
+                task_checkpoint(spec.name, args.task) is None:
+            print(f"note: no checkpoint shipped for {spec.name} {args.task}; the robot's "
+                  "default was trained on pick_place only and is not expected to solve it")
     if not args.headless and not os.environ.get("DISPLAY"):
         print("note: no display here; running headless (offscreen rendering)")
     out_dir = Path(args.out)

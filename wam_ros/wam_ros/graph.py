@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from wam_ros.paths import config_dir, default_checkpoint
+from wam_ros.paths import config_dir, task_checkpoint
 
 PACKAGE = "wam_ros"
 
@@ -145,9 +145,9 @@ def build_sim_graph(args: GraphArgs, sim: dict[str, object] | None = None) -> li
 
     task = args.task or "pick_place"
     instruction = task_class(task).instruction
-    checkpoint = args.checkpoint
-    if not checkpoint and default_checkpoint(args.robot, task) != default_checkpoint(args.robot):
-        checkpoint = str(default_checkpoint(args.robot, task))  # one shipped for this task
+    # one shipped for this task; else the nodes resolve the robot's default themselves
+    shipped = None if args.checkpoint else task_checkpoint(args.robot, task)
+    checkpoint = str(shipped) if shipped else args.checkpoint
     robot_graph = build_graph(replace(args, use_sim_time=True, task=instruction,
                                       checkpoint=checkpoint))
     simulator = NodeSpec("wam_sim", "wam_sim_node", NODE_EXECUTABLES["wam_sim_node"],

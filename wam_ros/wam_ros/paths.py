@@ -34,14 +34,16 @@ def checkpoints_dir() -> Path:
     return share_dir() / "checkpoints"
 
 
+def task_checkpoint(robot: str, task: str) -> Path | None:
+    """`checkpoints/<robot>_<task>` where one is shipped for that simulated task, else None."""
+    specific = checkpoints_dir() / f"{robot}_{task}"
+    return specific if task and (specific / "config.yaml").is_file() else None
+
+
 def default_checkpoint(robot: str, task: str = "") -> Path:
-    """The checkpoint shipped for the robot: `checkpoints/<robot>_<task>` where one is shipped
-    for that simulated task, else `checkpoints/<robot>` (trained on pick_place)."""
-    if task:
-        specific = checkpoints_dir() / f"{robot}_{task}"
-        if (specific / "config.yaml").is_file():
-            return specific
-    return checkpoints_dir() / robot
+    """The checkpoint shipped for the robot: the task's own (`task_checkpoint`), else
+    `checkpoints/<robot>` (trained on pick_place)."""
+    return task_checkpoint(robot, task) or checkpoints_dir() / robot
 
 
 def resolve_checkpoint(checkpoint: str, robot: str, task: str = "") -> Path:
