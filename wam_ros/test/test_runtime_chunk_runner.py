@@ -24,7 +24,8 @@ class FakePolicy:
         acts = np.tile(obs.joint_positions, (H, 1)).astype(np.float32)
         return Chunk(obs.stamp, acts, DT, reference=obs.joint_positions)
 
-    def speculate(self, s_mid: float = 0.5) -> str:
+    def speculate(self, s_mid: float = 0.5, at: float | None = None) -> str:
+        self.speculated_at = at
         return "handle"
 
     def complete(self, handle: str, obs: Observation) -> Chunk:
@@ -228,3 +229,24 @@ def test_a_chunk_spliced_after_the_plan_ran_out_makes_the_runner_plan_further_ah
     runner.late_feedback = False
     plan(end + 10.0, 0.02, 0.01)  # late, but the feedback is off
     assert runner.late_allowance == pytest.approx(0.03) and runner.late_chunks == 2
+
+
+def test_sai_speculation_is_told_when_its_completion_observation_is_due() -> None:
+    """The speculative job carries the time the completion's observation is expected: the
+    plan's end minus what the completion trigger leaves ((1 - s_mid) L + lead + margin);
+    the first speculation of an episode, before any plan, has none to give."""
+    policy = FakePolicy()
+    runner = ChunkRunner(policy, make_scheduler("sai", SchedulerConfig(margin_s=0.05)),
+                         s_mid=0.75, initial_latency=0.08)
+    runner.on_observation(obs(1.0), 1.0)
+    job = runner.poll(1.0)
+    assert job.kind is Decision.START and job.expected_observation is None
+    chunk = runner.finish(runner.execute(job), 1.0)  # no wall time on this clock
+    assert chunk is not None
+    job = runner.poll(1.0)
+    assert job.kind is Decision.SPECULATE
+    plan_end = float(chunk.times()[-1])
+    lead = 0.25 * runner.expected_latency + runner.lead_allowance() + 0.05
+    assert job.expected_observation == pytest.approx(plan_end - lead)
+    runner.finish(runner.execute(job), 1.0)
+    assert policy.speculated_at == pytest.approx(plan_end - lead)

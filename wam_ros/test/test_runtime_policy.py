@@ -112,6 +112,49 @@ def test_sai_speculates_without_polluting_long_term_memory(ckpt, memory: str) ->
             np.testing.assert_allclose(va, vb, atol=1e-6)
 
 
+def test_sai_surrogate_stands_for_the_expected_observation_time(ckpt) -> None:
+    """speculate(at=...) takes the surrogate at the instant the real observation is expected:
+    the last measured state moved as the last plan commands up to then (grippers kept within
+    0..1), and tokens between the last observation's and the predicted latent by the share
+    of a chunk elapsed; at=None stands for one chunk after the last observation."""
+    policy = load_policy(ckpt, memory="kv", mode="joint", flow_steps=4)
+    obs = _obs(policy, 0)
+    policy.infer(obs)
+    stamp, plan = policy._plan
+    measured = policy.robot.joint_to_action(obs.joint_positions)
+    grip = policy.robot.gripper_mask()
+    dt, horizon = policy.cfg.dt, policy.cfg.horizon
+
+    def expected(moved: np.ndarray) -> np.ndarray:
+        out = measured + moved
+        out[grip] = np.clip(out[grip], 0.0, 1.0)
+        return out
+
+    at = stamp + 2.5 * dt
+    tokens, state = policy._surrogate(at)
+    np.testing.assert_allclose(state, expected(0.5 * (plan[2] + plan[3]) - plan[0]), atol=1e-5)
+    frac = 2.5 / horizon
+    np.testing.assert_allclose(
+        tokens, (1 - frac) * policy._last_obs_tokens + frac * policy._pred_latent, atol=1e-6)
+    # one chunk later (None) or beyond: the plan's end and the predicted latent
+    for late in (None, stamp + 10 * horizon * dt):
+        late_tokens, late_state = policy._surrogate(late)
+        np.testing.assert_allclose(late_state, expected(plan[-1] - plan[0]), atol=1e-5)
+        np.testing.assert_allclose(late_tokens, policy._pred_latent, atol=1e-6)
+    # before the observation: the observation itself
+    early_tokens, early_state = policy._surrogate(stamp - 1.0)
+    np.testing.assert_allclose(early_state, expected(np.zeros_like(measured)), atol=1e-5)
+    np.testing.assert_allclose(early_tokens, policy._last_obs_tokens, atol=1e-6)
+    # the speculation runs on it: a different surrogate, a different paused state
+    a = policy.speculate(0.5, at=at)
+    b = policy.speculate(0.5)
+    assert np.abs(a.x_act - b.x_act).max() > 1e-6
+    chunk = policy.complete(a, _obs(policy, 1))
+    assert np.all(np.isfinite(chunk.actions))
+    with pytest.raises(ValueError, match="at must be"):
+        policy.speculate(0.5, at=float("nan"))
+
+
 def test_encoder_time_is_reported_within_the_blocking_time(ckpt) -> None:
     """Every plan reports the observation encoder's seconds (the part sai cannot speculate),
     inside its blocking time; the chunk runner turns them into encode_ms statistics."""

@@ -42,7 +42,7 @@ class ChunkPolicy(Protocol):
     robot still executes the previous chunk; see `Policy.infer`."""
 
     def infer(self, obs: Observation, prefix_s: float = 0.0) -> Chunk: ...
-    def speculate(self, s_mid: float = 0.5) -> Any: ...
+    def speculate(self, s_mid: float = 0.5, at: float | None = None) -> Any: ...
     def complete(self, handle: Any, obs: Observation, prefix_s: float = 0.0) -> Chunk: ...
     def reset(self) -> None: ...
 
@@ -55,6 +55,7 @@ class Job:
     observation: Observation | None = None
     arrival: float | None = None  # when that observation arrived
     handle: Any = None  # sai: the speculation a COMPLETE finishes
+    expected_observation: float | None = None  # sai SPECULATE: when its completion's is due
 
 
 @dataclass
@@ -193,7 +194,8 @@ class ChunkRunner:
             if decision is Decision.WAIT:
                 return None
             if decision is Decision.SPECULATE:
-                job = Job(Decision.SPECULATE, self.episode, now)
+                job = Job(Decision.SPECULATE, self.episode, now,
+                          expected_observation=self._completion_observation())
                 self.scheduler.on_inference_started(now, decision, None)
                 self.in_flight = job
                 return job
@@ -212,12 +214,23 @@ class ChunkRunner:
             self.in_flight = job
             return job
 
+    def _completion_observation(self) -> float | None:
+        """sai: when the observation a completion will use is expected, on the runner's
+        clock: the completion triggers once the plan left is (1 - s_mid) L + lead + margin,
+        on the next observation (the policy's surrogate context stands for that instant)."""
+        if not np.isfinite(self._plan_end):
+            return None
+        lead = ((1.0 - self.s_mid) * self.expected_latency + self.lead_allowance()
+                + self.scheduler.config.margin_s)
+        return float(self._plan_end - lead)
+
     # ---- the slow part (any thread) -------------------------------------------------------
     def execute(self, job: Job) -> JobResult:
         t0 = time.perf_counter()
         try:
             if job.kind is Decision.SPECULATE:
-                return JobResult(job, handle=self.policy.speculate(self.s_mid),
+                handle = self.policy.speculate(self.s_mid, at=job.expected_observation)
+                return JobResult(job, handle=handle,
                                  compute_s=time.perf_counter() - t0)
             assert job.observation is not None
             options = {}

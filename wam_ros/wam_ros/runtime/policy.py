@@ -24,7 +24,9 @@ chunk.extras["skipped_steps"]).
 A Policy is not thread-safe: call infer / speculate / complete / reset from one worker thread.
 
 SAI (CLWM): `speculate` integrates the first round(s_mid * steps) steps of the first ODE against
-a surrogate context (the previous chunk's predicted latent and its last action as state);
+a surrogate context standing for the instant the real observation is expected (one chunk after
+the last one unless told): tokens interpolated from the last observation's to the predicted
+latent, and the last measured state moved as the last plan commands;
 `complete` encodes the real observation, updates long-term memory with it, replaces the
 surrogate context and integrates the remaining steps. With s_mid = 0 the result equals `infer`.
 """
@@ -149,6 +151,7 @@ class Policy:
         if not np.isfinite(self.memory_stride) or self.memory_stride < 0:
             raise ValueError(f"memory_stride: got {memory_stride!r}; allowed: seconds >= 0")
         self.robot = RobotSpec.load(cfg.robot)
+        self._gripper_mask = self.robot.gripper_mask()
         if tuple(self.robot.action_layout) != tuple(cfg.action_layout):
             raise ValueError(f"checkpoint action layout {cfg.action_layout} does not match "
                              f"robot {cfg.robot!r} layout {self.robot.action_layout}")
@@ -182,7 +185,8 @@ class Policy:
         self._last_commit: float | None = None  # stamp of the last committed observation
         self._last_obs_tokens: np.ndarray | None = None
         self._pred_latent: np.ndarray | None = None
-        self._pred_state: np.ndarray | None = None
+        self._last_stamp: float | None = None  # stamp of the last planned observation
+        self._last_state: np.ndarray | None = None  # its measured state (action convention)
         self._prev_actions: np.ndarray | None = None  # last chunk's normalised model actions
         # the last chunk as absolute actions (action convention): (stamp, (H, A))
         self._plan: tuple[float, np.ndarray] | None = None
@@ -211,10 +215,18 @@ class Policy:
         chunk.extras["encode_s"] = encode_s
         return chunk
 
-    def speculate(self, s_mid: float = 0.5) -> SpeculativeHandle:
-        """Pre-integrate the next chunk from s=0 to s_mid on the surrogate context."""
+    def speculate(self, s_mid: float = 0.5, at: float | None = None) -> SpeculativeHandle:
+        """Pre-integrate the next chunk from s=0 to s_mid on the surrogate context.
+
+        at: when the real observation is expected (the stamp `complete` will get); the
+        surrogate context stands for that instant (`_surrogate`). None: one chunk after the
+        last observation, the time the predicted latent stands for; an observation taken
+        while the plan still runs (async, sai) comes earlier.
+        """
         if not 0.0 <= s_mid <= 1.0:
             raise ValueError(f"s_mid must be within [0, 1], got {s_mid}")
+        if at is not None and not np.isfinite(at):
+            raise ValueError(f"speculate: at must be a finite stamp or None, got {at!r}")
         t0 = time.perf_counter()
         x_lat, x_act = self._noise()
         noise_act = x_act.copy()
@@ -224,9 +236,8 @@ class Policy:
             if self._last_obs_tokens is None:
                 raise RuntimeError("speculate() needs a previous chunk in this episode; call "
                                    "infer() first (or speculate with s_mid=0)")
-            surrogate = self._pred_latent if self._pred_latent is not None else \
-                self._last_obs_tokens
-            prefix = self._context(surrogate, self._pred_state, self._task(self._last_task),
+            surrogate, state = self._surrogate(at)
+            prefix = self._context(surrogate, state, self._task(self._last_task),
                                    commit=False)
             x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, n_spec, cache)
         return SpeculativeHandle(self.episode_id, self.chunk_index, n_spec, x_lat, x_act,
@@ -259,6 +270,43 @@ class Policy:
         return chunk
 
     # ---- internals ----------------------------------------------------------------------
+    def _surrogate(self, at: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Observation tokens and state (action convention) standing in for the observation
+        expected at `at` (None: one chunk after the last observation, the predicted latent's
+        time; see `speculate`).
+
+        The state is the last measured state moved by what the last plan commands between
+        the two instants, not the commanded position itself: the measured state trails the
+        command (tracking lag) and a gripper closed on an object stays open by the object's
+        width however hard it is commanded shut. On the shipped CobotMagic checkpoint and
+        held-out expert frames 10 actions apart, the commanded gripper was 0.81 away from the
+        measured one; moved that way, 0.04 (arms 0.012 -> 0.010 rad), and a chunk planned
+        entirely from the surrogate came half as far from the real plan (0.052 -> 0.027)."""
+        obs_tok, pred = self._last_obs_tokens, self._pred_latent
+        chunk_s = self.cfg.horizon * self.cfg.dt
+        if self._last_stamp is None:  # nothing planned yet (speculate refuses)
+            return (pred if pred is not None else obs_tok), None
+        at = self._last_stamp + chunk_s if at is None else at
+        frac = float(np.clip((at - self._last_stamp) / chunk_s, 0.0, 1.0))
+        tokens = obs_tok if pred is None else \
+            ((1.0 - frac) * obs_tok + frac * pred).astype(np.float32)
+        state = self._last_state
+        if self._plan is not None and state is not None:
+            plan_stamp, plan = self._plan
+            t = np.clip((at - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
+            t0 = np.clip((self._last_stamp - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
+            state = state + self._plan_at(plan, t) - self._plan_at(plan, t0)
+            grip = self._gripper_mask
+            state[grip] = np.clip(state[grip], 0.0, 1.0)
+        return tokens, (None if state is None else state.astype(np.float32))
+
+    @staticmethod
+    def _plan_at(plan: np.ndarray, t: float) -> np.ndarray:
+        """The plan (H, A) at fractional step t in [0, H - 1], linearly interpolated."""
+        i = min(int(t), len(plan) - 2)
+        f = t - i
+        return (1.0 - f) * plan[i] + f * plan[i + 1]
+
     def _encode(self, images: np.ndarray) -> tuple[np.ndarray, float]:
         """The observation's tokens and the seconds the encoder took: the part of every plan
         that needs the real observation whatever the scheduler (sai cannot speculate it)."""
@@ -468,12 +516,6 @@ class Policy:
         if not np.all(np.isfinite(out)):
             raise FloatingPointError("model produced non-finite actions")
         space = self.meta.action_space
-        if space == ActionSpace.JOINT_ABSOLUTE:
-            last_state = out[-1]
-        elif space == ActionSpace.JOINT_DELTA:
-            last_state = state_act + out[-1]
-        else:
-            last_state = state_act
         names = tuple(self.cfg.action_layout) if space != ActionSpace.LATENT else ()
         chunk = Chunk(stamp=obs.stamp, actions=out.astype(np.float32), dt=self.cfg.dt,
                       space=space, names=names, chunk_id=self.chunk_index,
@@ -487,8 +529,9 @@ class Policy:
                                                          else known[0].shape[1])})
         # what the next speculative pass uses as its surrogate observation
         self._last_obs_tokens = obs_tok
+        self._last_stamp = float(obs.stamp)
+        self._last_state = np.asarray(state_act, np.float64)
         self._pred_latent = x_lat
-        self._pred_state = np.asarray(last_state, np.float32)
         if space == ActionSpace.JOINT_ABSOLUTE:
             self._plan = (float(obs.stamp), out.astype(np.float64))
         elif space == ActionSpace.JOINT_DELTA:
