@@ -275,13 +275,17 @@ class Policy:
         expected at `at` (None: one chunk after the last observation, the predicted latent's
         time; see `speculate`).
 
-        The state is the last measured state moved by what the last plan commands between
-        the two instants, not the commanded position itself: the measured state trails the
-        command (tracking lag) and a gripper closed on an object stays open by the object's
-        width however hard it is commanded shut. On the shipped CobotMagic checkpoint and
-        held-out expert frames 10 actions apart, the commanded gripper was 0.81 away from the
-        measured one; moved that way, 0.04 (arms 0.012 -> 0.010 rad), and a chunk planned
-        entirely from the surrogate came half as far from the real plan (0.052 -> 0.027)."""
+        The state is the last measured state with the arms moved by what the last plan
+        commands between the two instants, not the commanded position itself: the measured
+        state trails the command (tracking lag), and a gripper closed on an object stays open
+        by the object's width however hard it is commanded shut. Grippers keep their last
+        measured opening: moved by the plan too, a release commanded from a blocked grip
+        reads as already open (on AgiBot G1 at s_mid 0.75 the arm then turned back while
+        dropping the cube beside the bin). On the shipped CobotMagic checkpoint and held-out
+        expert frames 10 actions apart, the commanded gripper was 0.81 from the measured one,
+        the last measured 0.025; arms 0.012 rad commanded, 0.010 moved; and a chunk planned
+        entirely from the surrogate came half as far from the real plan (0.052 -> 0.027).
+        """
         obs_tok, pred = self._last_obs_tokens, self._pred_latent
         chunk_s = self.cfg.horizon * self.cfg.dt
         if self._last_stamp is None:  # nothing planned yet (speculate refuses)
@@ -295,9 +299,8 @@ class Policy:
             plan_stamp, plan = self._plan
             t = np.clip((at - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
             t0 = np.clip((self._last_stamp - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
-            state = state + self._plan_at(plan, t) - self._plan_at(plan, t0)
-            grip = self._gripper_mask
-            state[grip] = np.clip(state[grip], 0.0, 1.0)
+            moved = self._plan_at(plan, t) - self._plan_at(plan, t0)
+            state = np.where(self._gripper_mask, state, state + moved)
         return tokens, (None if state is None else state.astype(np.float32))
 
     @staticmethod
