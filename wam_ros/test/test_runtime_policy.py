@@ -115,8 +115,8 @@ def test_sai_speculates_without_polluting_long_term_memory(ckpt, memory: str) ->
 def test_sai_surrogate_stands_for_the_expected_observation_time(ckpt) -> None:
     """speculate(at=...) takes the surrogate at the instant the real observation is expected:
     the last measured state with the arms moved as the last plan commands up to then (the
-    grippers as measured), and tokens between the last observation's and the predicted latent by the share
-    of a chunk elapsed; at=None stands for one chunk after the last observation."""
+    grippers as measured), and tokens between the last observation's and the predicted
+    latent by the share of a chunk elapsed; at=None: one chunk after the last observation."""
     policy = load_policy(ckpt, memory="kv", mode="joint", flow_steps=4)
     obs = _obs(policy, 0)
     policy.infer(obs)

@@ -75,11 +75,12 @@ class PolicySettings(_Settings):
     scheduler: str = "async"
     flow_steps: int = 4
     noise_scale: float = -1.0  # flow starting-noise scale; < 0: the checkpoint's
-    # share of the flow ODE integrated speculatively (on the predicted latent). CobotMagic
-    # pick-and-place through the graph, same 5 scenes: 0.5 solved 1/5, 0.25 5/5 (mean 5.4 s,
-    # against async's 6.2 s), and 0.25 15/15 on 15 more; through the runtime 16/24 against
-    # 21/24. 0.5 blocks less (bench: 0.74 of async's blocking latency against 0.83).
-    sai_s_mid: float = 0.25
+    # share of the flow ODE integrated speculatively (on the surrogate context, Policy.speculate).
+    # Through the runtime (40 ms, p99 90 ms; the same 16 scenes per robot, README): CobotMagic
+    # async 12/16 solved (mean 6.6 s), sai 0.5 13/16 (6.1 s), 0.75 10/16 (5.6 s); AgiBot G1
+    # async 10/16 (7.9 s), sai 0.5 and 0.75 8/16 (8.6 s). Before the surrogate stood for the
+    # observation's instant (CobotMagic): 0.25 11/16, 0.5 8/16, 0.75 none.
+    sai_s_mid: float = 0.5
     # async / sai: the new chunk's actions up to its expected arrival are inpainted with the
     # chunk the arm still executes (real-time chunking's frozen prefix)
     inpaint_prefix: bool = False
