@@ -26,7 +26,8 @@ A Policy is not thread-safe: call infer / speculate / complete / reset from one 
 SAI (CLWM): `speculate` integrates the first round(s_mid * steps) steps of the first ODE against
 a surrogate context standing for the instant the real observation is expected (one chunk after
 the last one unless told): tokens interpolated from the last observation's to the predicted
-latent, and the last measured state moved as the last plan commands;
+latent, the arms at their last measured position moved as the last plan commands, the grippers
+as last measured;
 `complete` encodes the real observation, updates long-term memory with it, replaces the
 surrogate context and integrates the remaining steps. With s_mid = 0 the result equals `infer`.
 """

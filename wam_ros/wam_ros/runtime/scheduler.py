@@ -19,9 +19,11 @@ both, see runtime.chunk_runner):
 - async: start on the newest observation once the remaining plan <= L + H + margin, so the next
   chunk is executing before the current one runs out; no idling while L + H < chunk duration.
 - sai (speculative asynchronous inference, CLWM): as soon as a chunk is spliced, start the
-  speculative part (flow ODE from s=0 to s_mid on the model's predicted latent; no observation
-  needed). Once it is done and the remaining plan <= (1 - f) L + H + margin, complete (s_mid -> 1)
-  on the next observation to arrive. Only the completion blocks: about (1 - f) L.
+  speculative part (flow ODE from s=0 to s_mid on a surrogate context built from the model's
+  predicted latent and the last plan, standing for the completion's observation; no
+  observation needed). Once it is done and the remaining plan <= (1 - f) L + H + margin,
+  complete (s_mid -> 1) on the next observation to arrive. Only the completion blocks: about
+  (1 - f) L.
 """
 
 from __future__ import annotations
