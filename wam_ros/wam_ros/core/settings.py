@@ -78,9 +78,9 @@ class PolicySettings(_Settings):
     # share of the flow ODE integrated speculatively (on the surrogate context, Policy.speculate).
     # Through the runtime (40 ms, p99 90 ms; the same 16 scenes per robot, README): CobotMagic
     # async 12/16 solved (mean 6.6 s), sai 0.5 13/16 (6.1 s), 0.75 10/16 (5.6 s); AgiBot G1
-    # async 10/16 (7.9 s), sai 0.5 and 0.75 8/16 (8.6 s); 16 more G1 scenes: async and sai 0.5
-    # 12/16. Before the surrogate stood for the observation's instant (CobotMagic): 0.25
-    # 11/16, 0.5 8/16, 0.75 none.
+    # async 10/16 (7.9 s), sai 0.5 and 0.75 8/16 (8.6 s); 16 more scenes, async / sai 0.5:
+    # CobotMagic 15 / 13, G1 12 / 12. Before the surrogate stood for the observation's
+    # instant (CobotMagic): 0.25 11/16, 0.5 8/16, 0.75 none.
     sai_s_mid: float = 0.5
     # async / sai: the new chunk's actions up to its expected arrival are inpainted with the
     # chunk the arm still executes (real-time chunking's frozen prefix)
