@@ -236,8 +236,9 @@ def test_sai_speculation_is_told_when_its_completion_observation_is_due() -> Non
     plan's end minus what the completion trigger leaves ((1 - s_mid) L + lead + margin);
     the first speculation of an episode, before any plan, has none to give."""
     policy = FakePolicy()
-    runner = ChunkRunner(policy, make_scheduler("sai", SchedulerConfig(margin_s=0.05)),
-                         s_mid=0.75, initial_latency=0.08)
+    config = SchedulerConfig(margin_s=0.05, speculative_fraction=0.75)
+    runner = ChunkRunner(policy, make_scheduler("sai", config), s_mid=0.75,
+                         initial_latency=0.08)
     runner.on_observation(obs(1.0), 1.0)
     job = runner.poll(1.0)
     assert job.kind is Decision.START and job.expected_observation is None

@@ -34,7 +34,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from wam_ros.core.types import Chunk, Observation
-from wam_ros.runtime.scheduler import Decision, Scheduler, SchedulerConfig, make_scheduler
+from wam_ros.runtime.scheduler import (
+    Decision,
+    Scheduler,
+    SchedulerConfig,
+    SpeculativeScheduler,
+    make_scheduler,
+)
 
 
 class ChunkPolicy(Protocol):
@@ -216,12 +222,12 @@ class ChunkRunner:
 
     def _completion_observation(self) -> float | None:
         """sai: when the observation a completion will use is expected, on the runner's
-        clock: the completion triggers once the plan left is (1 - s_mid) L + lead + margin,
-        on the next observation (the policy's surrogate context stands for that instant)."""
-        if not np.isfinite(self._plan_end):
+        clock: the next one once the completion triggers (the policy's surrogate context
+        stands for that instant)."""
+        if not (isinstance(self.scheduler, SpeculativeScheduler)
+                and np.isfinite(self._plan_end)):
             return None
-        lead = ((1.0 - self.s_mid) * self.expected_latency + self.lead_allowance()
-                + self.scheduler.config.margin_s)
+        lead = self.scheduler.completion_lead(self.expected_latency, self.lead_allowance())
         return float(self._plan_end - lead)
 
     # ---- the slow part (any thread) -------------------------------------------------------

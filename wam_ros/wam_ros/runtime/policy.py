@@ -300,16 +300,17 @@ class Policy:
         if self._plan is not None and state is not None:
             plan_stamp, plan = self._plan
             t = np.clip((at - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
-            t0 = np.clip((self._last_stamp - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
-            moved = self._plan_at(plan, t) - self._plan_at(plan, t0)
+            moved = self._plan_at(plan, t) - plan[0]  # the plan starts at the observation
             state = np.where(self._gripper_mask, state, state + moved)
         return tokens, (None if state is None else state.astype(np.float32))
 
     @staticmethod
-    def _plan_at(plan: np.ndarray, t: float) -> np.ndarray:
-        """The plan (H, A) at fractional step t in [0, H - 1], linearly interpolated."""
-        i = min(int(t), len(plan) - 2)
-        f = t - i
+    def _plan_at(plan: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+        """The plan (H, A) at fractional step(s) t in [0, H - 1], linearly interpolated:
+        (A,) for a scalar t, (n, A) for n steps."""
+        t = np.asarray(t, np.float64)
+        i = np.minimum(np.floor(t).astype(int), len(plan) - 2)
+        f = (t - i)[..., None]
         return (1.0 - f) * plan[i] + f * plan[i + 1]
 
     def _encode(self, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -484,10 +485,7 @@ class Policy:
         d = int(np.sum((t >= 0.0) & (t <= len(plan) - 1)))  # covered, from the start
         if d <= 0 or t[0] < 0.0:
             return None
-        t = t[:d]
-        i = np.minimum(np.floor(t).astype(int), len(plan) - 2)
-        f = (t - i)[:, None]
-        absolute = (1.0 - f) * plan[i] + f * plan[i + 1]
+        absolute = self._plan_at(plan, t[:d])
         if self.meta.action_space == ActionSpace.JOINT_DELTA:
             absolute = absolute - state_act
         target = (absolute - self.stats["action_mean"]) / self.stats["action_std"]

@@ -228,12 +228,16 @@ class SpeculativeScheduler(Scheduler):
         if self._phase == "idle":
             return Decision.SPECULATE
         if self._phase == "speculated":
-            completion = (1.0 - self.config.speculative_fraction) * expected_latency
-            if remaining <= completion + handoff + self.config.margin_s:
+            if remaining <= self.completion_lead(expected_latency, handoff):
                 if self._armed and self._fresh_observation:
                     return Decision.COMPLETE
                 self._armed = True
         return Decision.WAIT
+
+    def completion_lead(self, expected_latency: float, handoff: float) -> float:
+        """Plan left when the completion triggers: (1 - f) L + H + margin."""
+        return ((1.0 - self.config.speculative_fraction) * expected_latency + handoff
+                + self.config.margin_s)
 
     def on_observation(self, now: float) -> None:
         # Only an observation arriving once the trigger holds counts as "the next
