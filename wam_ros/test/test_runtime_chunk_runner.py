@@ -165,7 +165,8 @@ def test_latency_is_learned_on_the_callers_clock_and_the_handoff_from_splice_rep
     assert runner.expected_handoff == pytest.approx(0.06, abs=1e-6)
     # the async trigger: remaining <= L + H + margin (0.08 + 0.06 + 0.1)
     end = t - 0.6 + (H - 1) * DT  # the last plan's last action (chunks start at their stamp)
-    runner.on_observation(obs(end - 0.3), end - 0.3)
+    runner.on_observation(obs(end - 0.4), end - 0.4)
+    assert runner.poll(end - 0.4) is None  # fresh, but more than max_early_s ahead
     assert runner.poll(end - 0.25) is None
     assert runner.poll(end - 0.23) is not None
 
