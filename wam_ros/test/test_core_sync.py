@@ -37,7 +37,7 @@ def test_complete_set_within_slop_is_emitted_once():
 
 
 def test_joints_are_interpolated_at_the_stamp_of_the_images():
-    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03, extrapolate=False)
     sync.add_joint_state(0.99, np.zeros(3), 0.99)
     sync.add_joint_state(1.00, np.array([0.0, 1.0, -1.0]), 1.0)
     feed(sync, 1.004)
@@ -52,6 +52,26 @@ def test_joints_are_interpolated_at_the_stamp_of_the_images():
     out = sync.poll(1.02)
     assert out is not None and out.joint_stamp == 1.02
     np.testing.assert_array_equal(out.joint_positions, np.full(3, 2.0))
+
+
+def test_joints_are_extrapolated_within_one_joint_state_interval():
+    """No wait for the joint state after the images while the last two extrapolate to them;
+    a set further out than one interval (the next joint state is late) waits as before."""
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.5, joint_slop=0.03)
+    sync.add_joint_state(0.99, np.array([0.0, 1.0, 2.0]), 0.99)
+    sync.add_joint_state(1.00, np.array([0.1, 1.0, 1.9]), 1.0)
+    feed(sync, 1.004)
+    out = sync.poll(1.005)
+    assert out is not None and out.joint_stamp == pytest.approx(1.004)
+    np.testing.assert_allclose(out.joint_positions, [0.14, 1.0, 1.86], atol=1e-9)
+    assert sync.deadline is None
+    # the joint state due at 1.01 did not come: a set at 1.015 waits for it
+    feed(sync, 1.015)
+    assert sync.poll(1.016) is None and sync.deadline == pytest.approx(1.045)
+    sync.add_joint_state(1.02, np.array([0.3, 1.0, 1.7]), 1.021)
+    out = sync.poll(1.021)
+    assert out is not None
+    np.testing.assert_allclose(out.joint_positions, [0.25, 1.0, 1.75], atol=1e-9)
 
 
 def test_a_set_waits_at_most_joint_slop_for_the_next_joint_state():

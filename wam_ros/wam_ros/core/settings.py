@@ -53,6 +53,9 @@ class ObservationSettings(_Settings):
     # joints interpolated at the set's stamp between the joint states either side of it; a set
     # waits this long for the one after it, and takes none farther than this from its stamp
     joint_slop_s: float = 0.03
+    # within one joint-state interval after the newest joint state, extrapolate from the last
+    # two instead of waiting for the next (core/sync.py)
+    joint_extrapolate: bool = True
     max_age_s: float = 0.3  # frames older than this on arrival are stale
 
     def validate(self) -> None:

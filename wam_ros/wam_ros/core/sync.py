@@ -1,12 +1,16 @@
 """Approximate-time synchronisation of N cameras and joint states (ROS-free, time passed in).
 
 The newest complete set wins: a set is N frames, one per camera, whose stamps lie within `slop`
-of each other, plus the joints at the set's stamp: interpolated between the joint states either
-side of it, so that the positions are those of the instant the images show. A set waits up to
-`joint_slop` (of `now` past its stamp) for the joint state after its stamp, then takes the newest
-one before it if that lies within `joint_slop`; with only later joint states, the earliest
-within `joint_slop`. Frames older than `max_age` on arrival (stale) or not newer than the last
-frame of their camera (out-of-order) are dropped and counted; so are frames a newer set overtook.
+of each other, plus the joints at the set's stamp, so that the positions are those of the
+instant the images show: interpolated between the joint states either side of it; or, when the
+newest joint state is before the set by no more than the interval between the last two
+(`extrapolate`), extrapolated from those two at once, instead of waiting up to that interval
+for the next (joint states at 100 Hz: 5 ms on average, 10 at worst, on every observation).
+Otherwise a set waits up to `joint_slop` (of `now` past its stamp) for the joint state after
+its stamp, then takes the newest one before it if that lies within `joint_slop`; with only
+later joint states, the earliest within `joint_slop`. Frames older than `max_age` on arrival
+(stale) or not newer than the last frame of their camera (out-of-order) are dropped and
+counted; so are frames a newer set overtook.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class SyncedSet:
 
 class ApproximateSync:
     def __init__(self, cameras: tuple[str, ...] | list[str], slop: float, max_age: float,
-                 joint_slop: float, queue_size: int = 6) -> None:
+                 joint_slop: float, queue_size: int = 6, extrapolate: bool = True) -> None:
         if not cameras:
             raise ValueError("ApproximateSync needs at least one camera")
         if slop < 0 or max_age <= 0 or joint_slop < 0:
@@ -37,6 +41,7 @@ class ApproximateSync:
                              "allowed: slop >= 0, max_age > 0, joint_slop >= 0")
         self.cameras = tuple(cameras)
         self.slop, self.max_age, self.joint_slop = slop, max_age, joint_slop
+        self.extrapolate = extrapolate
         self._frames = {c: deque(maxlen=queue_size) for c in self.cameras}
         self._joints: deque[tuple[float, np.ndarray]] = deque(maxlen=64)
         self._last_stamp = {c: -np.inf for c in self.cameras}
@@ -131,6 +136,10 @@ class ApproximateSync:
             t0, q0 = self._joints[-1]
             if stamp - t0 > self.joint_slop:
                 return None
+            if self.extrapolate and len(self._joints) > 1:
+                tp, qp = self._joints[-2]
+                if stamp - t0 <= t0 - tp <= 2 * self.joint_slop:  # the next is not due yet
+                    return stamp, q0 + (stamp - t0) / (t0 - tp) * (q0 - qp)
             if now - stamp < self.joint_slop:
                 self._wait_until = stamp + self.joint_slop
                 return None

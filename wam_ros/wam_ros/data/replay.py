@@ -113,7 +113,8 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
                            latency_s=options.latency_ms * 1e-3 if options.latency_ms > 0
                            else None, log=log)
     h, w = meta.image_size
-    sync = ApproximateSync(meta.camera_names, obs_s.slop_s, obs_s.max_age_s, obs_s.joint_slop_s)
+    sync = ApproximateSync(meta.camera_names, obs_s.slop_s, obs_s.max_age_s, obs_s.joint_slop_s,
+                           extrapolate=obs_s.joint_extrapolate)
     layout = list(spec.action_layout)
     cam_of = {cams[c]: c for c in meta.camera_names}
     measured: list[np.ndarray | None] = [None]  # the newest follower joint state

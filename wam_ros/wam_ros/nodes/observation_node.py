@@ -32,7 +32,7 @@ class ObservationNode(Node):
         self.robot = RobotSpec.load(self.settings.robot)
         s = self.settings
         self.sync = ApproximateSync(self.robot.camera_names, s.slop_s, s.max_age_s,
-                                    s.joint_slop_s)
+                                    s.joint_slop_s, extrapolate=s.joint_extrapolate)
         self.sequence = 0
         self._dropped_reported = 0
         # composed bringup: consumers in this process get each Observation directly
