@@ -19,7 +19,8 @@ both, see runtime.chunk_runner):
 - async: start on the newest observation once the remaining plan <= L + H + margin, so the next
   chunk is executing before the current one runs out; no idling while L + H < chunk duration.
   An observation arriving less than a camera period before that trigger starts it at once
-  (`AsyncScheduler`): the plan uses a fresh observation instead of one up to a period old.
+  (`AsyncScheduler`): the observation the trigger would have taken, used on arrival instead of
+  after waiting up to a period.
 - sai (speculative asynchronous inference, CLWM): as soon as a chunk is spliced, start the
   speculative part (flow ODE from s=0 to s_mid on a surrogate context built from the model's
   predicted latent and the last plan, standing for the completion's observation; no
