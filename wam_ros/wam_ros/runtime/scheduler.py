@@ -198,7 +198,7 @@ class SyncScheduler(Scheduler):
 
 
 class AsyncScheduler(Scheduler):
-    """async, starting on a fresh observation where it can.
+    """async, starting each plan as soon as the observation it will use arrives.
 
     The trigger (remaining plan <= L + H + margin) falls at a fixed time after the last
     chunk's observation, so at a fixed phase of the camera's period: started there, every plan
