@@ -153,17 +153,22 @@ def test_sai_surrogate_stands_for_the_expected_observation_time(ckpt) -> None:
         policy.speculate(0.5, at=float("nan"))
 
 
-def test_encoder_time_is_reported_within_the_blocking_time(ckpt) -> None:
-    """Every plan reports the observation encoder's seconds (the part sai cannot speculate),
-    inside its blocking time; the chunk runner turns them into encode_ms statistics."""
+def test_plan_parts_are_reported_within_the_blocking_time(ckpt) -> None:
+    """Every plan reports the seconds of its encoder and context pass (the parts sai cannot
+    speculate) and of its flow steps, inside its blocking time; a completion's flow is only
+    the steps left after the speculation. The chunk runner turns them into <part>_ms
+    statistics."""
     from wam_ros.runtime.chunk_runner import ChunkRunner
     from wam_ros.runtime.scheduler import SchedulerConfig, make_scheduler
 
     policy = load_policy(ckpt, memory="kv", mode="joint", flow_steps=4)
     plain = policy.infer(_obs(policy, 0))
-    assert 0.0 < plain.extras["encode_s"] <= plain.blocking_time
-    completed = policy.complete(policy.speculate(0.5), _obs(policy, 1))
-    assert 0.0 < completed.extras["encode_s"] <= completed.blocking_time
+    parts = ("encode_s", "context_s", "flow_s")
+    assert all(plain.extras[p] > 0.0 for p in parts)
+    assert sum(plain.extras[p] for p in parts) <= plain.blocking_time
+    completed = policy.complete(policy.speculate(0.75), _obs(policy, 1))
+    assert all(completed.extras[p] > 0.0 for p in parts)
+    assert sum(completed.extras[p] for p in parts) <= completed.blocking_time
 
     runner = ChunkRunner(load_policy(ckpt), make_scheduler("sync", SchedulerConfig()))
     assert "encode_ms.p50" not in runner.stats()
@@ -172,6 +177,7 @@ def test_encoder_time_is_reported_within_the_blocking_time(ckpt) -> None:
     runner.finish(runner.execute(job), now=0.05)
     stats = runner.stats()
     assert 0.0 < stats["encode_ms.p50"] <= stats["inference_ms.p50"]
+    assert 0.0 < stats["context_ms.p50"] and 0.0 < stats["flow_ms.p99"]
 
 
 def test_stale_handle_and_bad_s_mid(ckpt) -> None:

@@ -4,8 +4,9 @@ Fake robot (3 cameras at the model resolution, 30 Hz) -> observation -> policy -
 smoother -> controllers, with a probe node in this process that timestamps every stage. For each
 chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> raw chunk out ->
 decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
-scheduler's wait (the part the stack itself adds). Blocking latency comes from the policy
-node's runner statistics; the idle fraction (share of control time the arm held for lack of a
+scheduler's wait (the part the stack itself adds). Blocking latency and its parts (encoder,
+context pass, flow steps: `<part>_ms`) come from the policy node's runner statistics; the idle
+fraction (share of control time the arm held for lack of a
 plan) from the smoother's, over the measured window only (/diagnostics).
 """
 
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 SCHEDULERS = ("sync", "async", "sai")
 
@@ -230,9 +233,10 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         "stages_ms_p99": {k: _pct(ms(v), 99) for k, v in stages.items()},
         "blocking_latency_ms": {"p50": float(policy_stats.get("blocking_latency_ms.p50", "nan")),
                                 "p99": float(policy_stats.get("blocking_latency_ms.p99", "nan"))},
-        # the observation encoder, inside every blocking latency: sai cannot speculate it
-        "encode_ms": {"p50": float(policy_stats.get("encode_ms.p50", "nan")),
-                      "p99": float(policy_stats.get("encode_ms.p99", "nan"))},
+        # the blocking part of the plans by stage: the observation encoder and the context
+        # pass, which sai cannot speculate, and the flow steps left after its speculation
+        **{f"{part}_ms": {q: float(policy_stats.get(f"{part}_ms.{q}", "nan"))
+                          for q in ("p50", "p99")} for part in PLAN_PARTS},
         "idle_fraction": _window_fraction(idle_start, idle_end),
         # the runner's late allowance at the end (chunk_runner.py) and the chunks that came late
         "late_chunks": float(policy_stats.get("late_chunks", "nan")),
@@ -283,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "model_ms": ref["model_ms"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
-        "encode_ms": {s: r["encode_ms"] for s, r in per.items()},
+        **{f"{part}_ms": {s: r[f"{part}_ms"] for s, r in per.items()} for part in PLAN_PARTS},
         "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
         "chunk_boundary_max_jump_rad": {s: r["chunk_boundary_max_jump_rad"]
                                         for s, r in per.items()},

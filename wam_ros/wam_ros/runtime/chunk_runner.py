@@ -42,6 +42,10 @@ from wam_ros.runtime.scheduler import (
     make_scheduler,
 )
 
+# stages of a plan's blocking part a policy may time (Chunk.extras["<part>_s"]); the runner's
+# statistics report each as <part>_ms.p50 / .p99
+PLAN_PARTS = ("encode", "context", "flow")
+
 
 class ChunkPolicy(Protocol):
     """`prefix_s` (passed only when the runner inpaints): how long after the observation the
@@ -117,7 +121,9 @@ class ChunkRunner:
         self.refusals: Counter[str] = Counter()
         # recent inference times for the statistics (bounded: a node runs for days)
         self.compute_times: deque[float] = deque(maxlen=200)
-        self.encode_times: deque[float] = deque(maxlen=200)  # the observation encoder's share
+        # the blocking part of each plan by stage (Policy: encoder, context pass, flow steps
+        # after any speculation): what sai cannot speculate, and what it can
+        self.part_times: dict[str, deque[float]] = {p: deque(maxlen=200) for p in PLAN_PARTS}
 
     @classmethod
     def from_settings(cls, policy: ChunkPolicy, settings: Any,
@@ -287,8 +293,9 @@ class ChunkRunner:
                                                - self.latency_dev)
             self.expected_latency += self._alpha * (full - self.expected_latency)
             self.compute_times.append(result.compute_s)
-            if "encode_s" in result.chunk.extras:
-                self.encode_times.append(float(result.chunk.extras["encode_s"]))
+            for part, times in self.part_times.items():
+                if f"{part}_s" in result.chunk.extras:
+                    times.append(float(result.chunk.extras[f"{part}_s"]))
             # sync re-times the chunk to start when it is expected to execute
             chunk = self.scheduler.prepare_chunk(result.chunk, now + self.expected_handoff)
             self._finished_at[chunk.stamp] = (now, self._plan_end)
@@ -341,9 +348,10 @@ class ChunkRunner:
         if ct.size:
             out["inference_ms.p50"] = float(np.percentile(ct, 50) * 1e3)
             out["inference_ms.p99"] = float(np.percentile(ct, 99) * 1e3)
-        if self.encode_times:
-            enc = np.asarray(self.encode_times)
-            out["encode_ms.p50"] = float(np.percentile(enc, 50) * 1e3)
-            out["encode_ms.p99"] = float(np.percentile(enc, 99) * 1e3)
+        for part, times in self.part_times.items():
+            if times:
+                t = np.asarray(times)
+                out[f"{part}_ms.p50"] = float(np.percentile(t, 50) * 1e3)
+                out[f"{part}_ms.p99"] = float(np.percentile(t, 99) * 1e3)
         out.update({f"refused.{k}": v for k, v in self.refusals.items()})
         return out

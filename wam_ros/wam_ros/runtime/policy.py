@@ -205,15 +205,18 @@ class Policy:
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
         obs_tok, encode_s = self._encode(images)
+        t1 = time.perf_counter()
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
+        t2 = time.perf_counter()
         x_lat, x_act = self._noise()
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, x_act)
         cache = _StepCache(self.step_cache_threshold)
         x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache, known)
+        t3 = time.perf_counter()
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
                              prefix["committed"], known)
         chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
-        chunk.extras["encode_s"] = encode_s
+        chunk.extras.update(encode_s=encode_s, context_s=t2 - t1, flow_s=t3 - t2)
         return chunk
 
     def speculate(self, s_mid: float = 0.5, at: float | None = None) -> SpeculativeHandle:
@@ -255,17 +258,21 @@ class Policy:
         t0 = time.perf_counter()
         images, state_act, task = self._prepare(obs)
         obs_tok, encode_s = self._encode(images)
+        t1 = time.perf_counter()
         prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
+        t2 = time.perf_counter()
         noise = handle.noise_act if handle.noise_act is not None else handle.x_act
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, noise)
         cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
         x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
                                        None, cache, known)
+        t3 = time.perf_counter()
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
                              handle.skipped + cache.skipped, prefix["committed"], known)
         chunk.blocking_time = time.perf_counter() - t0
         chunk.inference_time = chunk.blocking_time + handle.elapsed
-        chunk.extras["encode_s"] = encode_s
+        # the blocking part only: the flow steps left after the speculation
+        chunk.extras.update(encode_s=encode_s, context_s=t2 - t1, flow_s=t3 - t2)
         chunk.extras["speculative_steps"] = float(handle.steps_done)
         chunk.extras["s_mid"] = handle.extras["s_mid"]
         return chunk
