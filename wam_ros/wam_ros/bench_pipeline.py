@@ -6,8 +6,8 @@ chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> r
 decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
 scheduler's wait (the part the stack itself adds). Blocking latency and its parts (encoder,
 context pass, flow steps: `<part>_ms`) come from the policy node's runner statistics; the idle
-fraction (share of control time the arm held for lack of a
-plan) from the smoother's, over the measured window only (/diagnostics).
+fraction (share of control time the arm held for lack of a plan) from the smoother's, over the
+measured window only (/diagnostics).
 """
 
 from __future__ import annotations
