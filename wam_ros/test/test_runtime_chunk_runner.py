@@ -238,8 +238,7 @@ def test_sai_speculation_is_told_when_its_completion_observation_is_due() -> Non
     the first speculation of an episode, before any plan, has none to give."""
     policy = FakePolicy()
     config = SchedulerConfig(margin_s=0.05, speculative_fraction=0.75)
-    runner = ChunkRunner(policy, make_scheduler("sai", config), s_mid=0.75,
-                         initial_latency=0.08)
+    runner = ChunkRunner(policy, make_scheduler("sai", config), initial_latency=0.08)
     runner.on_observation(obs(1.0), 1.0)
     job = runner.poll(1.0)
     assert job.kind is Decision.START and job.expected_observation is None

@@ -78,7 +78,7 @@ class JobResult:
 
 
 class ChunkRunner:
-    def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *, s_mid: float = 0.5,
+    def __init__(self, policy: ChunkPolicy, scheduler: Scheduler, *,
                  max_observation_age: float = 0.5, initial_latency: float = 0.1,
                  latency_smoothing: float = 0.3, inpaint: bool = False,
                  latency_deviations: float = 0.0, late_feedback: bool = True,
@@ -92,7 +92,6 @@ class ChunkRunner:
         self.policy = policy
         self.scheduler = scheduler
         self.inpaint = inpaint
-        self.s_mid = s_mid
         self.max_observation_age = max_observation_age
         self.expected_latency = initial_latency  # L: seconds of a full inference (EMA)
         self.latency_dev = 0.0  # its mean absolute deviation (EMA)
@@ -133,11 +132,17 @@ class ChunkRunner:
         scheduler = make_scheduler(settings.scheduler, SchedulerConfig(
             margin_s=settings.latency_margin_s, execute_actions=settings.execute_steps,
             speculative_fraction=settings.sai_s_mid))
-        return cls(policy, scheduler, s_mid=settings.sai_s_mid,
+        return cls(policy, scheduler,
                    max_observation_age=settings.max_observation_age_s,
                    initial_latency=initial_latency, inpaint=settings.inpaint_prefix,
                    latency_deviations=settings.latency_deviations,
                    late_feedback=settings.late_feedback)
+
+    @property
+    def s_mid(self) -> float:
+        """sai: the share of the flow speculated, the scheduler's (its trigger and the
+        runner's split of each plan must agree)."""
+        return self.scheduler.config.speculative_fraction
 
     # ---- inputs -------------------------------------------------------------------------
     def on_observation(self, obs: Observation, now: float) -> None:

@@ -203,20 +203,17 @@ class Policy:
         actions in that span are inpainted with the last chunk's, and the flow generates the
         rest consistent with them (real-time chunking's frozen prefix)."""
         t0 = time.perf_counter()
-        images, state_act, task = self._prepare(obs)
-        obs_tok, encode_s = self._encode(images)
-        t1 = time.perf_counter()
-        prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
-        t2 = time.perf_counter()
+        obs_tok, state_act, prefix, parts = self._observe(obs)
+        t_flow = time.perf_counter()
         x_lat, x_act = self._noise()
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, x_act)
         cache = _StepCache(self.step_cache_threshold)
         x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache, known)
-        t3 = time.perf_counter()
+        parts["flow_s"] = time.perf_counter() - t_flow
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
                              prefix["committed"], known)
         chunk.inference_time = chunk.blocking_time = time.perf_counter() - t0
-        chunk.extras.update(encode_s=encode_s, context_s=t2 - t1, flow_s=t3 - t2)
+        chunk.extras.update(parts)
         return chunk
 
     def speculate(self, s_mid: float = 0.5, at: float | None = None) -> SpeculativeHandle:
@@ -256,23 +253,19 @@ class Policy:
             raise ValueError("stale speculative handle: the policy was reset or advanced since "
                              "speculate()")
         t0 = time.perf_counter()
-        images, state_act, task = self._prepare(obs)
-        obs_tok, encode_s = self._encode(images)
-        t1 = time.perf_counter()
-        prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
-        t2 = time.perf_counter()
+        obs_tok, state_act, prefix, parts = self._observe(obs)
+        t_flow = time.perf_counter()
         noise = handle.noise_act if handle.noise_act is not None else handle.x_act
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, noise)
         cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
         x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
                                        None, cache, known)
-        t3 = time.perf_counter()
+        parts["flow_s"] = time.perf_counter() - t_flow  # the steps left after the speculation
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
                              handle.skipped + cache.skipped, prefix["committed"], known)
         chunk.blocking_time = time.perf_counter() - t0
         chunk.inference_time = chunk.blocking_time + handle.elapsed
-        # the blocking part only: the flow steps left after the speculation
-        chunk.extras.update(encode_s=encode_s, context_s=t2 - t1, flow_s=t3 - t2)
+        chunk.extras.update(parts)
         chunk.extras["speculative_steps"] = float(handle.steps_done)
         chunk.extras["s_mid"] = handle.extras["s_mid"]
         return chunk
@@ -320,12 +313,18 @@ class Policy:
         f = (t - i)[..., None]
         return (1.0 - f) * plan[i] + f * plan[i + 1]
 
-    def _encode(self, images: np.ndarray) -> tuple[np.ndarray, float]:
-        """The observation's tokens and the seconds the encoder took: the part of every plan
-        that needs the real observation whatever the scheduler (sai cannot speculate it)."""
+    def _observe(self, obs: Observation,
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, float]]:
+        """The part of every plan that needs the real observation, whatever the scheduler
+        (sai cannot speculate it): its tokens, its state (action convention) and its context
+        (long-term memory updated), with the seconds of the encoder and of the context pass."""
+        images, state_act, task = self._prepare(obs)
         t0 = time.perf_counter()
-        tokens = self.backend.encode(images)
-        return tokens, time.perf_counter() - t0
+        obs_tok = self.backend.encode(images)
+        t1 = time.perf_counter()
+        prefix = self._real_context(obs_tok, state_act, task, obs.stamp)
+        parts = {"encode_s": t1 - t0, "context_s": time.perf_counter() - t1}
+        return obs_tok, state_act, prefix, parts
 
     def _task(self, task: str) -> np.ndarray:
         if task not in self._task_cache:
