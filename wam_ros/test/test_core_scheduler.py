@@ -133,6 +133,31 @@ def test_sai_phases() -> None:
         s.on_speculation_ready(2.1)
 
 
+def test_sai_speculates_once_the_chunk_is_handed_off() -> None:
+    """The speculation waits for the chunk to reach the arm (reported applied), or for the
+    hand-off allowance when no report comes: it would compete with the hand-off for the CPU."""
+    s = SpeculativeScheduler(SchedulerConfig(margin_s=0.05, speculative_fraction=0.5))
+    kw = {"expected_latency": 0.1, "in_flight": False, "remaining": 1.0}
+    s.on_inference_started(0.0, Decision.START, observation_arrival=0.0)
+    s.on_chunk_ready(0.1)
+    s.on_spliced(0.1)
+    assert s.decide(0.1, handoff=0.02, **kw) is Decision.WAIT
+    assert s.decide(0.11, handoff=0.02, **kw) is Decision.WAIT
+    s.on_chunk_applied(0.112)
+    assert s.decide(0.112, handoff=0.02, **kw) is Decision.SPECULATE
+    s.on_inference_started(0.112, Decision.SPECULATE, None)
+    s.on_speculation_ready(0.15)
+    s.on_observation(0.3)
+    assert s.decide(0.3, handoff=0.02, **{**kw, "remaining": 0.1}) is Decision.WAIT  # arms
+    s.on_observation(0.33)
+    assert s.decide(0.33, handoff=0.02, **{**kw, "remaining": 0.07}) is Decision.COMPLETE
+    s.on_inference_started(0.33, Decision.COMPLETE, observation_arrival=0.33)
+    s.on_chunk_ready(0.38)
+    # no report: the allowance since the chunk was ready stands in for it
+    assert s.decide(0.39, handoff=0.02, **kw) is Decision.WAIT
+    assert s.decide(0.40, handoff=0.02, **kw) is Decision.SPECULATE
+
+
 def test_stats_blocking_latency_and_idle_fraction() -> None:
     s = AsyncScheduler()
     s.on_tick(0.0, idle=True)  # before the first chunk: start-up, not charged

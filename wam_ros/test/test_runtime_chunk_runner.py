@@ -251,3 +251,28 @@ def test_sai_speculation_is_told_when_its_completion_observation_is_due() -> Non
     assert job.expected_observation == pytest.approx(plan_end - lead)
     runner.finish(runner.execute(job), 1.0)
     assert policy.speculated_at == pytest.approx(plan_end - lead)
+
+
+def test_sai_speculates_after_the_newest_chunk_is_reported_applied() -> None:
+    """The speculation for the next chunk waits while the last one is on its way to the arm:
+    until the smoother reports it applied (a report of an older chunk does not count), or the
+    hand-off allowance has passed."""
+    runner = ChunkRunner(FakePolicy(), make_scheduler("sai", SchedulerConfig(margin_s=0.05)),
+                         initial_latency=0.05)
+    runner.on_observation(obs(1.0), 1.0)
+    first = runner.finish(runner.execute(runner.poll(1.0)), 1.0)
+    runner.finish(runner.execute(runner.poll(1.0)), 1.0)  # speculation: no hand-off known yet
+    runner.on_chunk_applied(first.stamp, 1.05)  # hand-off learned: 50 ms
+    t, second = 1.0, None
+    while second is None:  # observations every 10 ms until the completion runs
+        t = round(t + 0.01, 6)
+        runner.on_observation(obs(t), t)
+        job = runner.poll(t)
+        if job is not None:
+            assert job.kind is Decision.COMPLETE
+            second = runner.finish(runner.execute(job), t)
+    assert runner.poll(t) is None and runner.poll(t + 0.02) is None
+    runner.on_chunk_applied(first.stamp, t + 0.021)  # an old chunk: ignored
+    assert runner.poll(t + 0.021) is None
+    runner.on_chunk_applied(second.stamp, t + 0.022)
+    assert runner.poll(t + 0.022).kind is Decision.SPECULATE

@@ -128,3 +128,44 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         executor.shutdown()
         for n in (smoother, fake, client):
             n.destroy_node()
+
+
+def test_splice_report_follows_the_plans_first_command(rclpy_context):
+    """The chunk-applied report (stamped with the splice) goes out right after the new plan's
+    first command: a policy that starts work on it (sai's next speculation) cannot delay that
+    command. No report without a command."""
+    import time
+
+    spec = RobotSpec.load("cobot_magic")
+    smoother = SmootherNode(context=rclpy_context,
+                            parameter_overrides=[Parameter("robot", value=spec.name)])
+    sent: list[tuple[str, object]] = []
+
+    class Recorder:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        def publish(self, msg: object) -> None:
+            sent.append((self.kind, msg))
+
+    try:
+        smoother.timer.cancel()  # ticks only when the test says
+        smoother.applied_pub, smoother.commanded_pub = Recorder("applied"), Recorder("command")
+        smoother.measured = spec.home_vector()
+        assert smoother.tick()
+        time.sleep(smoother.period)  # the next command may go out at once
+        now = smoother.get_clock().now().nanoseconds * 1e-9
+        chunk = Chunk(stamp=now, actions=np.tile(spec.home_vector(), (10, 1)).astype(np.float32),
+                      dt=spec.action_dt, space=ActionSpace.JOINT_ABSOLUTE,
+                      names=spec.action_layout, chunk_id=1)
+        smoother.accept_chunk(chunk)  # spliced, and its first command right away
+        kinds = [k for k, _ in sent]
+        assert kinds == ["command", "command", "applied"], kinds
+        first, report = sent[1][1], sent[2][1]
+        assert conversions.parse_stamp_tag(first.header.frame_id) == pytest.approx(now, abs=2e-6)
+        assert conversions.to_sec(report.time_ref) == pytest.approx(now, abs=2e-6)
+        assert conversions.to_sec(report.header.stamp) <= conversions.to_sec(first.header.stamp)
+        time.sleep(smoother.period)
+        assert smoother.tick() and [k for k, _ in sent[3:]] == ["command"]  # no second report
+    finally:
+        smoother.destroy_node()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -270,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
         if args.backend in ("onnxruntime", "tensorrt") and not (checkpoint / "onnx").is_dir():
             from wam_ros.model.export import export_onnx
 
+            if args.checkpoint:  # exported beside a copy: the checkpoint's own dir may be a
+                # shipped, read-only one, and the bench leaves no files behind
+                checkpoint = Path(shutil.copytree(checkpoint, workdir / "ckpt"))
             export_onnx(checkpoint)
         per = {}
         for s in schedulers:

@@ -84,11 +84,9 @@ class PolicyNode(Node):
             callback_group=MutuallyExclusiveCallbackGroup())
         # The smoother reports when each chunk started executing: the hand-off latency the
         # schedulers plan ahead for (runtime/chunk_runner.py).
-        self.create_subscription(
-            TimeReference, topics.CHUNK_APPLIED,
-            lambda m: self.runner.on_chunk_applied(conversions.to_sec(m.time_ref),
-                                                   conversions.to_sec(m.header.stamp)),
-            topics.APPLIED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(TimeReference, topics.CHUNK_APPLIED, self.on_chunk_applied,
+                                 topics.APPLIED_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         # Finished chunks go out from an executor thread at normal priority, not from the
         # (niced) inference worker: the worker only queues them and wakes the executor.
         self._ready: deque[Chunk] = deque()
@@ -133,6 +131,11 @@ class PolicyNode(Node):
             obs = replace(obs, task=self.settings.task)
         self.runner.on_observation(obs, stamp_sec(self))
         self.tick()  # a fresh observation may be what the scheduler waits for
+
+    def on_chunk_applied(self, msg: TimeReference) -> None:
+        self.runner.on_chunk_applied(conversions.to_sec(msg.time_ref),
+                                     conversions.to_sec(msg.header.stamp))
+        self.tick()  # sai: the speculation for the next chunk may start now
 
     def tick(self) -> None:
         job = self.runner.poll(stamp_sec(self))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -71,6 +72,8 @@ class SmootherNode(Node):
             ActionChunk, topics.CHUNK_JOINT, chunk_callback(self.diag, self.accept_chunk),
             topics.CHUNK_QOS, callback_group=inputs)
         self._first_of: str = ""  # tag of the chunk whose first command goes out next
+        # splice reports waiting for the new plan's first command (then they go out)
+        self._applied: deque[TimeReference] = deque()
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
         self.create_subscription(Bool, topics.ESTOP, self.on_estop, topics.ESTOP_QOS,
@@ -100,8 +103,10 @@ class SmootherNode(Node):
         self.episode = chunk.episode_id
         if not self.pipeline.offer_chunk(chunk, now).accepted:
             return
-        # tells the policy how long its chunks take from finished to executing
-        self.applied_pub.publish(TimeReference(
+        # Tells the policy how long its chunks take from finished to executing (the stamp:
+        # the splice). Sent after the plan's first command: sai then starts its next
+        # speculation, which must not delay that command.
+        self._applied.append(TimeReference(
             header=Header(stamp=conversions.to_time(now)),
             time_ref=conversions.to_time(chunk.stamp), source=self.get_name()))
         self._first_of = conversions.stamp_tag(chunk.stamp)
@@ -202,6 +207,8 @@ class SmootherNode(Node):
             # computed from): end-to-end latency is measured on exactly this command
             msg.header.frame_id, self._first_of = self._first_of, ""
             self.commanded_pub.publish(msg)
+        while self._applied:
+            self.applied_pub.publish(self._applied.popleft())
         return True
 
     def _diagnostics(self) -> None:

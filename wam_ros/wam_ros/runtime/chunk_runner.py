@@ -165,7 +165,10 @@ class ChunkRunner:
             key = next((k for k in self._finished_at if abs(k - stamp) < 2e-6), None)
             if key is None:  # not ours, of an earlier episode, or reported twice
                 return
+            newest = key == next(reversed(self._finished_at))
             finished, previous_end = self._finished_at.pop(key)
+            if newest:  # sai speculates the next chunk once this one is on the arm
+                self.scheduler.on_chunk_applied(applied_at)
             self._learn_lateness(applied_at - previous_end)
             handoff = max(0.0, applied_at - finished)
             if self._handoffs_seen == 0:

@@ -21,10 +21,12 @@ both, see runtime.chunk_runner):
   An observation arriving less than a camera period before that trigger starts it at once
   (`AsyncScheduler`): the observation the trigger would have taken, used on arrival instead of
   after waiting up to a period.
-- sai (speculative asynchronous inference, CLWM): as soon as a chunk is spliced, start the
-  speculative part (flow ODE from s=0 to s_mid on a surrogate context built from the model's
-  predicted latent and the last plan, standing for the completion's observation; no
-  observation needed). Once it is done and the remaining plan <= (1 - f) L + H + margin,
+- sai (speculative asynchronous inference, CLWM): once a chunk has been handed off (the
+  smoother reports it executing, or the hand-off allowance H has passed since it was ready),
+  start the speculative part (flow ODE from s=0 to s_mid on a surrogate context built from the
+  model's predicted latent and the last plan, standing for the completion's observation; no
+  observation needed). Started at once, it would take the CPU from the chunk's own way to the
+  arm. Once it is done and the remaining plan <= (1 - f) L + H + margin,
   complete (s_mid -> 1) on the next observation to arrive. Only the completion blocks: about
   (1 - f) L.
 """
@@ -134,6 +136,9 @@ class Scheduler:
         """The chunk was accepted by the timeline."""
         if self._first_chunk_at is None:
             self._first_chunk_at = now
+
+    def on_chunk_applied(self, now: float) -> None:
+        """The newest chunk reached the arm: the smoother executes it (its hand-off is over)."""
 
     def on_tick(self, now: float, idle: bool) -> None:
         """A control tick; idle: the arm holds for lack of plan. The interval since the last
@@ -254,6 +259,8 @@ class SpeculativeScheduler(Scheduler):
         self._fresh_observation = False
         self._armed = False
         self._have_chunk = False
+        self._ready_at = -np.inf  # when the last chunk was ready
+        self._handed_off = True  # ... and whether the smoother has reported it executing
 
     def decide(self, now: float, *, remaining: float, in_flight: bool,
                expected_latency: float, arm_settled: bool = True,
@@ -264,7 +271,10 @@ class SpeculativeScheduler(Scheduler):
             # Nothing to speculate from yet (no predicted latent): plain first inference.
             return Decision.START if self._phase == "idle" else Decision.WAIT
         if self._phase == "idle":
-            return Decision.SPECULATE
+            # not while the chunk is on its way to the arm (decoder, smoother: the same CPU)
+            if self._handed_off or now >= self._ready_at + handoff:
+                return Decision.SPECULATE
+            return Decision.WAIT
         if self._phase == "speculated":
             if remaining <= self.completion_lead(expected_latency, handoff):
                 if self._armed and self._fresh_observation:
@@ -300,6 +310,10 @@ class SpeculativeScheduler(Scheduler):
     def on_chunk_ready(self, now: float) -> None:
         super().on_chunk_ready(now)
         self._phase = "idle"
+        self._ready_at, self._handed_off = now, False
+
+    def on_chunk_applied(self, now: float) -> None:
+        self._handed_off = True
 
     def on_spliced(self, now: float) -> None:
         super().on_spliced(now)
