@@ -30,6 +30,62 @@ def _commands_within_limits(spec: RobotSpec, loop: ClosedLoop) -> None:
     assert np.all(q <= spec.limits_array("upper") + 1e-9)
 
 
+class _LossyClient:
+    """A service client whose first `lost` requests never get an answer (a response Fast DDS
+    dropped); later ones are answered at once."""
+
+    srv_name = "/fake/service"
+
+    def __init__(self, lost: int, on_request=lambda: None) -> None:
+        self.lost, self.requests, self.on_request = lost, 0, on_request
+
+    def service_is_ready(self) -> bool:
+        return True
+
+    def call_async(self, request):
+        from rclpy.task import Future
+
+        self.requests += 1
+        self.on_request()
+        future = Future()
+        if self.requests > self.lost:
+            future.set_result(f"answer {self.requests}")
+        return future
+
+
+def _bare_loop(monkeypatch) -> ClosedLoop:
+    from wam_ros import closed_loop
+
+    monkeypatch.setattr(closed_loop, "SERVICE_RETRY_S", 0.05)
+    loop = object.__new__(ClosedLoop)  # no graph: only what _call uses
+    loop.procs, loop.status, loop.log = [], {}, lambda m: None
+
+    class Executor:
+        def spin_once(self, timeout_sec: float) -> None:
+            pass
+
+    loop.executor = Executor()
+    return loop
+
+
+def test_a_service_request_without_answer_is_sent_again(monkeypatch) -> None:
+    loop = _bare_loop(monkeypatch)
+    client = _LossyClient(lost=2)
+    assert loop._call(client, "req", timeout=5.0) == "answer 3" and client.requests == 3
+    with pytest.raises(RuntimeError, match="did not answer"):
+        loop._call(_LossyClient(lost=10**6), "req", timeout=0.2)
+
+
+def test_a_request_that_took_effect_is_not_sent_twice(monkeypatch) -> None:
+    """A scene reset whose answer is lost but whose effect shows (the status' episode moved
+    on) is not repeated: a second reset would skip a scene."""
+    loop = _bare_loop(monkeypatch)
+    loop.status = {"episode": 4}
+    client = _LossyClient(lost=1, on_request=lambda: loop.status.update(episode=5))
+    loop.sim_reset, loop._Trigger = client, type("T", (), {"Request": staticmethod(dict)})
+    assert loop._reset_scene() == 4 and client.requests == 1
+
+
 def test_episode_protocol_through_the_graph(ros_domain, tmp_path, monkeypatch) -> None:
     """Two episodes with an untrained model: pause, home, scene reset (new seed), run; plans
     reach the controllers within limits, and nothing is solved by accident."""

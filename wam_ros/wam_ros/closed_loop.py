@@ -31,6 +31,8 @@ from wam_ros.sim.pace import PACE_FLOOR
 COMMAND_AGE_PERIODS = 2.5
 # sim seconds a move home may take before it is retried (a move can latch a stop of its own)
 HOMING_LIMIT_S = 10.0
+# a service request without an answer this long is sent again (ClosedLoop._call)
+SERVICE_RETRY_S = 10.0
 
 # The simulator's default pace for closed-loop episodes (`wam-ros demo`, `wam-ros eval`): a
 # stall of the node graph this long in wall time (a preempted process, a garbage collection, a
@@ -224,13 +226,28 @@ class ClosedLoop:
             self._check_alive()
         return condition()
 
-    def _call(self, client, request, timeout: float = 30.0):
+    def _call(self, client, request, timeout: float = 30.0,
+              took_effect: Callable[[], bool] | None = None):
+        """The service's answer. A request goes out again every SERVICE_RETRY_S without one:
+        Fast DDS drops a response when the server has not yet matched the client's reader
+        (discovery on a loaded host), and the client would wait forever. took_effect: for a
+        request that must not run twice, whether the first one was served (then no resend,
+        and None if its answer never comes)."""
         if not self._spin_until(client.service_is_ready, timeout):
             raise RuntimeError(f"service {client.srv_name} not available")
-        future = client.call_async(request)
-        if not self._spin_until(future.done, timeout):
-            raise RuntimeError(f"service {client.srv_name} did not answer in {timeout:.0f} s")
-        return future.result()
+        deadline = time.monotonic() + timeout
+        futures = []
+        while time.monotonic() < deadline:
+            if not futures or took_effect is None or not took_effect():
+                futures.append(client.call_async(request))
+            wait = min(SERVICE_RETRY_S, deadline - time.monotonic())
+            if self._spin_until(lambda: any(f.done() for f in futures), wait):
+                return next(f for f in futures if f.done()).result()
+            if took_effect is not None and took_effect():
+                return None
+            self.log(f"[closed-loop] no answer from {client.srv_name} in "
+                     f"{SERVICE_RETRY_S:g} s; asking again")
+        raise RuntimeError(f"service {client.srv_name} did not answer in {timeout:.0f} s")
 
     def _wait_ready(self, timeout: float) -> None:
         self.log(f"[closed-loop] starting the simulator and the node graph "
@@ -265,7 +282,7 @@ class ClosedLoop:
 
         for attempt in range(3):
             if attempt == 2:
-                self._call(self.sim_reset, self._Trigger.Request())
+                self._reset_scene()
             self._call(self.enable, self._Trigger.Request())
             answer = self._call(self.home, self._Trigger.Request())
             if not answer.success:
@@ -277,8 +294,7 @@ class ClosedLoop:
             far = [f"{self.spec.action_layout[i]} {error[i]:.3f} rad"
                    for i in np.flatnonzero(error >= 0.02)]
             raise RuntimeError(f"the arm did not get home in 3 attempts: {', '.join(far)}")
-        before = self.status.get("episode")
-        self._call(self.sim_reset, self._Trigger.Request())
+        before = self._reset_scene()
         self._spin_until(lambda: self.status.get("episode") != before
                          and self.status.get("elapsed", 1.0) < 0.5, 10.0 * self._slow)
         seed = int(self.status.get("seed", -1))
@@ -296,6 +312,14 @@ class ClosedLoop:
         self._call(self.policy_run, self._SetBool.Request(data=False))
         return EpisodeResult(seed, success, elapsed if success else timeout_s, lat, wall,
                              elapsed, str(self.status.get("phase", "")))
+
+    def _reset_scene(self) -> object:
+        """The simulator's next scene (once: a second reset would skip a scene); returns the
+        episode number before it."""
+        before = self.status.get("episode")
+        self._call(self.sim_reset, self._Trigger.Request(),
+                   took_effect=lambda: self.status.get("episode") != before)
+        return before
 
     def close(self) -> None:
         try:
