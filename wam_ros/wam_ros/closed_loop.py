@@ -301,7 +301,10 @@ class ClosedLoop:
         self.trace = Trace() if trace else None
         self._tags.clear()
         wall0 = time.monotonic()
-        self._call(self.policy_run, self._SetBool.Request(data=True))
+        # sent again only while no plan has reached the arm: a second start resets the
+        # policy's memory mid-episode
+        self._call(self.policy_run, self._SetBool.Request(data=True),
+                   took_effect=lambda: bool(self._tags))
         self._spin_until(lambda: bool(self.status.get("success"))
                          or self._sim_elapsed() >= timeout_s,
                          timeout_s * self._slow + 60.0)
