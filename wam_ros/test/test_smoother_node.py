@@ -3,6 +3,8 @@ within limits at all times; e-stop decelerates to a latched hold until re-enable
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -134,8 +136,6 @@ def test_splice_report_follows_the_plans_first_command(rclpy_context):
     """The chunk-applied report (stamped with the splice) goes out right after the new plan's
     first command: a policy that starts work on it (sai's next speculation) cannot delay that
     command. No report without a command."""
-    import time
-
     spec = RobotSpec.load("cobot_magic")
     smoother = SmootherNode(context=rclpy_context,
                             parameter_overrides=[Parameter("robot", value=spec.name)])

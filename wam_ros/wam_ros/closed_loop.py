@@ -238,8 +238,7 @@ class ClosedLoop:
         deadline = time.monotonic() + timeout
         futures = []
         while time.monotonic() < deadline:
-            if not futures or took_effect is None or not took_effect():
-                futures.append(client.call_async(request))
+            futures.append(client.call_async(request))
             wait = min(SERVICE_RETRY_S, deadline - time.monotonic())
             if self._spin_until(lambda: any(f.done() for f in futures), wait):
                 return next(f for f in futures if f.done()).result()
