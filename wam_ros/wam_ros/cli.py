@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "record": "wam_ros.cli_record",
     "dataset": "wam_ros.cli_dataset",
     "replay": "wam_ros.cli_replay",
+    "serve": "wam_ros.cli_serve",
 }
 
 

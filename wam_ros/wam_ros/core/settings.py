@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from wam_ros.core.config import ConfigError
 from wam_ros.core.image import RESIZE_MODES
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# remote: a policy server of the openpi websocket protocol (runtime/remote.py)
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "remote")
 MEMORIES = ("kv", "ttt")
 SCHEDULERS = ("sync", "async", "sai")
 MODES = ("joint", "fast", "two_stage")
@@ -108,10 +109,22 @@ class PolicySettings(_Settings):
     # intra-op threads of the backend (ONNX Runtime's pool, torch's); 0: its default (one
     # per core). Fewer leave cores to the control path at the price of model latency.
     inference_threads: int = 0
+    # backend remote: the policy server (ws://HOST:PORT or wss://), its convention
+    # (config/servers/<name>.yaml or a path; wam_ros: `wam-ros serve`), the seconds a call may
+    # take before the arm holds and its answer is dropped, and the environment variable that
+    # holds its API key (empty: none)
+    server_url: str = ""
+    server_mapping: str = "wam_ros"
+    server_timeout_s: float = 2.0
+    server_api_key_env: str = ""
 
     def validate(self) -> None:
         n = type(self).__name__
         _check(n, "backend", self.backend, choices=BACKENDS)
+        _check(n, "server_timeout_s", self.server_timeout_s, positive=True)
+        if self.backend == "remote" and self.scheduler == "sai":
+            raise ConfigError(f"{n}.scheduler: got 'sai'; sai needs the model's internals and "
+                              "runs only on our WAM; with backend 'remote' allowed: sync, async")
         _check(n, "latency_deviations", self.latency_deviations, minimum=0.0)
         _check(n, "inference_nice", self.inference_nice, minimum=0, maximum=19)
         _check(n, "inference_threads", self.inference_threads, minimum=0, maximum=256)

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -46,14 +47,23 @@ class PolicyNode(Node):
         self.robot = RobotSpec.load(s.robot)
         from wam_ros.runtime import load_policy  # torch: import only when a policy is built
 
-        checkpoint = resolve_checkpoint(s.checkpoint, self.robot.name)
+        checkpoint = (Path() if s.backend == "remote"
+                      else resolve_checkpoint(s.checkpoint, self.robot.name))
         # the backend's worker pools start while loading or during the first inference
         with lowered_new_threads(s.inference_nice) as pool_threads:
             try:
-                self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
-                                          mode=s.mode, flow_steps=s.flow_steps, device=s.device,
-                                          noise_scale=s.noise_scale if s.noise_scale >= 0
-                                          else None, threads=s.inference_threads)
+                if s.backend == "remote":  # a policy server: the checkpoint stays there
+                    from wam_ros.runtime.remote import remote_policy_from_settings
+
+                    checkpoint = Path(s.server_url)
+                    self.policy = remote_policy_from_settings(s, self.robot,
+                                                              self.get_logger().warning)
+                else:
+                    self.policy = load_policy(checkpoint, backend=s.backend, memory=s.memory,
+                                              mode=s.mode, flow_steps=s.flow_steps,
+                                              device=s.device,
+                                              noise_scale=s.noise_scale if s.noise_scale >= 0
+                                              else None, threads=s.inference_threads)
             except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
                 # unknown names, a checkpoint without the backend's export, a backend that is
                 # not installed here: one line for the operator instead of a traceback
@@ -112,7 +122,15 @@ class PolicyNode(Node):
         h, w = self.meta.image_size
         obs = Observation(0.0, {c: np.zeros((h, w, 3), np.uint8) for c in self.meta.camera_names},
                           self.robot.home_vector(), task=self.settings.task)
-        chunk = self.policy.infer(obs)
+        try:
+            chunk = self.policy.infer(obs)
+        except Exception as exc:
+            if self.settings.backend != "remote":
+                raise
+            # the server may come up later: the node stays up, the arm holds until it does
+            self.get_logger().warning(f"warm-up inference failed: {exc}")
+            self.policy.reset()
+            return self.settings.latency_margin_s + 0.1
         self.policy.reset()
         return max(chunk.inference_time, 1e-3)
 
@@ -146,6 +164,8 @@ class PolicyNode(Node):
         self.diag.set_counters({k: v for k, v in self.runner.stats().items()
                                 if not isinstance(v, str)})
         self.diag.set_value("published", self._published)
+        if hasattr(self.policy, "stats"):  # backend remote: connection and server faults
+            self.diag.set_counters(self.policy.stats())
 
     def _log_refusals(self) -> None:
         """The runner's refusals (stale observations, ...), on /diagnostics as counters, in
@@ -198,6 +218,8 @@ class PolicyNode(Node):
 
     def close(self) -> None:
         self.worker.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self.policy, "close"):
+            self.policy.close()
 
 
 def main(args: list[str] | None = None) -> int:
