@@ -314,10 +314,13 @@ def test_deviation_tolerates_tracking_lag_but_not_a_stuck_arm(spec: RobotSpec) -
     assert rig.pipe.monitor.latched == DEVIATION
 
 
-def test_reenable_after_a_blocked_arm_holds_the_measured_pose_and_homes(spec: RobotSpec
-                                                                       ) -> None:
-    """An arm pushed into the table latches DEVIATION; re-enable must not resume from the last
-    command (inside the table): it holds where the arm is, so going home does not latch again."""
+def test_reenable_is_refused_while_the_arm_is_still_blocked_then_resumes_without_a_jump(
+        spec: RobotSpec) -> None:
+    """An arm pushed into the table latches DEVIATION. Re-enabling is refused while the arm
+    is still farther from the held command than the deviation limit (the cause persists),
+    with the joint named; once the obstacle is gone and the arm is back on the held command,
+    it is accepted, the commands continue from the held command (no jump to the measurement)
+    and homing works."""
     rig = Rig(spec, deviation_threshold=0.1, deviation_cycles=3, tracking_window_s=0.0)
     rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
     rig.run(0.2)
@@ -327,16 +330,87 @@ def test_reenable_after_a_blocked_arm_holds_the_measured_pose_and_homes(spec: Ro
         rig.now += rig.pipe.dt
         rig.outputs.append(rig.pipe.step(rig.now, blocked))
     assert rig.pipe.monitor.latched == DEVIATION
-    assert np.abs(rig.outputs[-1].positions - blocked).max() > 0.2
+    held = rig.outputs[-1].positions.copy()
+    assert np.abs(held - blocked).max() > 0.2
+    refused = rig.pipe.reenable(rig.now)
+    assert not refused and spec.action_layout[0] in refused.message
+    assert "deviation limit" in refused.message and rig.pipe.monitor.latched == DEVIATION
+    # the obstacle is gone: the arm returns to the held command
+    rig.measured = held
+    rig.run(0.1)
     assert rig.pipe.reenable(rig.now)
     rig.now += rig.pipe.dt
-    hold = rig.pipe.step(rig.now, blocked)
-    np.testing.assert_allclose(hold.positions, blocked)  # no jump back to the old command
+    hold = rig.pipe.step(rig.now, held)
+    np.testing.assert_allclose(hold.positions, held)  # continuous with the held command
     duration = rig.pipe.go_home(rig.now)
-    rig.measured = blocked
     rig.run(duration + 0.5)  # the arm follows its commands exactly (Rig's default)
     assert rig.pipe.monitor.latched is None
     np.testing.assert_allclose(rig.outputs[-1].positions, spec.home_vector(), atol=1e-3)
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_reenable_refused_while_the_estop_is_asserted_or_the_measurement_is_implausible(
+        spec: RobotSpec) -> None:
+    """The e-stop input still true, or joint states reading far outside the limits (100 rad):
+    re-enabling is refused with the reason, and the limiter is never reset to such a reading.
+    Once the cause is gone, the first commands start at the held pose within the limits."""
+    rig = Rig(spec, observation_timeout_s=0.5)
+    rig.pipe.offer_observation(rig.now, rig.measured)
+    rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now)
+    rig.run(0.3)
+    rig.pipe.estop(rig.now, "operator")
+    held = rig.run(1.0)[-1].positions.copy()
+    result = rig.pipe.reenable(rig.now, estop_asserted=True)
+    assert not result and "asserted" in result.message
+    crazy = np.full(spec.action_dim, 100.0)
+    rig.pipe.refuse_measurement(rig.now, "out_of_limits", "reads 100")
+    for _ in range(10):  # the implausible readings reach step too: refused there as well
+        rig.now += rig.pipe.dt
+        out = rig.pipe.step(rig.now, crazy)
+        np.testing.assert_array_equal(out.positions, held)
+    result = rig.pipe.reenable(rig.now)
+    assert not result and "out_of_limits" in result.message
+    assert rig.pipe.monitor.latched == ESTOP
+    # a silent joint-state stream blocks it too
+    rig.run(0.6)
+    assert not rig.pipe.reenable(rig.now)
+    # good readings again: accepted, and no step anywhere beyond the limits
+    rig.pipe.offer_observation(rig.now, held)
+    rig.run(0.05)
+    assert rig.pipe.reenable(rig.now)
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=-0.3), rig.now).accepted
+    rig.pipe.offer_observation(rig.now, held)
+    rig.run(0.4)
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+    levels = [lvl for lvl, _ in rig.pipe.conditions(rig.now)]
+    assert levels == [0]
+
+
+def test_a_clock_jumping_back_does_not_wedge_the_pipeline(spec: RobotSpec) -> None:
+    """Sim reset / bag loop: the clock goes back 100 s mid-plan. The pipeline keeps commanding
+    (within the limits, continuous), accepts the next chunk on the new clock, and its
+    watchdogs still expire on the new clock."""
+    rig = Rig(spec, chunk_timeout_s=0.5, observation_timeout_s=0.0)
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(horizon=120), rig.now).accepted
+    rig.run(0.5)
+    rig.now -= 100.0
+    rig.pipe.on_clock_jump(rig.now)
+    out = rig.run(0.3)
+    assert out[-1].state is PipelineState.HOLDING  # old plan dropped: decelerating
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=-0.2), rig.now).accepted
+    assert rig.run(0.2)[-1].state is PipelineState.RUNNING
+    out = rig.run(1.0)  # no chunk since: the chunk watchdog expires on the new clock
+    assert out[-1].reason == WATCHDOG_CHUNK
+    assert_within_limits(spec, rig.positions(), rig.pipe.dt)
+
+
+def test_a_chunk_from_the_future_is_refused_and_not_remembered(spec: RobotSpec) -> None:
+    rig = Rig(spec)
+    result = rig.pipe.offer_chunk(rig.sweep_chunk(stamp=rig.now + 3600.0), rig.now)
+    assert not result.accepted and result.reason is Rejection.FUTURE
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(stamp=rig.now + 0.4), rig.now).accepted
+    rig.run(0.5)
+    assert rig.pipe.offer_chunk(rig.sweep_chunk(), rig.now).accepted
 
 
 # ---- guards and logging ------------------------------------------------------------------

@@ -120,10 +120,18 @@ def test_commands_follow_chunks_within_limits_and_stop_on_estop(rclpy_context, r
         assert np.ptp(held, axis=0).max() < 1e-9
         assert smoother.pipeline.monitor.counters().get("chunk_stopped", 0) >= 1
 
+        def call_enable() -> Trigger.Response:
+            future = enable.call_async(Trigger.Request())
+            assert spin_until(executor, future.done, 5.0)
+            return future.result()
+
         assert enable.wait_for_service(timeout_sec=5.0)
-        future = enable.call_async(Trigger.Request())
-        assert spin_until(executor, future.done, 5.0)
-        assert future.result().success
+        # refused while the e-stop input still says true, with the reason
+        response = call_enable()
+        assert not response.success and "asserted" in response.message
+        estop_pub.publish(Bool(data=False))
+        assert spin_until(executor, lambda: not smoother.estop_asserted, 5.0)
+        assert call_enable().success
         assert smoother.pipeline.state is not PipelineState.STOPPED or spin_until(
             executor, lambda: smoother.pipeline.state is not PipelineState.STOPPED, 1.0)
     finally:

@@ -226,6 +226,18 @@ class ClosedLoop:
             self._check_alive()
         return condition()
 
+    def _enable(self, limit_s: float = 3.0) -> None:
+        """Clear a latched stop as an operator would: /wam/enable is refused while its cause
+        persists (the arm still away from the held command, which it is driven back to), so
+        ask again for up to `limit_s` (sim time) until it is accepted or nothing is latched."""
+        deadline = time.monotonic() + limit_s * self._slow
+        while True:
+            answer = self._call(self.enable, self._Trigger.Request())
+            if answer.success or "no stop is latched" in answer.message \
+                    or time.monotonic() > deadline:
+                return
+            self._spin_until(lambda: False, 0.2)
+
     def _call(self, client, request, timeout: float = 30.0,
               took_effect: Callable[[], bool] | None = None):
         """The service's answer. A request goes out again every SERVICE_RETRY_S without one:
@@ -279,16 +291,19 @@ class ClosedLoop:
         def at_home() -> bool:
             return self.measured is not None and float(off_home().max()) < 0.02
 
+        answer = None
         for attempt in range(3):
             if attempt == 2:
                 self._reset_scene()
-            self._call(self.enable, self._Trigger.Request())
+            self._enable()
             answer = self._call(self.home, self._Trigger.Request())
-            if not answer.success:
-                raise RuntimeError(answer.message)
+            if not answer.success:  # still stopped: the arm could not get back to its
+                continue  # held command (the object in the way); the scene reset frees it
             if self._reached(at_home, HOMING_LIMIT_S * (3.0 if attempt == 2 else 1.0)):
                 break
         else:
+            if answer is not None and not answer.success:
+                raise RuntimeError(answer.message)
             error = off_home()  # joint states have arrived (the graph came up with them)
             far = [f"{self.spec.action_layout[i]} {error[i]:.3f} rad"
                    for i in np.flatnonzero(error >= 0.02)]

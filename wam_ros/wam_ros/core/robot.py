@@ -128,6 +128,8 @@ class RobotSpec:
     action_layout: tuple[str, ...]
     home: dict[str, float]
     fixed_joints: dict[str, float] = field(default_factory=dict)
+    # rate the robot publishes joint states at (0: not known): below it /diagnostics warns
+    joint_state_rate_hz: float = 0.0
     teleop: TeleopSpec | None = None  # the operator's command topics (recording)
 
     # ---- derived views (cheap, computed on demand) -------------------------------------
@@ -241,6 +243,7 @@ def _parse(top: Section, path: Path) -> RobotSpec:
     lead = top.float("trajectory_lead_s", 1.0 / min(action_rate, control_rate),
                      min=1.0 / control_rate, max=1.0)
     joint_state_topic = top.str("joint_state_topic", "/joint_states")
+    joint_state_rate = top.float("joint_state_rate_hz", 0.0, min=0.0, max=10000.0)
 
     joints: dict[str, JointLimits] = {}
     for jname, sec in top.sections("joints").items():
@@ -345,7 +348,8 @@ def _parse(top: Section, path: Path) -> RobotSpec:
     return RobotSpec(
         name=name, description=description, source=path, urdf=urdf,
         action_rate_hz=action_rate, control_rate_hz=control_rate, trajectory_lead_s=lead,
-        joint_state_topic=joint_state_topic, joints=joints, arms=tuple(arms),
+        joint_state_topic=joint_state_topic, joint_state_rate_hz=joint_state_rate,
+        joints=joints, arms=tuple(arms),
         cameras=tuple(cameras), controllers=tuple(controllers), action_layout=layout,
         home=home, fixed_joints=fixed, teleop=teleop,
     )

@@ -24,6 +24,8 @@ from enum import Enum
 
 import numpy as np
 
+from wam_ros.core.health import ERROR, OK, WARN, clock_text
+from wam_ros.core.inputs import InputRefused, JointStateCheck
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.smoothing import ChunkSmoother, LimitEnforcer, LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import (
@@ -71,15 +73,19 @@ class SafetyConfig:
     # The measured joints trail the commands (transport, controller, motor): a measurement is
     # compared with the closest of the commands sent in this window, so lag alone is not a fault.
     tracking_window_s: float = 0.3
+    # a measurement outside a joint's limits by more than this share of its range is
+    # implausible (core.inputs): never used, never a pose to start or resume from
+    limit_margin: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("chunk_timeout_s", "observation_timeout_s", "log_interval_s",
-                     "tracking_window_s"):
+                     "tracking_window_s", "limit_margin"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0.0):
                 raise ValueError(
-                    f"SafetyConfig.{name}: got {value!r}; allowed: >= 0 seconds (0 disables)"
-                )
+                    f"SafetyConfig.{name}: got {value!r}; allowed: >= 0"
+                    + (" (share of a joint's range)" if name == "limit_margin"
+                       else " seconds (0 disables)"))
         thresholds = np.atleast_1d(np.asarray(self.deviation_threshold, dtype=np.float64))
         if thresholds.ndim != 1 or not np.all(np.isfinite(thresholds)) or np.any(
             thresholds <= 0.0
@@ -117,6 +123,8 @@ class SafetyMonitor:
         self._log = logger or (lambda _msg: None)
         self._lock = threading.RLock()
         self._latched: str | None = None
+        self._latched_since = 0.0
+        self._latched_detail = ""
         self._last_chunk: float | None = None
         self._last_observation: float | None = None
         self._deviation_streak = 0
@@ -139,6 +147,7 @@ class SafetyMonitor:
         with self._lock:
             if self._latched is None:
                 self._latched = reason
+                self._latched_since, self._latched_detail = now, detail or "stop requested"
             self._enter(reason, detail or "stop requested", now)
 
     def reenable(self, now: float) -> bool:
@@ -169,6 +178,32 @@ class SafetyMonitor:
         """Reason of the latched stop, or None."""
         with self._lock:
             return self._latched
+
+    def latched_info(self) -> tuple[str, float, str] | None:
+        """(reason, since, detail) of the latched stop, or None."""
+        with self._lock:
+            if self._latched is None:
+                return None
+            return self._latched, self._latched_since, self._latched_detail
+
+    def restart_clock(self, now: float) -> None:
+        """The clock jumped: the watchdogs count from `now` (a time in the future of the new
+        clock would keep them from ever expiring)."""
+        with self._lock:
+            if self._last_chunk is not None:
+                self._last_chunk = now
+            if self._last_observation is not None:
+                self._last_observation = now
+            if self._latched is not None:
+                self._latched_since = now
+            self._last_logged.clear()
+
+    def silent_for(self, now: float) -> dict[str, float]:
+        """Seconds since the last chunk / observation (only streams that delivered once)."""
+        with self._lock:
+            return {name: now - last for name, last in (
+                (WATCHDOG_CHUNK, self._last_chunk),
+                (WATCHDOG_OBSERVATION, self._last_observation)) if last is not None}
 
     def stop_reason(self, now: float) -> str | None:
         """Why the arm must not follow its plan now (latched stop first), or None."""
@@ -272,6 +307,21 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ReenableResult:
+    """What `CommandPipeline.reenable` did: truthy when a stop was cleared; `message` says
+    why not otherwise (what the operator must fix first)."""
+
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_STOP_TEXT = {ESTOP: "e-stop", DEVIATION: "deviation stop", COMMAND_GUARD: "command-guard fault"}
+
+
+@dataclass(frozen=True)
 class PipelineOutput:
     """One control tick: positions to command, their velocities, and why."""
 
@@ -303,6 +353,9 @@ class CommandPipeline:
         self._state = PipelineState.WAITING
         self._sent: deque[tuple[float, np.ndarray]] = deque()  # recent commands
         self._measured: np.ndarray | None = None  # last valid joint measurement
+        self._plausible = JointStateCheck(spec, self.config.safety.limit_margin)
+        # why the newest measurement cannot be trusted ("" when it can)
+        self._measurement_problem = "no joint state yet"
         self._last_step: float | None = None  # time of the last command
         self._homing_until = -np.inf  # go_home's plan runs until then
         # idle accounting from the first accepted plan: the share of control time the arm
@@ -343,28 +396,111 @@ class CommandPipeline:
                 self.monitor.refuse(f"chunk_{result.reason.value}", result.message, now)
             return result
 
-    def offer_observation(self, now: float) -> None:
-        self.monitor.feed_observation(now)
+    def offer_observation(self, now: float, measured: np.ndarray | None = None) -> None:
+        """A valid joint state arrived (feeds the observation watchdog); with `measured`, it is
+        also the pose re-enabling checks against. Callers validate first (core.inputs): a
+        refused reading goes to `refuse_measurement` instead, and the watchdog starves."""
+        with self._lock:
+            if measured is not None:
+                try:
+                    self._measured = self._valid(np.asarray(measured, np.float64))
+                except InputRefused as exc:
+                    self.refuse_measurement(now, exc.reason, str(exc))
+                    return
+                self._measurement_problem = ""
+            self.monitor.feed_observation(now)
+
+    def refuse_measurement(self, now: float, reason: str, detail: str) -> None:
+        """A joint state was refused where it entered: counted, and re-enabling is refused
+        until a valid one arrives."""
+        with self._lock:
+            self._measurement_problem = f"joint state refused ({reason}: {detail})"
+            self.monitor.refuse(f"measurement_{reason}", detail, now)
+
+    def _valid(self, measured: np.ndarray) -> np.ndarray:
+        if measured.shape != (self.spec.action_dim,):
+            raise InputRefused("wrong_size", f"expected ({self.spec.action_dim},) joint "
+                               f"positions, got {measured.shape}")
+        return self._plausible.plausible(measured)
 
     def estop(self, now: float, detail: str = "") -> None:
         with self._lock:
             self.monitor.estop(now, ESTOP, detail)
 
-    def reenable(self, now: float) -> bool:
-        """Clear a latched stop. The arm then holds where it really is: after a stop for a
-        deviation (a collision, an arm pushing on the table) the last command can be far from
-        the measured pose, and resuming from it would latch the same stop at once (or, worse,
-        drive into the obstacle again)."""
+    def reenable(self, now: float, estop_asserted: bool = False) -> ReenableResult:
+        """Clear a latched stop, unless its cause persists: the e-stop input still asserted,
+        no trustworthy measurement (none, refused, or older than the observation watchdog
+        allows), or the arm farther from the held command than the deviation thresholds (an
+        arm still pushed or blocked). Nothing is reset to the measurement: the commands go on
+        from the held command, which is then within the thresholds of where the arm is, at
+        rest, under the velocity and acceleration limits; the old plan is gone."""
         with self._lock:
-            cleared = self.monitor.reenable(now)
-            position, measured = self.enforcer.position, self._measured
-            if (cleared and position is not None and measured is not None
-                    and np.any(np.abs(position - measured) > self.monitor.thresholds)):
-                # (within the deviation thresholds the command stays continuous)
-                self.timeline.clear()
-                self.enforcer.reset(measured)
-                self._sent.clear()
-            return cleared
+            latched = self.monitor.latched
+            if latched is None:
+                return ReenableResult(False, "nothing to re-enable: no stop is latched")
+            why = self._reenable_blocker(now, estop_asserted)
+            if why:
+                self.monitor.refuse("reenable_refused", why, now)
+                return ReenableResult(False, f"{_STOP_TEXT.get(latched, latched)} stays "
+                                      f"latched: {why}")
+            self.monitor.reenable(now)
+            self.timeline.clear()
+            self._sent.clear()
+            return ReenableResult(True, f"re-enabled (was: {_STOP_TEXT.get(latched, latched)})")
+
+    def _reenable_blocker(self, now: float, estop_asserted: bool) -> str:
+        if estop_asserted:
+            return "the e-stop input is still asserted (true); release it first"
+        if self._measurement_problem:
+            return self._measurement_problem
+        timeout = self.config.safety.observation_timeout_s
+        silent = self.monitor.silent_for(now).get(WATCHDOG_OBSERVATION)
+        if timeout > 0.0 and silent is not None and silent > timeout:
+            return f"no joint state for {silent:.1f} s"
+        position, measured = self.enforcer.position, self._measured
+        if position is not None and measured is not None:
+            excess = np.abs(position - measured) - self.monitor.thresholds
+            if np.any(excess > 0.0):
+                j = int(np.argmax(excess))
+                return (f"{self.spec.action_layout[j]} is {abs(position[j] - measured[j]):.3f} "
+                        f"from the held command (deviation limit "
+                        f"{self.monitor.thresholds[j]:.3f}); free the arm first")
+        return ""
+
+    def on_clock_jump(self, now: float) -> None:
+        """The clock went backwards (simulator reset, bag loop): every time the pipeline kept
+        belongs to the old clock. The plan and its stamp order are dropped, the watchdogs and
+        the command interval restart from `now`; the arm decelerates from its last command,
+        which stays the reference (no jump), and a latched stop stays latched."""
+        with self._lock:
+            self.timeline.reset(self.timeline.episode)
+            self.monitor.restart_clock(now)
+            self._last_step = None
+            self._sent.clear()
+            self._homing_until = -np.inf
+
+    def conditions(self, now: float) -> list[tuple[int, str]]:
+        """[(level, message)] for /diagnostics: ERROR while stopped or not commanding, WARN
+        while a watchdog holds the arm."""
+        with self._lock:
+            out: list[tuple[int, str]] = []
+            info = self.monitor.latched_info()
+            if info is not None:
+                reason, since, detail = info
+                out.append((ERROR, f"{_STOP_TEXT.get(reason, reason)} latched since "
+                            f"{clock_text(since)} ({detail})"))
+            if not self.enforcer.initialised:
+                out.append((ERROR, f"not commanding: {self._measurement_problem or 'waiting'}"))
+            elif info is None:
+                silent = self.monitor.silent_for(now)
+                cfg = self.config.safety
+                for name, timeout, what in (
+                        (WATCHDOG_CHUNK, cfg.chunk_timeout_s, "no new chunk"),
+                        (WATCHDOG_OBSERVATION, cfg.observation_timeout_s,
+                         "no valid joint state")):
+                    if timeout > 0.0 and silent.get(name, 0.0) > timeout:
+                        out.append((WARN, f"holding: {what} for {silent[name]:.1f} s"))
+            return out or [(OK, f"{self._state.value}")]
 
     def reset_episode(self, episode_id: int | None = None) -> None:
         with self._lock:
@@ -440,14 +576,16 @@ class CommandPipeline:
                                          and self.enforcer.initialised)):
                 return None  # too soon after the last command (or nothing to be early to)
             if measured is not None:
-                measured = np.asarray(measured, dtype=np.float64)
-                if measured.shape != (self.spec.action_dim,) or not np.all(np.isfinite(measured)):
-                    self.monitor.refuse("bad_measurement",
-                                        f"expected finite ({self.spec.action_dim},), got "
-                                        f"{measured}", now)
+                try:
+                    measured = self._valid(np.asarray(measured, dtype=np.float64)).copy()
+                except InputRefused as exc:
+                    # never a pose to start from or to compare with
+                    self.monitor.refuse("bad_measurement", str(exc), now)
+                    self._measurement_problem = f"joint state refused ({exc.reason}: {exc})"
                     measured = None
                 else:
-                    self._measured = measured.copy()
+                    self._measured = measured
+                    self._measurement_problem = ""
             if not self.enforcer.initialised:
                 if measured is None:
                     return None
@@ -573,5 +711,6 @@ def thresholds_per_joint(spec: RobotSpec, arm: float, gripper: float) -> tuple[f
 __all__ = [
     "COMMAND_GUARD", "DEVIATION", "ESTOP", "LATCHING_REASONS", "WATCHDOG_CHUNK",
     "WATCHDOG_OBSERVATION", "CommandPipeline", "Logger", "PipelineConfig", "PipelineOutput",
-    "PipelineState", "SafetyConfig", "SafetyMonitor", "thresholds_per_joint",
+    "PipelineState", "ReenableResult", "SafetyConfig", "SafetyMonitor",
+    "thresholds_per_joint",
 ]

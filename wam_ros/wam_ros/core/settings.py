@@ -58,9 +58,24 @@ class ObservationSettings(_Settings):
     # two instead of waiting for the next (core/sync.py)
     joint_extrapolate: bool = True
     max_age_s: float = 0.3  # frames older than this on arrival are stale
+    # frames and joint states stamped more than this ahead of the node's clock are refused
+    max_future_s: float = 0.5
+    # a compressed frame whose header announces more pixels is refused before decoding
+    max_image_pixels: int = 4096 * 4096
+    # joint states outside a joint's limits by more than this share of its range are refused
+    limit_margin: float = 0.05
+    # an input with nothing usable for this long is dead (ERROR in /diagnostics)
+    input_dead_after_s: float = 1.0
+    # an input below (1 - this) x its configured rate is WARN in /diagnostics
+    rate_tolerance: float = 0.5
 
     def validate(self) -> None:
         n = type(self).__name__
+        _check(n, "max_future_s", self.max_future_s, minimum=0.0)
+        _check(n, "max_image_pixels", self.max_image_pixels, positive=True)
+        _check(n, "limit_margin", self.limit_margin, minimum=0.0)
+        _check(n, "input_dead_after_s", self.input_dead_after_s, positive=True)
+        _check(n, "rate_tolerance", self.rate_tolerance, minimum=0.0, maximum=1.0)
         _check(n, "image_width", self.image_width, positive=True)
         _check(n, "image_height", self.image_height, positive=True)
         _check(n, "resize_mode", self.resize_mode, choices=RESIZE_MODES)
@@ -99,6 +114,10 @@ class PolicySettings(_Settings):
     # ahead they plan; each chunk on time takes a tenth of that away (runtime/chunk_runner.py)
     late_feedback: bool = True
     max_observation_age_s: float = 0.5  # older observations are not used for inference
+    # observations stamped more than this ahead of the node's clock are refused
+    max_future_s: float = 0.5
+    # no observation for this long: the observation input is dead (ERROR in /diagnostics)
+    input_dead_after_s: float = 1.0
     device: str = "cpu"
     # nice value of the inference threads (0: leave them alone): the control path preempts
     # the model instead of queueing behind it (runtime/threads.py). Measured on 2 cores, one
@@ -137,15 +156,19 @@ class PolicySettings(_Settings):
         _check(n, "execute_steps", self.execute_steps, minimum=0)
         _check(n, "latency_margin_s", self.latency_margin_s, minimum=0.0)
         _check(n, "max_observation_age_s", self.max_observation_age_s, positive=True)
+        _check(n, "max_future_s", self.max_future_s, minimum=0.0)
+        _check(n, "input_dead_after_s", self.input_dead_after_s, positive=True)
 
 
 @dataclass(frozen=True)
 class DecoderSettings(_Settings):
     robot: str = "cobot_magic"
     checkpoint: str = ""
+    # chunks stamped more than this ahead of the node's clock are refused
+    max_future_s: float = 0.5
 
     def validate(self) -> None:
-        pass
+        _check(type(self).__name__, "max_future_s", self.max_future_s, minimum=0.0)
 
 
 def policy_overrides(items: list[str], flag: str = "--policy-param") -> dict[str, object]:
@@ -185,7 +208,14 @@ class SmootherSettings(_Settings):
     # commands the next ticks would send): a late control tick (a loaded CPU) then leaves the
     # arm on the plan instead of stopped at the last command; 0 = one point
     trajectory_preview_s: float = 0.1
+    # joint states stamped more than this ahead of the node's clock are refused
+    max_future_s: float = 0.5
+    # an upstream node (policy, decoder) whose chunk publisher has been gone this long is
+    # reported dead (ERROR in /diagnostics) while the arm holds
+    upstream_dead_after_s: float = 1.0
 
     def validate(self) -> None:
-        _check(type(self).__name__, "trajectory_preview_s", self.trajectory_preview_s,
-               minimum=0.0)
+        n = type(self).__name__
+        _check(n, "trajectory_preview_s", self.trajectory_preview_s, minimum=0.0)
+        _check(n, "max_future_s", self.max_future_s, minimum=0.0)
+        _check(n, "upstream_dead_after_s", self.upstream_dead_after_s, positive=True)

@@ -10,7 +10,10 @@ Otherwise a set waits up to `joint_slop` (of `now` past its stamp) for the joint
 its stamp, then takes the newest one before it if that lies within `joint_slop`; with only
 later joint states, the earliest within `joint_slop`. Frames older than `max_age` on arrival
 (stale) or not newer than the last frame of their camera (out-of-order) are dropped and
-counted; so are frames a newer set overtook.
+counted; so are frames a newer set overtook. Frames and joint states stamped more than
+`max_future` after `now` are dropped too (`future`, `joint_state_future`) and not remembered:
+one stamp from the future would otherwise make every later message look out of order. After
+the node's clock jumps back, `reset` starts over.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class SyncedSet:
 
 class ApproximateSync:
     def __init__(self, cameras: tuple[str, ...] | list[str], slop: float, max_age: float,
-                 joint_slop: float, queue_size: int = 6, extrapolate: bool = True) -> None:
+                 joint_slop: float, queue_size: int = 6, extrapolate: bool = True,
+                 max_future: float = 0.5) -> None:
         if not cameras:
             raise ValueError("ApproximateSync needs at least one camera")
         if slop < 0 or max_age <= 0 or joint_slop < 0:
@@ -42,14 +46,21 @@ class ApproximateSync:
         self.cameras = tuple(cameras)
         self.slop, self.max_age, self.joint_slop = slop, max_age, joint_slop
         self.extrapolate = extrapolate
-        self._frames = {c: deque(maxlen=queue_size) for c in self.cameras}
-        self._joints: deque[tuple[float, np.ndarray]] = deque(maxlen=64)
-        self._last_stamp = {c: -np.inf for c in self.cameras}
-        self._last_joint_stamp = -np.inf
-        self._last_emitted = -np.inf
-        self._wait_until: float | None = None
+        self.max_future = max_future
+        self._queue_size = queue_size
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every frame, joint state and stamp (the clock jumped back); counters stay."""
+        with self._lock:
+            self._frames = {c: deque(maxlen=self._queue_size) for c in self.cameras}
+            self._joints: deque[tuple[float, np.ndarray]] = deque(maxlen=64)
+            self._last_stamp = {c: -np.inf for c in self.cameras}
+            self._last_joint_stamp = -np.inf
+            self._last_emitted = -np.inf
+            self._wait_until: float | None = None
 
     # ---- input ------------------------------------------------------------------------
     def add_frame(self, camera: str, stamp: float, image: np.ndarray, now: float) -> bool:
@@ -59,6 +70,9 @@ class ApproximateSync:
                 raise KeyError(f"unknown camera {camera!r}; allowed: {', '.join(self.cameras)}")
             if now - stamp > self.max_age:
                 self.dropped["stale"] += 1
+                return False
+            if stamp - now > self.max_future:
+                self.dropped["future"] += 1
                 return False
             if stamp <= self._last_stamp[camera]:
                 self.dropped["out_of_order"] += 1
@@ -74,6 +88,9 @@ class ApproximateSync:
                 return False
             if now - stamp > self.max_age:
                 self.dropped["joint_state_stale"] += 1
+                return False
+            if stamp - now > self.max_future:
+                self.dropped["joint_state_future"] += 1
                 return False
             if stamp <= self._last_joint_stamp:
                 self.dropped["joint_state_out_of_order"] += 1

@@ -42,6 +42,7 @@ class Rejection(str, Enum):
     WRONG_EPISODE = "wrong_episode"  # produced for another episode than the current one
     EMPTY = "empty"  # zero actions
     STOPPED = "stopped"  # refused by CommandPipeline while a stop is latched (not the timeline)
+    FUTURE = "future"  # stamped more than max_future_s after now (a clock out of sync)
 
 
 class TimelineInvariantError(RuntimeError):
@@ -58,14 +59,22 @@ class TimelineConfig:
     crossfade_s: duration of the smoothstep hand-over from the old plan to the new chunk
         (0 = switch at once after the frozen prefix).
     frozen_actions: frozen_prefix only: how many leading new actions keep the old plan (>= 1).
+    max_future_s: a chunk stamped more than this after `now` is refused (its observation
+        cannot be from the future; accepted, it would hold the arm for as long as it lies
+        ahead and its stamp would refuse every chunk after it).
     """
 
     drop_margin_s: float = 0.0
     blend: str = "crossfade"
     crossfade_s: float = 0.2
     frozen_actions: int = 3
+    max_future_s: float = 0.5
 
     def __post_init__(self) -> None:
+        if not np.isfinite(self.max_future_s) or self.max_future_s < 0.0:
+            raise ValueError(
+                f"TimelineConfig.max_future_s: got {self.max_future_s!r}; allowed: >= 0 seconds"
+            )
         if not np.isfinite(self.drop_margin_s) or self.drop_margin_s < 0.0:
             raise ValueError(
                 f"TimelineConfig.drop_margin_s: got {self.drop_margin_s!r}; allowed: >= 0 seconds"
@@ -133,6 +142,10 @@ class ActionTimeline:
         """
         with self._lock:
             rejection = self._validate(chunk)
+            if rejection is None and chunk.stamp - now > self.config.max_future_s:
+                rejection = Rejection.FUTURE, (
+                    f"chunk {chunk.chunk_id}: stamped {chunk.stamp - now:.3f} s after now "
+                    f"(allowed: {self.config.max_future_s:g} s)")
             if rejection is not None:
                 return self._reject(*rejection)
             times = chunk.times().astype(np.float64)  # (H,)
@@ -225,6 +238,11 @@ class ActionTimeline:
     def empty(self) -> bool:
         with self._lock:
             return self._times.size == 0
+
+    @property
+    def episode(self) -> int | None:
+        with self._lock:
+            return self._episode
 
     @property
     def end_time(self) -> float | None:

@@ -12,6 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from wam_ros.core.inputs import InputRefused, check_image_size, encoded_image_size
 from wam_ros.core.types import ActionSpace, Chunk, Observation
 from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
@@ -53,8 +54,11 @@ def to_duration(seconds: float) -> Duration:
 
 
 # ---- images --------------------------------------------------------------------------
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 | bgr8 | mono8) -> (H, W, 3) uint8 RGB, validated."""
+def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 | bgr8 | mono8) -> (H, W, 3) uint8 RGB, validated (at most
+    `max_pixels` pixels)."""
+    if max_pixels is not None:
+        _check_size(msg.width, msg.height, max_pixels)
     if msg.encoding not in RAW_ENCODINGS:
         raise ImageError(
             f"unsupported encoding {msg.encoding!r}; allowed: {', '.join(RAW_ENCODINGS)}"
@@ -76,15 +80,37 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     return img[:, :, ::-1] if msg.encoding == "bgr8" else img
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg | png) -> (H, W, 3) uint8 RGB."""
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg | png) -> (H, W, 3) uint8 RGB. With `max_pixels`, the
+    size the header announces is checked before any pixel is decoded (a small file can
+    decode to gigabytes). Every failure is an ImageError, never an OpenCV exception."""
     fmt = msg.format.lower()
     if not any(k in fmt for k in ("jpeg", "jpg", "png")):
         raise ImageError(f"unsupported compressed format {msg.format!r}; allowed: jpeg, png")
-    bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = bytes(msg.data)
+    if not data:
+        raise ImageError("compressed image with no data")
+    if max_pixels is not None:
+        try:
+            width, height = encoded_image_size(data)
+        except InputRefused as exc:
+            raise ImageError(str(exc)) from exc
+        _check_size(width, height, max_pixels)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageError(f"could not decode {len(data)} bytes as {msg.format!r}: "
+                         f"{str(exc).strip().splitlines()[-1]}") from exc
     if bgr is None:
         raise ImageError(f"could not decode {len(msg.data)} bytes as {msg.format!r}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    try:
+        check_image_size(width, height, max_pixels)
+    except InputRefused as exc:
+        raise ImageError(str(exc)) from exc
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "") -> Image:

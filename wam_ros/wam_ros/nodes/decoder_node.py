@@ -13,11 +13,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from wam_ros.core.decoding import ChunkDecoder, DecodeError
+from wam_ros.core.inputs import ClockJump, InputRefused, check_stamp
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import DecoderSettings
 from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
-from wam_ros.nodes.common import chunk_callback, run_nodes
+from wam_ros.nodes.common import chunk_callback, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
@@ -31,6 +32,8 @@ class DecoderNode(Node):
         self.robot = RobotSpec.load(s.robot)
         self.decoder = ChunkDecoder(self.robot, latent_decoder=self._latent_decoder())
         self.diag = Diagnostics(self, "decoder")
+        self.chunk_input = self.diag.add_input("chunks", dead_after_s=0.0)
+        self.clock_jump = ClockJump()
         self.decoded = 0
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_JOINT, topics.CHUNK_QOS)
         # composed bringup: consumers in this process get each decoded Chunk directly
@@ -54,12 +57,20 @@ class DecoderNode(Node):
 
     def accept_chunk(self, chunk: Chunk) -> None:
         """A raw policy chunk (from the topic, or in-process in the composed form)."""
+        now = stamp_sec(self)
+        if self.clock_jump.update(now):
+            self.diag.health.reset_clock(now)
         try:
+            check_stamp(chunk.stamp, now, self.settings.max_future_s, f"chunk {chunk.chunk_id}")
             # the policy's reference is the joint state it saw (joint units)
             out = self.decoder.decode(chunk)
-        except (ValueError, DecodeError) as exc:
-            self.diag.refuse("bad_chunk", str(exc))
+        except InputRefused as exc:
+            self.diag.refuse(exc.reason, str(exc), self.chunk_input, now)
             return
+        except (ValueError, DecodeError) as exc:
+            self.diag.refuse("bad_chunk", str(exc), self.chunk_input, now)
+            return
+        self.chunk_input.good(now)
         for sink in self.local_sinks:
             sink(out)
         self.pub.publish(conversions.chunk_to_msg(out))

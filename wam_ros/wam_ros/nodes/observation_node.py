@@ -1,7 +1,11 @@
 """Observation node: N cameras + joint states -> synchronised wam_ros_msgs/Observation.
 
 Decoding and resizing happen in the camera callbacks (each ~1 ms), synchronisation in
-core.sync.ApproximateSync; this file only wires topics to it.
+core.sync.ApproximateSync; this file only wires topics to it. Everything that enters is
+validated first (core.inputs): a frame that cannot be decoded, is too large, or is stamped in the
+future, and a joint state with duplicate, missing or implausible values, is refused and counted
+per input; nothing from outside can raise out of a callback. A clock that jumps back resets the
+synchroniser.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from wam_ros.core.image import prepare_image
+from wam_ros.core.inputs import ClockJump, InputRefused, JointStateCheck, check_stamp
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import ObservationSettings
 from wam_ros.core.sync import ApproximateSync
@@ -32,12 +37,20 @@ class ObservationNode(Node):
         self.robot = RobotSpec.load(self.settings.robot)
         s = self.settings
         self.sync = ApproximateSync(self.robot.camera_names, s.slop_s, s.max_age_s,
-                                    s.joint_slop_s, extrapolate=s.joint_extrapolate)
+                                    s.joint_slop_s, extrapolate=s.joint_extrapolate,
+                                    max_future=s.max_future_s)
+        self.joint_check = JointStateCheck(self.robot, s.limit_margin)
+        self.clock_jump = ClockJump()
         self.sequence = 0
         self._dropped_reported = 0
         # composed bringup: consumers in this process get each Observation directly
         self.local_sinks: list[Callable[[Observation], None]] = []
         self.diag = Diagnostics(self, "observation")
+        self.inputs = {c.name: self.diag.add_input(c.name, c.rate_hz, s.input_dead_after_s,
+                                                    s.rate_tolerance)
+                       for c in self.robot.cameras}
+        self.joint_input = self.diag.add_input("joint_states", self.robot.joint_state_rate_hz,
+                                               s.input_dead_after_s, s.rate_tolerance)
         # a set waiting for the joint state after its images goes out at its deadline even
         # when no message comes to poll again (joint states slower than the frames, or gone)
         self._deadline = OneShot(self, self._emit)
@@ -55,26 +68,61 @@ class ObservationNode(Node):
             f"{self.robot.name}: {len(self.robot.cameras)} cameras -> {topics.OBSERVATION} at "
             f"{s.image_width}x{s.image_height} (slop {s.slop_s * 1e3:.0f} ms)")
 
+    def _now(self) -> float:
+        now = stamp_sec(self)
+        if self.clock_jump.update(now):
+            self.get_logger().warning("the clock jumped back: synchroniser reset")
+            self.sync.reset()
+            self.diag.health.reset_clock(now)
+        return now
+
     def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
-        try:
-            rgb = (conversions.compressed_to_rgb(msg) if isinstance(msg, CompressedImage)
-                   else conversions.image_to_rgb(msg))
-        except conversions.ImageError as exc:
-            self.diag.refuse(f"image_{camera}", f"camera {camera}: {exc}")
-            return
+        now = self._now()
+        source = self.inputs[camera]
         s = self.settings
-        img = prepare_image(rgb, s.image_height, s.image_width, s.resize_mode)
-        self.sync.add_frame(camera, conversions.to_sec(msg.header.stamp), img, stamp_sec(self))
+        stamp = conversions.to_sec(msg.header.stamp)
+        try:
+            check_stamp(stamp, now, s.max_future_s, f"camera {camera}")
+            rgb = (conversions.compressed_to_rgb(msg, s.max_image_pixels)
+                   if isinstance(msg, CompressedImage)
+                   else conversions.image_to_rgb(msg, s.max_image_pixels))
+            img = prepare_image(rgb, s.image_height, s.image_width, s.resize_mode)
+        except InputRefused as exc:
+            self.diag.refuse(exc.reason, str(exc), source, now)
+            return
+        except conversions.ImageError as exc:
+            self.diag.refuse("bad_image", f"camera {camera}: {exc}", source, now)
+            return
+        except Exception as exc:  # a camera's bytes must never kill the node
+            self.diag.refuse("undecodable", f"camera {camera}: {type(exc).__name__}: {exc}",
+                             source, now)
+            return
+        self._offer(source, lambda: self.sync.add_frame(camera, stamp, img, now), now)
         self._emit()
 
     def on_joints(self, msg: JointState) -> None:
+        now = self._now()
+        stamp = conversions.to_sec(msg.header.stamp)
         try:
-            q = conversions.joint_positions(msg, self.robot.action_layout)
-        except (KeyError, ValueError) as exc:
-            self.diag.refuse("joint_state", f"joint state: {exc}")
+            check_stamp(stamp, now, self.settings.max_future_s, "joint state")
+            q = self.joint_check(list(msg.name), list(msg.position))
+        except InputRefused as exc:
+            self.diag.refuse(exc.reason, str(exc), self.joint_input, now)
             return
-        self.sync.add_joint_state(conversions.to_sec(msg.header.stamp), q, stamp_sec(self))
+        self._offer(self.joint_input, lambda: self.sync.add_joint_state(stamp, q, now), now)
         self._emit()  # the joint state may be the last piece of a set
+
+    def _offer(self, source, add: Callable[[], bool], now: float) -> None:
+        """Hand a validated message to the synchroniser; one it drops (stale, out of order)
+        is a refusal of its input, with the synchroniser's reason."""
+        before = self.sync.dropped.copy()
+        if add():
+            source.good(now)
+            return
+        reason = next((k for k, v in self.sync.dropped.items() if v > before.get(k, 0)),
+                      "dropped")
+        self.diag.refuse(reason, f"{source.name}: dropped by the synchroniser", source, now)
+
 
     def _emit(self) -> None:
         now = stamp_sec(self)

@@ -23,6 +23,7 @@ from sensor_msgs.msg import TimeReference
 from std_srvs.srv import SetBool, Trigger
 
 from wam_ros.core.config import ConfigError
+from wam_ros.core.inputs import ClockJump
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
 from wam_ros.core.types import Chunk, Observation
@@ -84,6 +85,10 @@ class PolicyNode(Node):
         self._published = 0
         self._refusals_logged: dict[str, int] = {}  # runner refusal counts already logged
         self.diag = Diagnostics(self, "policy")
+        self.observation_input = self.diag.add_input("observations",
+                                                     dead_after_s=s.input_dead_after_s)
+        self._refusals_seen: dict[str, int] = {}  # runner refusals already in diagnostics
+        self.clock_jump = ClockJump()
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_RAW, topics.CHUNK_QOS)
         # composed bringup: consumers in this process get each Chunk directly
         self.local_sinks: list[Callable[[Chunk], None]] = []
@@ -143,11 +148,22 @@ class PolicyNode(Node):
             return
         self.accept_observation(obs)
 
+    def _now(self) -> float:
+        now = stamp_sec(self)
+        if self.clock_jump.update(now):
+            # every stamp the runner holds is of the old clock: start a new episode on the new
+            self.get_logger().warning("the clock jumped back: new episode, memory cleared")
+            self.runner.reset(now)
+            self.diag.health.reset_clock(now)
+        return now
+
     def accept_observation(self, obs: Observation) -> None:
         """A synchronised observation (from the topic, or in-process in the composed form)."""
         if self.settings.task and not obs.task:
             obs = replace(obs, task=self.settings.task)
-        self.runner.on_observation(obs, stamp_sec(self))
+        now = self._now()
+        if self.runner.on_observation(obs, now):
+            self.observation_input.good(now)
         self.tick()  # a fresh observation may be what the scheduler waits for
 
     def on_chunk_applied(self, msg: TimeReference) -> None:
@@ -156,16 +172,24 @@ class PolicyNode(Node):
         self.tick()  # sai: the speculation for the next chunk may start now
 
     def tick(self) -> None:
-        job = self.runner.poll(stamp_sec(self))
+        job = self.runner.poll(self._now())
         if job is not None:
             self.worker.submit(self._run, job)
 
     def _diagnostics(self) -> None:
+        now = self._now()
         self.diag.set_counters({k: v for k, v in self.runner.stats().items()
                                 if not isinstance(v, str)})
         self.diag.set_value("published", self._published)
-        if hasattr(self.policy, "stats"):  # backend remote: connection and server faults
-            self.diag.set_counters(self.policy.stats())
+        remote_stats = getattr(self.policy, "stats", None)
+        if callable(remote_stats):  # backend remote: connection and server faults
+            self.diag.set_counters(remote_stats())
+        # the runner's refusals since the last report make the observation input WARN
+        for reason, count in list(self.runner.refusals.items()):
+            new = count - self._refusals_seen.get(reason, 0)
+            if new > 0 and reason != "inference_failed":  # that one is refused on its own
+                self.observation_input.refuse(now, reason, f"{new} since the last report")
+            self._refusals_seen[reason] = count
 
     def _log_refusals(self) -> None:
         """The runner's refusals (stale observations, ...), on /diagnostics as counters, in

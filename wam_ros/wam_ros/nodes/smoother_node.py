@@ -3,6 +3,12 @@
 Everything between a decoded chunk and a command — splicing, blending, Savitzky-Golay, limits,
 watchdog, e-stop, deviation check — is core.safety.CommandPipeline; this node feeds it chunks,
 joint states and stop requests, and turns its output into controller messages.
+
+The e-stop is heard from a publisher of any QoS (topics.ESTOP_SUBSCRIPTION_QOS) and latches
+until /wam/enable, which is refused while its cause persists. Joint states are validated where
+they enter (core.inputs): a refused reading never reaches the pipeline, so a stream of them
+starves its watchdog like silence. /diagnostics says ERROR while stopped, blind or cut off from
+the policy, WARN while holding.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from wam_ros.core.health import ERROR, WARN
+from wam_ros.core.inputs import ClockJump, InputRefused, JointStateCheck, check_stamp
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
 from wam_ros.core.settings import SmootherSettings
@@ -46,6 +54,15 @@ class SmootherNode(Node):
         self.pipeline = CommandPipeline(self.robot, config, logger=self._log)
         self._tick_lock = threading.Lock()
         self.diag = Diagnostics(self, "smoother")
+        self.joint_check = JointStateCheck(self.robot, config.safety.limit_margin)
+        self.joint_input = self.diag.add_input(
+            "joint_states", self.robot.joint_state_rate_hz,
+            config.safety.observation_timeout_s or 1.0)
+        self.chunk_input = self.diag.add_input("chunks", dead_after_s=0.0)
+        self.diag.add_conditions(self._conditions)
+        self.clock_jump = ClockJump()
+        self.estop_asserted = False  # the last e-stop message said true
+        self._upstream_seen: dict[str, float] = {}  # chunk topic -> last time it had a publisher
         self.measured: np.ndarray | None = None
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
@@ -76,8 +93,9 @@ class SmootherNode(Node):
         self._applied: deque[TimeReference] = deque()
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
-        self.create_subscription(Bool, topics.ESTOP, self.on_estop, topics.ESTOP_QOS,
-                                 callback_group=inputs)
+        self.estop_subs = [self.create_subscription(Bool, topics.ESTOP, self.on_estop, qos,
+                                                    callback_group=inputs)
+                           for qos in topics.ESTOP_SUBSCRIPTION_QOS]
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
@@ -95,14 +113,27 @@ class SmootherNode(Node):
     def _log(self, message: str) -> None:
         self.get_logger().warning(message)
 
+    def _now(self) -> float:
+        now = stamp_sec(self)
+        if self.clock_jump.update(now):
+            self.get_logger().warning("the clock jumped back: plan dropped, holding, watchdogs "
+                                      "restarted")
+            self.pipeline.on_clock_jump(now)
+            self.diag.health.reset_clock(now)
+        return now
+
     def accept_chunk(self, chunk: Chunk) -> None:
         """A decoded, absolute chunk (from the topic, or in-process in the composed form)."""
-        now = stamp_sec(self)
+        now = self._now()
         if self.episode is not None and chunk.episode_id != self.episode:
             self.pipeline.reset_episode(chunk.episode_id)
         self.episode = chunk.episode_id
-        if not self.pipeline.offer_chunk(chunk, now).accepted:
+        result = self.pipeline.offer_chunk(chunk, now)
+        if not result.accepted:
+            assert result.reason is not None
+            self.chunk_input.refuse(now, result.reason.value, result.message)
             return
+        self.chunk_input.good(now)
         # Tells the policy how long its chunks take from finished to executing (the stamp:
         # the splice). Sent after the plan's first command: sai then starts its next
         # speculation, which must not delay that command.
@@ -122,25 +153,40 @@ class SmootherNode(Node):
             self.timer.reset()
 
     def on_joints(self, msg: JointState) -> None:
+        now = self._now()
         try:
-            self.measured = conversions.joint_positions(msg, self.robot.action_layout)
-        except (KeyError, ValueError) as exc:
-            self.diag.refuse("joint_state", str(exc))
+            check_stamp(conversions.to_sec(msg.header.stamp), now, self.settings.max_future_s,
+                        "joint state")
+            q = self.joint_check(list(msg.name), list(msg.position))
+        except InputRefused as exc:
+            self.diag.refuse(exc.reason, str(exc), self.joint_input, now)
+            self.pipeline.refuse_measurement(now, exc.reason, str(exc))
             return
-        self.pipeline.offer_observation(stamp_sec(self))
+        self.joint_input.good(now)
+        self.measured = q
+        self.pipeline.offer_observation(now, q)
 
     def on_estop(self, msg: Bool) -> None:
+        # the same message may arrive on more than one subscription: stopping is idempotent
+        was, self.estop_asserted = self.estop_asserted, bool(msg.data)
         if msg.data:
-            self.pipeline.estop(stamp_sec(self), "e-stop topic")
-            self.get_logger().error("E-STOP: decelerating to a hold; call "
-                                    f"{topics.ENABLE_SERVICE} to re-enable")
+            first = self.pipeline.monitor.latched is None
+            self.pipeline.estop(self._now(), "e-stop topic")
+            if first:
+                self.get_logger().error("E-STOP: decelerating to a hold; call "
+                                        f"{topics.ENABLE_SERVICE} to re-enable")
+        elif was:
+            self.get_logger().info(f"e-stop released; the stop stays latched until "
+                                   f"{topics.ENABLE_SERVICE}")
 
     def on_enable(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
-        response.success = self.pipeline.reenable(stamp_sec(self))
-        response.message = ("re-enabled" if response.success
-                            else "cannot re-enable yet (still decelerating or no stop latched)")
-        self.get_logger().info(f"enable: {response.message}")
+        result = self.pipeline.reenable(self._now(), self.estop_asserted)
+        response.success, response.message = result.ok, result.message
+        if result.ok:  # (rclpy refuses one call site logging at two severities)
+            self.get_logger().info(f"enable: {response.message}")
+        else:
+            self.get_logger().warning(f"enable: {response.message}")
         return response
 
     def on_home(self, request: Trigger.Request, response: Trigger.Response
@@ -167,7 +213,7 @@ class SmootherNode(Node):
             return self._tick(early)
 
     def _tick(self, early: bool) -> bool:
-        now = stamp_sec(self)
+        now = self._now()
         try:
             out = self.pipeline.step(now, self.measured, early=early)
         except RuntimeError as exc:  # command guard: latched inside the pipeline
@@ -212,7 +258,27 @@ class SmootherNode(Node):
         return True
 
     def _diagnostics(self) -> None:
-        self.diag.set_counters(self.pipeline.diagnostics(stamp_sec(self)))
+        self.diag.set_counters(self.pipeline.diagnostics(self._now()))
+
+    def _conditions(self, now: float) -> list[tuple[int, str]]:
+        out = self.pipeline.conditions(now)
+        if self.pipeline.monitor.latched is not None:
+            release = " release the e-stop, then" if self.estop_asserted else ""
+            out = [(lvl, f"{msg};{release} call {topics.ENABLE_SERVICE}" if lvl == ERROR
+                    else msg) for lvl, msg in out]
+        # A node upstream that died leaves its topic without a publisher: the arm holds (the
+        # chunk watchdog), and this says who is missing.
+        for topic, who in ((topics.CHUNK_JOINT, "decoder"), (topics.CHUNK_RAW, "policy")):
+            if self.count_publishers(topic):
+                self._upstream_seen[topic] = now
+                continue
+            seen = self._upstream_seen.get(topic)
+            if seen is None:
+                out.append((WARN, f"waiting for the {who} node (nothing publishes {topic})"))
+            elif now - seen >= self.settings.upstream_dead_after_s:
+                out.append((ERROR, f"{who} node gone: nothing has published {topic} for "
+                            f"{now - seen:.1f} s; holding"))
+        return out
 
 
 def main(args: list[str] | None = None) -> int:

@@ -49,12 +49,26 @@ COMMAND_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE
 )
 
-# E-stop: latched, so a node that starts after the stop was pressed still sees it.
+# E-stop: what our tools publish with: latched, so a node that starts after the stop was
+# pressed still sees it.
 ESTOP_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+# What the e-stop is heard with: one subscription per profile, so that every publisher
+# matches at least one of them, whatever its QoS. A transient-local subscription matches only
+# transient-local publishers (and replays their latched stop to a late subscriber); a
+# reliable volatile one matches every reliable publisher (a joystick, a PLC bridge, a default
+# rclcpp/rclpy publisher); a best-effort one matches every publisher, best-effort ones included.
+# A message heard twice is harmless: the stop is idempotent.
+ESTOP_SUBSCRIPTION_QOS = (
+    ESTOP_QOS,
+    QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+               reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE),
+    QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE),
 )
 
 # Recording (nodes/recorder_node.py): std_srvs/Trigger, except MARK (SetBool: true = success).

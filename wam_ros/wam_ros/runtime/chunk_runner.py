@@ -82,17 +82,19 @@ class ChunkRunner:
                  max_observation_age: float = 0.5, initial_latency: float = 0.1,
                  latency_smoothing: float = 0.3, inpaint: bool = False,
                  latency_deviations: float = 0.0, late_feedback: bool = True,
-                 late_decay: float = 0.1) -> None:
+                 late_decay: float = 0.1, max_future: float = 0.5) -> None:
         """inpaint: with a scheduler that plans while the robot moves (async, sai), ask the
         policy to keep the new chunk's actions up to the expected arrival equal to the
         previous chunk's (real-time chunking's frozen prefix).
         latency_deviations: how many mean deviations of the latency the schedulers plan
         ahead beyond its mean (module docstring).
-        late_feedback, late_decay: the late allowance (module docstring)."""
+        late_feedback, late_decay: the late allowance (module docstring).
+        max_future: observations stamped more than this after `now` are refused."""
         self.policy = policy
         self.scheduler = scheduler
         self.inpaint = inpaint
         self.max_observation_age = max_observation_age
+        self.max_future = max_future
         self.expected_latency = initial_latency  # L: seconds of a full inference (EMA)
         self.latency_dev = 0.0  # its mean absolute deviation (EMA)
         self.expected_handoff = 0.0  # H: chunk finished -> executed (EMA; 0 until reported)
@@ -136,7 +138,8 @@ class ChunkRunner:
                    max_observation_age=settings.max_observation_age_s,
                    initial_latency=initial_latency, inpaint=settings.inpaint_prefix,
                    latency_deviations=settings.latency_deviations,
-                   late_feedback=settings.late_feedback)
+                   late_feedback=settings.late_feedback,
+                   max_future=settings.max_future_s)
 
     @property
     def s_mid(self) -> float:
@@ -145,16 +148,22 @@ class ChunkRunner:
         return self.scheduler.config.speculative_fraction
 
     # ---- inputs -------------------------------------------------------------------------
-    def on_observation(self, obs: Observation, now: float) -> None:
+    def on_observation(self, obs: Observation, now: float) -> bool:
+        """Take an observation as the newest; False (and a counted refusal) if it is from the
+        future, of a past episode, or not newer than the newest."""
         with self._lock:
+            if not obs.stamp - now <= self.max_future:  # NaN too
+                self.refusals["observation_future"] += 1
+                return False
             if obs.stamp < self._not_before:
                 self.refusals["observation_before_episode"] += 1
-                return
+                return False
             if self._newest is not None and obs.stamp <= self._newest[0].stamp:
                 self.refusals["observation_out_of_order"] += 1
-                return
+                return False
             self._newest = (obs, now)
             self.scheduler.on_observation(now)
+            return True
 
     def on_chunk_applied(self, stamp: float, applied_at: float) -> None:
         """The smoother spliced the chunk of the observation stamped `stamp` at `applied_at`
