@@ -113,4 +113,8 @@ import rclpy  # noqa: F401
 from wam_ros_msgs.msg import ActionChunk, Observation  # noqa: F401
 import wam_ros  # noqa: F401
 PYCHECK
+
+# openpi's client and server packages (interop tests, `wam-ros bench remote`) pin numpy < 2:
+# a side environment, .venv/openpi, with its own stamp (tools/openpi_venv.sh is idempotent).
+log "openpi interop environment: $(bash "$ROOT/tools/openpi_venv.sh")"
 log "environment ready ($VENV)"
