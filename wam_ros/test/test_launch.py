@@ -81,6 +81,11 @@ def test_launch_file_starts_exactly_the_graph(fake_launch, launch_file, builder,
         assert node.kwargs["executable"] == spec.executable
         assert node.kwargs["parameters"] == [*spec.params_files, spec.parameters]
         assert node.kwargs["remappings"] == list(spec.remappings)
+    # supervision: the stateless nodes come back after a short delay; the policy and the
+    # smoother hold state (memory, the plan, a latched stop) and are not silently restarted
+    respawned = {n.kwargs["name"]: n.kwargs["respawn_delay"] for n in nodes
+                 if n.kwargs["respawn"]}
+    assert respawned == {"wam_observation": 1.0, "wam_decoder": 1.0}
     policy = next(n for n in nodes if n.kwargs["name"] == "wam_policy")
     assert policy.kwargs["parameters"][-1]["scheduler"] == "sai"
     assert policy.kwargs["parameters"][-1]["memory"] == "ttt"

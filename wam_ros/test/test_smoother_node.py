@@ -177,3 +177,62 @@ def test_splice_report_follows_the_plans_first_command(rclpy_context):
         assert smoother.tick() and [k for k, _ in sent[3:]] == ["command"]  # no second report
     finally:
         smoother.destroy_node()
+
+
+def test_estop_heard_from_every_publisher_qos_and_latched_for_a_late_smoother(rclpy_context):
+    """Other teams' e-stop publishers: default QoS (reliable, volatile, depth 10), best effort,
+    and our transient-local one, which a smoother started after the stop still hears. Each
+    latches the stop; /wam/enable is refused while the input says true, accepted once released."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    spec = RobotSpec.load("cobot_magic")
+    params = [Parameter("robot", value=spec.name)]
+    client = rclpy.create_node("estop_client", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(client)
+    fake = FakeRobotNode(context=rclpy_context,
+                         parameter_overrides=[*params, Parameter("camera_scale", value=0.05)])
+    executor.add_node(fake)
+    latched = client.create_publisher(Bool, topics.ESTOP, topics.ESTOP_QOS)
+    latched.publish(Bool(data=True))  # before any smoother exists
+    spin_until(executor, lambda: False, 0.2)
+    smoother = SmootherNode(context=rclpy_context, parameter_overrides=params)
+    executor.add_node(smoother)
+    enable = client.create_client(Trigger, topics.ENABLE_SERVICE)
+
+    def call_enable() -> Trigger.Response:
+        future = enable.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 5.0)
+        return future.result()
+
+    publishers = {
+        "default": client.create_publisher(Bool, topics.ESTOP, 10),
+        "best_effort": client.create_publisher(Bool, topics.ESTOP, QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)),
+    }
+    try:
+        assert spin_until(executor, lambda: smoother.pipeline.state is PipelineState.STOPPED,
+                          10.0), "the late smoother missed the latched e-stop"
+        assert enable.wait_for_service(timeout_sec=5.0)
+        assert not call_enable().success
+        latched.publish(Bool(data=False))
+        assert spin_until(executor, lambda: not smoother.estop_asserted, 5.0)
+        assert call_enable().success
+        for name, pub in publishers.items():
+            assert spin_until(executor, lambda p=pub: p.get_subscription_count() > 0, 10.0)
+            assert smoother.pipeline.monitor.latched is None
+            pub.publish(Bool(data=True))
+            assert spin_until(executor, lambda: smoother.pipeline.monitor.latched is not None,
+                              5.0), f"e-stop from a {name} publisher ignored"
+            status = smoother.diag.statuses()[0]
+            assert status.level == 2 and "e-stop latched since" in status.message
+            assert "call /wam/enable" in status.message
+            response = call_enable()
+            assert not response.success and "asserted" in response.message, name
+            pub.publish(Bool(data=False))
+            assert spin_until(executor, lambda: not smoother.estop_asserted, 5.0)
+            assert call_enable().success, name
+    finally:
+        executor.shutdown()
+        for n in (smoother, fake, client):
+            n.destroy_node()

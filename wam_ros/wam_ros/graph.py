@@ -80,6 +80,10 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     # False for a process that holds several nodes: each keeps its own name
     rename: bool = True
+    # restarted by launch after it exits, this many seconds later (< 0: never). Only nodes
+    # that hold no state worth keeping: a restarted observation node or decoder loses a few
+    # frames or one chunk, and the smoother holds meanwhile.
+    respawn_delay_s: float = -1.0
 
     def ros_args(self) -> list[str]:
         args = ["--ros-args"] + (["-r", f"__node:={self.name}"] if self.rename else [])
@@ -107,6 +111,10 @@ NODE_EXECUTABLES: dict[str, str] = {
 }
 
 
+# stateless nodes come back this long after they exited (launch's respawn)
+STATELESS_RESPAWN_S = 1.0
+
+
 def default_params_file() -> str:
     return str(config_dir() / "wam_ros.yaml")
 
@@ -116,9 +124,10 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
     files = (default_params_file(),) + ((args.params_file,) if args.params_file else ())
     common = {"robot": args.robot, "use_sim_time": args.use_sim_time}
 
-    def node(name: str, executable: str, **params: object) -> NodeSpec:
+    def node(name: str, executable: str, respawn_delay_s: float = -1.0,
+             **params: object) -> NodeSpec:
         return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
-                        {**common, **params}, files)
+                        {**common, **params}, files, respawn_delay_s=respawn_delay_s)
 
     policy = {"checkpoint": args.checkpoint, "backend": args.backend, "memory": args.memory,
               "scheduler": args.scheduler, "mode": args.mode}
@@ -128,9 +137,10 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         return [NodeSpec("wam_bringup", "wam_bringup", NODE_EXECUTABLES["wam_bringup"],
                          {**common, **policy}, files, rename=False)]
     return [
-        node("wam_observation", "wam_observation_node"),
+        node("wam_observation", "wam_observation_node", respawn_delay_s=STATELESS_RESPAWN_S),
         node("wam_policy", "wam_policy_node", **policy),
-        node("wam_decoder", "wam_decoder_node", checkpoint=args.checkpoint),
+        node("wam_decoder", "wam_decoder_node", respawn_delay_s=STATELESS_RESPAWN_S,
+             checkpoint=args.checkpoint),
         node("wam_smoother", "wam_smoother_node"),
     ]
 

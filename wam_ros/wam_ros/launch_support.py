@@ -28,6 +28,8 @@ def generate(build: Callable[[GraphArgs], list[NodeSpec]], **defaults: str):
                 output="screen",
                 parameters=[*spec.params_files, dict(spec.parameters)],
                 remappings=list(spec.remappings),
+                respawn=spec.respawn_delay_s >= 0.0,
+                respawn_delay=max(0.0, spec.respawn_delay_s),
             )
             for spec in build(GraphArgs.from_strings(values))
         ]

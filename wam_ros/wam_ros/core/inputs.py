@@ -92,11 +92,18 @@ def encoded_image_size(data: bytes) -> tuple[int, int]:
     (PIL reads only the header on open). InputRefused when it is not a readable image."""
     if not data:
         raise InputRefused("empty", "compressed image with no data")
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return int(img.width), int(img.height)
+        with warnings.catch_warnings():  # PIL warns of bombs itself; we refuse them below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return int(img.width), int(img.height)
+    except Image.DecompressionBombError as exc:
+        raise InputRefused("too_large", f"{len(data)} bytes announce a decompression bomb "
+                           f"({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputRefused("undecodable", f"{len(data)} bytes are not a readable image "
                            f"header ({type(exc).__name__})") from exc

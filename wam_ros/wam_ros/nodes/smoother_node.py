@@ -19,6 +19,7 @@ from collections import deque
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64MultiArray, Header
@@ -93,8 +94,12 @@ class SmootherNode(Node):
         self._applied: deque[TimeReference] = deque()
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
+        # each publisher is incompatible with some of these subscriptions by design: rclpy's
+        # warning about it would be noise
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda _event: None)
         self.estop_subs = [self.create_subscription(Bool, topics.ESTOP, self.on_estop, qos,
-                                                    callback_group=inputs)
+                                                    callback_group=inputs,
+                                                    event_callbacks=quiet)
                            for qos in topics.ESTOP_SUBSCRIPTION_QOS]
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
