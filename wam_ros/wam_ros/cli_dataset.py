@@ -3,6 +3,9 @@
     wam-ros dataset build episodes/ --out data/cups --image-size 224
     wam-ros dataset build ep1 ep2 ep3 --out data/cups --robot cobot_magic --task "stack the cups"
     wam-ros dataset info episodes/ep1
+    wam-ros dataset export-lerobot data/cups --out lerobot/cups        # LeRobotDataset v3.0
+    wam-ros dataset import-lerobot lerobot/cups --out data/cups2 --robot cobot_magic [--map M]
+    wam-ros dataset import-hdf5 aloha/episode_*.hdf5 --out data/aloha --robot cobot_magic
 
 `build` time-aligns each bag to the robot's action rate (images resized to the model's input,
 actions from the teleop topics in absolute joint positions; `space: delta` sources are turned
@@ -31,7 +34,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dataset", help="convert episode bags into a training dataset",
+    p = sub.add_parser("dataset", help="build, import and export training datasets",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
     b = dsub.add_parser("build", help="bags -> dataset")
@@ -54,6 +57,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", help="write the per-episode summaries here")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
+    x = dsub.add_parser("export-lerobot", help="dataset -> LeRobotDataset v3.0 (parquet + mp4)")
+    x.add_argument("data", help="our dataset directory")
+    x.add_argument("--out", required=True, help="LeRobot dataset directory to create")
+    x.add_argument("--codec", default="auto",
+                   help="video encoder: auto (LeRobot's libsvtav1 where available), "
+                        "libsvtav1, libx264, h264, mpeg4")
+    x.add_argument("--crf", type=int, default=30, help="video quality, lower is better "
+                   "(default 30, LeRobot's)")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=run_export_lerobot)
+    m = dsub.add_parser("import-lerobot", help="LeRobotDataset v3.0 / v2.1 -> dataset")
+    m.add_argument("src", help="LeRobot dataset directory (meta/info.json inside)")
+    m.add_argument("--out", required=True, help="dataset directory to create")
+    m.add_argument("--robot", required=True, help="robot config the data is for")
+    m.add_argument("--map", help="key map YAML: features -> joints, grippers, cameras "
+                   "(data/DATASET.md)")
+    m.add_argument("--image-size", type=_size, help="stored image size, N or HxW "
+                   "(default: the source's)")
+    m.add_argument("--resize", choices=("center_crop", "resize"), default="center_crop")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=run_import_lerobot)
+    h = dsub.add_parser("import-hdf5", help="ALOHA-style HDF5 episodes -> dataset")
+    h.add_argument("episodes", nargs="+", help="episode .hdf5 files (or directories of them)")
+    h.add_argument("--out", required=True, help="dataset directory to create")
+    h.add_argument("--robot", required=True, help="robot config the data is for")
+    h.add_argument("--map", help="key map YAML (default: the shipped ACT/ALOHA map of the "
+                   "robot, config/dataset_maps/aloha_<robot>.yaml)")
+    h.add_argument("--image-size", type=_size, default=(224, 224),
+                   help="stored image size, N or HxW (default 224)")
+    h.add_argument("--resize", choices=("center_crop", "resize"), default="center_crop")
+    h.add_argument("--task", default="", help="task of every episode (default: the map's or "
+                   "the file's)")
+    h.add_argument("--quiet", action="store_true", help="no progress bar")
+    h.set_defaults(func=run_import_hdf5)
     i = dsub.add_parser("info", help="what a bag holds (topics, counts, episode metadata)")
     i.add_argument("bags", nargs="+")
     i.set_defaults(func=run_info)
@@ -80,6 +117,44 @@ def run_build(args: argparse.Namespace) -> int:
     return 0 if any(not s.skipped for s in summaries) else 1
 
 
+def run_export_lerobot(args: argparse.Namespace) -> int:
+    from wam_ros.data.lerobot import ExportOptions, export_lerobot
+
+    try:
+        export_lerobot(args.data, args.out, ExportOptions(codec=args.codec, crf=args.crf),
+                       progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_import_lerobot(args: argparse.Namespace) -> int:
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.data.lerobot import import_lerobot
+
+    try:
+        import_lerobot(args.src, args.out, RobotSpec.load(args.robot), args.map,
+                       args.image_size, args.resize, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_import_hdf5(args: argparse.Namespace) -> int:
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.data.hdf5 import import_hdf5
+
+    try:
+        import_hdf5(args.episodes, args.out, RobotSpec.load(args.robot), args.map,
+                    args.image_size, args.resize, task=args.task, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_info(args: argparse.Namespace) -> int:
     from wam_ros.data.bag import open_bag
     from wam_ros.data.convert import find_bags
@@ -101,4 +176,5 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run_build", "run_info"]
+__all__ = ["register", "run_build", "run_export_lerobot", "run_import_hdf5", "run_import_lerobot",
+           "run_info"]

@@ -166,11 +166,12 @@ class EpisodeWriter:
         self._buf = {}
         self.owner._save_index()
 
-    def close(self, success: bool | None = None) -> None:
+    def close(self, success: bool | None = None, complete: bool = True) -> None:
+        """complete=False keeps the mark of an episode cut short (an import of one)."""
         if self._closed:
             return
         self.flush()
-        self.entry["complete"] = True
+        self.entry["complete"] = complete
         self.entry["success"] = success
         self._closed = True
         self.owner._save_index()
