@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-env", default="",
                    help="environment variable holding an API key clients must send "
                         "(Authorization: Api-Key <key>); empty: none")
+    p.add_argument("--nice", type=int, default=0,
+                   help="raise the server's nice value (a server sharing the robot's computer "
+                        "must not starve the control path; the policy node's inference runs at "
+                        "10)")
     p.add_argument("--extra-latency-ms", type=float, default=0.0,
                    help="answer each inference this much later (a slower model's latency, "
                         "for benchmarks)")
@@ -37,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.paths import resolve_checkpoint
     from wam_ros.runtime.serve import checkpoint_server
 
+    if args.nice > 0:
+        os.nice(args.nice)
     api_key = ""
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env, "")
@@ -76,3 +85,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}")
         return 2
     return 0
+
+
+class ServeProcess:
+    """`wam-ros serve` as a child process on a free loopback port (demo, bench, tests):
+
+        with ServeProcess(checkpoint, workdir / "serve.log", backend="onnxruntime") as url:
+            ...  # ws://127.0.0.1:PORT
+    """
+
+    LINE = re.compile(r"listening on (ws://[^\s]+)")
+
+    def __init__(self, checkpoint: str | Path, log_path: str | Path, *, backend: str = "torch",
+                 memory: str = "kv", mode: str = "joint", extra_latency_ms: float = 0.0,
+                 nice: int = 0, extra: tuple[str, ...] = (),
+                 startup_timeout_s: float = 180.0) -> None:
+        from wam_ros.nodes.process import NodeProcess, python_module_cmd
+
+        self.log_path = Path(log_path)
+        self.proc = NodeProcess(python_module_cmd(
+            "wam_ros.cli", "serve", str(checkpoint), "--port", "0", "--backend", backend,
+            "--memory", memory, "--mode", mode, "--extra-latency-ms", str(extra_latency_ms),
+            "--nice", str(nice), *extra), env={"PYTHONUNBUFFERED": "1"},
+            log_path=str(self.log_path))
+        deadline = time.monotonic() + startup_timeout_s
+        self.url = ""
+        while not self.url:
+            match = self.LINE.search(self.proc.output())
+            if match:
+                self.url = match.group(1)
+            elif not self.proc.alive() or time.monotonic() > deadline:
+                out = self.proc.output()
+                self.proc.stop()
+                raise RuntimeError(f"wam-ros serve did not start:\n{out}")
+            else:
+                time.sleep(0.1)
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.proc.stop()

@@ -102,9 +102,11 @@ class ClosedLoop:
                  scheduler: str = "async", memory: str = "kv", backend: str = "onnxruntime",
                  composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
                  real_time_factor: float = 1.0, max_command_age_s: float | None = None,
-                 log: Callable[[str], None] = print, startup_timeout: float = 180.0) -> None:
+                 log: Callable[[str], None] = print, startup_timeout: float = 180.0,
+                 policy_params: dict[str, object] | None = None) -> None:
         """max_command_age_s: pace the simulator to the graph (sim.pace.GraphPace): None:
-        COMMAND_AGE_PERIODS control periods, 0: a fixed pace."""
+        COMMAND_AGE_PERIODS control periods, 0: a fixed pace. policy_params: extra policy
+        node parameters (backend remote: server_url, server_mapping, ...)."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
@@ -140,7 +142,8 @@ class ClosedLoop:
             robot=robot, checkpoint=str(checkpoint), backend=backend, memory=memory,
             scheduler=scheduler, use_sim_time=True, composed=composed, task=task,
             params_file=str(observation_params_file(workdir / "observation_params.yaml",
-                                                    checkpoint))), sim=sim_params)
+                                                    checkpoint, policy=policy_params))),
+            sim=sim_params)
         self.procs = [NodeProcess(s.command(), log_path=str(workdir / f"{s.name}.log"))
                       for s in graph]
         self.context = rclpy.context.Context()

@@ -54,6 +54,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "Default -1: 2.5 control periods; 0: a fixed pace")
     p.add_argument("--composed", action="store_true",
                    help="run the four nodes in one process (default: one process each)")
+    p.add_argument("--served", action="store_true",
+                   help="run the model behind `wam-ros serve` (its own process, the openpi "
+                        "websocket protocol over the loopback; --backend is then the server's) "
+                        "and the policy node with backend remote (sync and async only)")
     p.add_argument("--json", dest="json_out", default="")
     p.add_argument("--keep-logs", default="", metavar="DIR",
                    help="write the nodes' logs (and the exported checkpoint) under DIR and "
@@ -111,11 +115,31 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                   ) -> tuple[list[EpisodeResult], Trace | None]:
     checkpoint = prepared_checkpoint(checkpoint or _checkpoint(args, args.robot), args.backend,
                                      workdir.parent)
-    loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
-                      memory=memory, backend=args.backend, composed=args.composed,
-                      seed=args.seed, real_time_factor=args.real_time_factor,
-                      max_command_age_s=(None if args.max_command_age_ms < 0
-                                         else args.max_command_age_ms * 1e-3))
+    backend, policy_params, server = args.backend, None, None
+    if getattr(args, "served", False):
+        from wam_ros.cli_serve import ServeProcess
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        # at the policy node's inference nice value: on this one computer the server must
+        # not take the CPU from the control path any more than the node's own model would
+        server = ServeProcess(checkpoint, workdir / "serve.log", backend=args.backend,
+                              memory=memory, nice=10)
+        print(f"[{scheduler}/{memory}] model served at {server.url} "
+              f"(wam-ros serve, backend {args.backend}); policy node backend remote",
+              flush=True)
+        backend = "remote"
+        policy_params = {"server_url": server.url, "server_mapping": "wam_ros"}
+    try:
+        loop = ClosedLoop(workdir, args.robot, args.task, checkpoint, scheduler=scheduler,
+                          memory=memory, backend=backend, composed=args.composed,
+                          seed=args.seed, real_time_factor=args.real_time_factor,
+                          max_command_age_s=(None if args.max_command_age_ms < 0
+                                             else args.max_command_age_ms * 1e-3),
+                          policy_params=policy_params)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     results: list[EpisodeResult] = []
     first_trace = None
     try:
@@ -132,6 +156,8 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                   f"{r.real_time_factor:.2f}", flush=True)
     finally:
         loop.close()
+        if server is not None:
+            server.stop()
     return results, first_trace
 
 
@@ -142,6 +168,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from wam_ros.paths import default_checkpoint, task_checkpoint
 
     spec = RobotSpec.load(args.robot)
+    if args.served and args.scheduler == "sai":
+        print("error: --served runs the policy node with backend remote: sai needs the model's "
+              "internals and runs only on our WAM in the node; allowed: sync, async")
+        return 2
     args.real_time_factor = real_time_factor(args)  # resolved once: printed and used
     tmp, work = _work_dir(args, "demo")
     try:
@@ -195,7 +225,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"joint plot: {plot}")
     if args.json_out:
         doc = {"robot": spec.name, "task": args.task, "scheduler": args.scheduler,
-               "memory": args.memory, "backend": args.backend, **summary,
+               "memory": args.memory, "backend": args.backend, "served": args.served,
+               **summary,
                "latency_ms": {"p50": summary["latency_ms.p50"],
                               "p99": summary["latency_ms.p99"]},
                "episodes": [r.__dict__ | {"latencies_ms": None} for r in results]}
@@ -223,6 +254,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: unknown scheduler or memory {bad[0]!r}; allowed: sync, async, sai / "
               "kv, ttt")
+        return 2
+    if args.served and "sai" in schedulers:
+        print("error: --served: sai runs only on our WAM in the node; use --schedulers "
+              "sync,async")
         return 2
     args.real_time_factor = real_time_factor(args)  # resolved once for every combination
     table: dict[str, dict[str, dict[str, float]]] = {}

@@ -222,6 +222,10 @@ class RemotePolicy:
         self._session = ""
         self._reset_due = False
         self.reset()
+        try:  # the server's metadata sizes `meta` when it is up; when not, one line says so
+            self._ensure_connected()
+        except RemoteError:
+            pass
 
     # ---- ChunkPolicy ------------------------------------------------------------------
     @property
