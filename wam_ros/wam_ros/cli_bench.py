@@ -1,6 +1,7 @@
 """`wam-ros bench <what>`: benchmarks, one sub-command each.
 
     wam-ros bench model [--checkpoint CKPT] [--json out.json]
+    wam-ros bench remote [--json out.json]       (bench_remote.py)
 
 `model`: per-chunk latency (encoder included, observation -> chunk) p50/p99 for each available
 backend x inference mode at the checkpoint's size, SAI blocking latency, and memory growth over
@@ -52,6 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "latency, stack overhead, idle fraction, boundary jumps")
     bench_pipeline.add_arguments(pl)
     pl.set_defaults(func=bench_pipeline.run)
+    from wam_ros import bench_remote
+
+    rm = benches.add_parser("remote", help="openpi-protocol round trip (ours vs openpi-client) "
+                            "and async against a server adding 50 / 150 / 500 ms")
+    bench_remote.add_arguments(rm)
+    rm.set_defaults(func=bench_remote.run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
