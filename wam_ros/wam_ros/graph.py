@@ -25,7 +25,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "robot": ("cobot_magic", "robot config name (config/robots/<robot>.yaml) or a YAML path"),
     "checkpoint": ("", "policy checkpoint directory; empty = the shipped default for the robot "
                        "(sim.launch.py: for the simulated task where one is shipped for it)"),
-    "backend": ("torch", "inference backend: torch | onnxruntime | tensorrt"),
+    "backend": ("torch", "inference backend: torch | onnxruntime | tensorrt | remote (a policy "
+                         "server: server_url, server_mapping in params_file)"),
     "memory": ("kv", "policy memory: kv (KV cache with observation replacement) | ttt"),
     "scheduler": ("async", "chunk scheduler: sync | async | sai (speculative)"),
     "mode": ("joint", "inference mode: joint | fast | two_stage"),
