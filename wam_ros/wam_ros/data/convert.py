@@ -36,6 +36,7 @@ from wam_ros.core.image import RESIZE_MODES, prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag import Bag, deserialize, header_stamp_ns, image_to_rgb, open_bag
 from wam_ros.data.dataset import DatasetInfo, DatasetWriter
+from wam_ros.data.follower import FollowerStates, message_values
 from wam_ros.data.teleop import LeaderMap
 
 ACTION_SOURCES = ("auto", "teleop", "follower")
@@ -106,6 +107,24 @@ class EpisodeSummary:
                 + f", dropped {self.dropped}, late {self.late}"
                 + ("" if self.complete else ", INCOMPLETE (recorder stopped abruptly)")
                 + f", success {self.success}")
+
+
+def robot_from_topics(topics: Iterable[str]) -> str:
+    """A bag without our metadata (`ros2 bag record`): the one robot config whose cameras and
+    follower joint states are all in it, else ""."""
+    from wam_ros.core.robot import available_robots
+
+    present = set(topics)
+    found = []
+    for name in available_robots():
+        try:
+            spec = RobotSpec.load(name)
+        except Exception:  # a broken config is reported where it is used
+            continue
+        if len(camera_topics(spec, present)) == len(spec.cameras) and \
+                FollowerStates(spec, present).topics:
+            found.append(name)
+    return found[0] if len(found) == 1 else ""
 
 
 def _short(topic: str) -> str:
@@ -183,7 +202,8 @@ def _read_streams(bag: Bag, spec: RobotSpec, cams: dict[str, str],
     images: dict[str, list[tuple[float, int]]] = {c: [] for c in cams}
     stamps: dict[str, list[float]] = {}
     counters = {t: 0 for t in cam_of}
-    wanted = set(cam_of) | set(sources) | {spec.joint_state_topic}
+    follower = FollowerStates(spec, bag.topics)
+    wanted = set(cam_of) | set(sources) | follower.topics
     for m in bag.messages(wanted):
         stamp = header_stamp_ns(m.data, m.msgtype) or m.timestamp
         t = stamp * 1e-9
@@ -191,30 +211,18 @@ def _read_streams(bag: Bag, spec: RobotSpec, cams: dict[str, str],
         if m.topic in cam_of:
             images[cam_of[m.topic]].append((t, counters[m.topic]))
             counters[m.topic] += 1
-        elif m.topic == spec.joint_state_topic:
-            msg = deserialize(m.data, m.msgtype)
-            index = {n: i for i, n in enumerate(msg.name)}
-            if all(j in index for j in layout) and len(msg.position) == len(msg.name):
-                q = np.array([msg.position[index[j]] for j in layout])
-                if np.all(np.isfinite(q)):
-                    ft.append(t)
-                    fq.append(q)
+        elif m.topic in follower.topics:
+            q = follower.update(m.topic, deserialize(m.data, m.msgtype))
+            if q is not None:
+                ft.append(t)
+                fq.append(q)
         elif m.topic in sources:
             src = sources[m.topic]
-            msg = deserialize(m.data, m.msgtype)
-            if src.type == "joint_state":
-                names, values = list(msg.name), list(msg.position)
-            else:
-                if not msg.points:
-                    continue
-                names, values = list(msg.joint_names), list(msg.points[0].positions)
-            index = {n: i for i, n in enumerate(names)}
-            if len(values) == len(names) and all(n in index for n in src.names):
-                v = np.array([values[index[n]] for n in src.names], np.float64)
-                if np.all(np.isfinite(v)):
-                    lt, lv = leaders.setdefault(src.name, ([], []))
-                    lt.append(t)
-                    lv.append(v)
+            v = message_values(src, deserialize(m.data, m.msgtype))
+            if v is not None:
+                lt, lv = leaders.setdefault(src.name, ([], []))
+                lt.append(t)
+                lv.append(v)
     order = np.argsort(ft, kind="stable")
     return _Streams(
         np.asarray(ft)[order], np.asarray(fq).reshape(-1, len(layout))[order],
@@ -234,7 +242,7 @@ def convert_bag(bag_path: str | Path, writer_factory: Callable[[RobotSpec], Data
     summary.success = _flag(custom.get("success"))
     summary.dropped = int(custom.get("dropped") or 0)
     summary.late = int(custom.get("late") or 0)
-    robot = options.robot or custom.get("robot", "")
+    robot = options.robot or custom.get("robot", "") or robot_from_topics(bag.topics)
     if not robot:
         summary.skipped = "no robot: pass --robot (the bag's metadata does not name one)"
         return summary
@@ -250,8 +258,9 @@ def convert_bag(bag_path: str | Path, writer_factory: Callable[[RobotSpec], Data
     if missing:
         summary.skipped = f"cameras {missing} not in the bag (topics: {sorted(bag.topics)})"
         return summary
-    if spec.joint_state_topic not in bag.topics:
-        summary.skipped = f"no follower joint states on {spec.joint_state_topic}"
+    if not FollowerStates(spec, bag.topics).topics:
+        summary.skipped = (f"no follower joint states on {spec.joint_state_topic} (nor AgileX's "
+                           "/puppet/joint_left|right)")
         return summary
     leader_map = LeaderMap(spec) if spec.teleop is not None else None
     has_teleop = leader_map is not None and all(s.topic in bag.topics

@@ -36,6 +36,7 @@ from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Observation
 from wam_ros.data.bag import deserialize, header_stamp_ns, image_to_rgb, open_bag
 from wam_ros.data.convert import _interp, _read_streams, camera_topics
+from wam_ros.data.follower import FollowerStates
 from wam_ros.data.teleop import LeaderMap
 from wam_ros.runtime.stack import StackTrace
 
@@ -115,7 +116,6 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
     h, w = meta.image_size
     sync = ApproximateSync(meta.camera_names, obs_s.slop_s, obs_s.max_age_s, obs_s.joint_slop_s,
                            extrapolate=obs_s.joint_extrapolate)
-    layout = list(spec.action_layout)
     cam_of = {cams[c]: c for c in meta.camera_names}
     measured: list[np.ndarray | None] = [None]  # the newest follower joint state
     sequence = 0
@@ -128,7 +128,8 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
     wall0 = time.perf_counter()
     first = last = None
     observations = 0
-    for m in bag.messages(set(cam_of) | {spec.joint_state_topic}):
+    follower = FollowerStates(spec, bag.topics)  # ours, or AgileX's /puppet/joint_left|right
+    for m in bag.messages(set(cam_of) | follower.topics):
         now = m.timestamp * 1e-9
         if first is None:
             first = now
@@ -136,12 +137,10 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
         last = now
         stack.advance(now, measure)
         stamp = (header_stamp_ns(m.data, m.msgtype) or m.timestamp) * 1e-9
-        if m.topic == spec.joint_state_topic:
-            msg = deserialize(m.data, m.msgtype)
-            index = {n: i for i, n in enumerate(msg.name)}
-            if not all(j in index for j in layout):
+        if m.topic in follower.topics:
+            q = follower.update(m.topic, deserialize(m.data, m.msgtype))
+            if q is None:
                 continue
-            q = np.array([msg.position[index[j]] for j in layout])
             measured[0] = q
             sync.add_joint_state(stamp, q, now)
             stack.joint_state(now)
