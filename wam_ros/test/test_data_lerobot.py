@@ -283,6 +283,18 @@ def test_train_runs_on_an_imported_dataset(exported: Path, tmp_path) -> None:
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
     assert [h["step"] for h in result["history"]] == [0, 2, 4]
     assert all(np.isfinite(v) for h in result["history"] for v in h.values())
+    # the run's curves: history.csv (one row per validation) and curves.png
+    import csv
+
+    with open(tmp_path / "ckpt" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4]
+    for key in ("lr", "train_latent", "train_action", "val_latent_kv", "val_action_ttt"):
+        assert key in rows[0]
+    assert rows[0]["train_latent"] == "" and float(rows[2]["train_action"]) > 0
+    assert float(rows[2]["val_action_kv"]) == pytest.approx(result["history"][2]["action_kv"],
+                                                            rel=1e-4)
+    assert (tmp_path / "ckpt" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_export_and_import(ours: Path, tmp_path) -> None:

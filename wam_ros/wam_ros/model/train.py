@@ -11,7 +11,9 @@ loss (latent / action) for both memories. Checkpoints (safetensors + YAML + stat
 written every `save_every` steps and at the end; `--resume` continues from the optimizer state
 in CKPT_DIR/train_state/. With `--ema DECAY` (train.ema_decay) the checkpoint's weights are an
 exponential moving average of the trained ones (validation reports the average too), and
-train_state/ keeps the raw weights that resume continues from.
+train_state/ keeps the raw weights that resume continues from. Each validation rewrites
+CKPT_DIR/history.csv (step, learning rate, training loss per head, validation losses) and
+CKPT_DIR/curves.png (model/curves.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from wam_ros.core.config import ConfigError
 from wam_ros.data.dataset import WindowDataset, interface, open_dataset, split_episodes
 from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
 from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot
+from wam_ros.model.curves import TrainCurves
 from wam_ros.model.wam import WorldActionModel
 
 MEMORY_SCHEDULE = ("kv", "ttt")
@@ -491,9 +494,13 @@ def train(data_dir: str | Path | list[str | Path],
     bar = tqdm(range(start, tcfg.steps), initial=start, total=tcfg.steps, desc="train",
                disable=not progress or rank != 0, file=sys.stderr)
     t_start = time.perf_counter()
+    # history.csv + curves.png in the run directory, rewritten at each validation
+    curves = TrainCurves(out, resume_step=start if resume else None) if rank == 0 else None
     if rank == 0 and start == 0:
+        out.mkdir(parents=True, exist_ok=True)
         val = evaluate(model, val_data, tcfg, dev, latent_encoder)
         history.append({"step": 0, **val})
+        curves.validation(0, _lr(0, tcfg), val)  # type: ignore[union-attr]
         log("val step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
     for step in bar:
         for g in opt.param_groups:
@@ -512,13 +519,20 @@ def train(data_dir: str | Path | list[str | Path],
         opt.step()
         if averaged is not None and rank == 0:
             averaged.update(model)
-        bar.set_postfix(lat=f"{losses['latent'].item():.3f}",
-                        act=f"{losses['action'].item():.3f}", mem=memory)
+        step_losses = {"latent": losses["latent"].item(), "action": losses["action"].item()}
+        if obj is not None:
+            step_losses["object"] = losses["object"].item()
+        step_losses["total"] = total.item()
+        if curves is not None:
+            curves.add_step(step_losses)
+        bar.set_postfix(lat=f"{step_losses['latent']:.3f}",
+                        act=f"{step_losses['action']:.3f}", mem=memory)
         done = step + 1
         if rank == 0 and (done % tcfg.val_every == 0 or done == tcfg.steps):
             with checkpoint_weights():
                 val = evaluate(model, val_data, tcfg, dev, latent_encoder)
             history.append({"step": done, **val})
+            curves.validation(done, _lr(step, tcfg), val)  # type: ignore[union-attr]
             bar.write(f"val step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
         if rank == 0 and (done % tcfg.save_every == 0 or done == tcfg.steps):
             save(done)
