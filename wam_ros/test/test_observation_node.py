@@ -76,3 +76,76 @@ def test_bad_parameter_fails_at_start_with_a_clear_message(rclpy_context):
     with pytest.raises(ConfigError, match="resize_mode: got 'zoom'; allowed: resize, center_crop"):
         ObservationNode(context=rclpy_context,
                         parameter_overrides=[Parameter("resize_mode", value="zoom")])
+
+
+def test_compressed_frames_that_cannot_be_decoded_are_refused_never_fatal(rclpy_context,
+                                                                         tmp_path):
+    """A CompressedImage with empty data, garbage, or a small PNG that would decode to
+    16000x16000: each is refused and counted for its camera (the size read from the header,
+    before decoding); the node lives on and the next good frames make an observation."""
+    import struct
+    import zlib
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from wam_ros.paths import config_dir
+
+    yaml_text = (config_dir() / "robots" / "cobot_magic.yaml").read_text()
+    robot_yaml = tmp_path / "cobot_magic_jpeg.yaml"
+    robot_yaml.write_text(yaml_text.replace("encoding: rgb8", "encoding: jpeg").replace(
+        "urdf: urdf/", f"urdf: {config_dir().parent / 'urdf'}/"))
+    spec = RobotSpec.load(str(robot_yaml))
+    assert all(c.compressed for c in spec.cameras)
+    node = ObservationNode(context=rclpy_context, parameter_overrides=[
+        Parameter("robot", value=str(robot_yaml)), Parameter("image_width", value=32),
+        Parameter("image_height", value=32)])
+    probe = rclpy.create_node("camera_driver", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    got: list[ObservationMsg] = []
+    probe.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
+                              topics.OBSERVATION_QOS)
+    cams = {c.name: probe.create_publisher(CompressedImage, c.topic + "/compressed", 10)
+            for c in spec.cameras}
+    joints = probe.create_publisher(JointState, spec.joint_state_topic, 10)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16000, 16000, 8, 2,
+                                                               0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 48001 * 16)) + chunk(b"IEND", b""))
+    ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 120, np.uint8))
+    try:
+        assert spin_until(executor, lambda: all(p.get_subscription_count() for p in
+                                                cams.values()), 10.0)
+        first = spec.camera_names[0]
+        for fmt, data in (("jpeg", b""), ("jpeg", b"\xff\xd8\xff" + b"\x00" * 64),
+                          ("png", bomb), ("jpeg", jpeg.tobytes()[:50])):
+            now = probe.get_clock().now().nanoseconds * 1e-9
+            msg = CompressedImage(format=fmt, data=data)
+            msg.header.stamp = conversions.to_time(now)
+            cams[first].publish(msg)
+        refused = lambda: sum(v for k, v in node.diag.refusals.items()  # noqa: E731
+                              if k.startswith(f"{first}."))
+        assert spin_until(executor, lambda: refused() >= 4, 5.0), node.diag.refusals
+        assert node.diag.refusals[f"{first}.too_large"] == 1
+        for _ in range(3):  # good frames again
+            now = probe.get_clock().now().nanoseconds * 1e-9
+            joints.publish(conversions.make_joint_state(spec.action_layout, spec.home_vector(),
+                                                        now))
+            for pub in cams.values():
+                msg = CompressedImage(format="jpeg", data=jpeg.tobytes())
+                msg.header.stamp = conversions.to_time(now)
+                pub.publish(msg)
+            spin_until(executor, lambda: False, 0.1)
+        assert spin_until(executor, lambda: len(got) >= 1, 5.0)
+        status = {s.name: s for s in node.diag.statuses()}
+        assert status[f"wam_ros/observation/{first}"].level == 1  # recent refusals: WARN
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()

@@ -20,8 +20,12 @@ from wam_ros_msgs.msg import Observation as ObservationMsg
 RAW_ENCODINGS = ("rgb8", "bgr8", "mono8")
 
 
-class ImageError(ValueError):
-    """An image message that cannot be turned into RGB pixels (named reason)."""
+class ImageError(InputRefused):
+    """An image message that cannot be turned into RGB pixels; `reason` names the kind
+    (bad_image unless a more precise one applies: empty, too_large, undecodable)."""
+
+    def __init__(self, message: str, reason: str = "bad_image") -> None:
+        super().__init__(reason, message)
 
 
 # ---- time ----------------------------------------------------------------------------
@@ -65,7 +69,7 @@ def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
         )
     channels = 1 if msg.encoding == "mono8" else 3
     if msg.height == 0 or msg.width == 0:
-        raise ImageError(f"empty image {msg.width}x{msg.height}")
+        raise ImageError(f"empty image {msg.width}x{msg.height}", "empty")
     if msg.step < msg.width * channels:
         raise ImageError(f"step {msg.step} < width {msg.width} x {channels} channels")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
@@ -89,20 +93,20 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np
         raise ImageError(f"unsupported compressed format {msg.format!r}; allowed: jpeg, png")
     data = bytes(msg.data)
     if not data:
-        raise ImageError("compressed image with no data")
+        raise ImageError("compressed image with no data", "empty")
     if max_pixels is not None:
         try:
             width, height = encoded_image_size(data)
         except InputRefused as exc:
-            raise ImageError(str(exc)) from exc
+            raise ImageError(str(exc), exc.reason) from exc
         _check_size(width, height, max_pixels)
     try:
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
         raise ImageError(f"could not decode {len(data)} bytes as {msg.format!r}: "
-                         f"{str(exc).strip().splitlines()[-1]}") from exc
+                         f"{str(exc).strip().splitlines()[-1]}", "undecodable") from exc
     if bgr is None:
-        raise ImageError(f"could not decode {len(msg.data)} bytes as {msg.format!r}")
+        raise ImageError(f"could not decode {len(data)} bytes as {msg.format!r}", "undecodable")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -110,7 +114,7 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     try:
         check_image_size(width, height, max_pixels)
     except InputRefused as exc:
-        raise ImageError(str(exc)) from exc
+        raise ImageError(str(exc), exc.reason) from exc
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "") -> Image:

@@ -87,11 +87,8 @@ class ObservationNode(Node):
                    if isinstance(msg, CompressedImage)
                    else conversions.image_to_rgb(msg, s.max_image_pixels))
             img = prepare_image(rgb, s.image_height, s.image_width, s.resize_mode)
-        except InputRefused as exc:
-            self.diag.refuse(exc.reason, str(exc), source, now)
-            return
-        except conversions.ImageError as exc:
-            self.diag.refuse("bad_image", f"camera {camera}: {exc}", source, now)
+        except InputRefused as exc:  # conversions.ImageError included
+            self.diag.refuse(exc.reason, f"camera {camera}: {exc}", source, now)
             return
         except Exception as exc:  # a camera's bytes must never kill the node
             self.diag.refuse("undecodable", f"camera {camera}: {type(exc).__name__}: {exc}",
