@@ -236,3 +236,72 @@ def test_estop_heard_from_every_publisher_qos_and_latched_for_a_late_smoother(rc
         executor.shutdown()
         for n in (smoother, fake, client):
             n.destroy_node()
+
+
+def test_a_clock_jumping_back_does_not_wedge_the_smoother(rclpy_context):
+    """use_sim_time and a /clock that jumps back 50 s (simulator reset, bag loop): the
+    smoother keeps commanding on the new clock, within the limits, and takes the next chunk
+    stamped on it (before, every command was held back until the old time came again)."""
+    from rosgraph_msgs.msg import Clock
+
+    spec = RobotSpec.load("cobot_magic")
+    smoother = SmootherNode(context=rclpy_context, parameter_overrides=[
+        Parameter("robot", value=spec.name), Parameter("use_sim_time", value=True)])
+    client = rclpy.create_node("sim_clock", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    for n in (smoother, client):
+        executor.add_node(n)
+    clock = client.create_publisher(Clock, topics.CLOCK, 10)
+    joints = client.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+    chunks = client.create_publisher(ActionChunk, topics.CHUNK_JOINT, topics.CHUNK_QOS)
+    commanded: list[tuple[float, np.ndarray]] = []
+    client.create_subscription(JointState, topics.COMMANDED, lambda m: commanded.append(
+        (conversions.to_sec(m.header.stamp), np.array(m.position))), 100)
+    state = {"t": 100.0, "q": spec.home_vector()}
+
+    def run(seconds: float) -> None:
+        """Sim time advances in 5 ms steps; the arm follows its commands exactly."""
+        end = state["t"] + seconds
+        while state["t"] < end:
+            state["t"] += 0.005
+            clock.publish(Clock(clock=conversions.to_time(state["t"])))
+            if commanded:
+                state["q"] = commanded[-1][1]
+            joints.publish(conversions.make_joint_state(spec.action_layout, state["q"],
+                                                        state["t"]))
+            for _ in range(3):
+                executor.spin_once(timeout_sec=0.001)
+
+    def sweep(chunk_id: int) -> ActionChunk:
+        t = np.arange(60)[:, None] * spec.action_dt
+        actions = spec.home_vector() + 0.3 * np.sin(2.0 * t) * ~spec.gripper_mask()
+        return conversions.chunk_to_msg(Chunk(stamp=state["t"], actions=actions.astype(
+            np.float32), dt=spec.action_dt, names=spec.action_layout, chunk_id=chunk_id))
+
+    try:
+        assert spin_until(executor, lambda: chunks.get_subscription_count() > 0, 10.0)
+        run(0.5)
+        assert commanded, "no command on sim time"
+        chunks.publish(sweep(1))
+        run(1.0)
+        moved = np.abs(commanded[-1][1] - spec.home_vector()).max()
+        assert moved > 0.05 and smoother.pipeline.timeline.last_stamp is not None
+        state["t"] -= 50.0  # the clock jumps back
+        n = len(commanded)
+        run(1.0)
+        after = [c for c in commanded[n:] if c[0] < 60.0]
+        assert len(after) > 10, "commands stopped after the clock jumped back"
+        chunks.publish(sweep(2))
+        run(1.0)
+        assert smoother.pipeline.timeline.last_stamp < 60.0  # the new clock's chunk is in
+        assert smoother.clock_jump.jumps == 1
+        q = np.array([c[1] for c in commanded])
+        lower, upper = spec.limits_array("lower"), spec.limits_array("upper")
+        assert np.all(q >= lower - 1e-9) and np.all(q <= upper + 1e-9)
+        step = np.abs(np.diff(q, axis=0)).max(axis=0)
+        assert np.all(step <= spec.limits_array("velocity") / spec.control_rate_hz * 1.05
+                      + 1e-9)
+    finally:
+        executor.shutdown()
+        for n in (smoother, client):
+            n.destroy_node()
