@@ -91,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the file's)")
     h.add_argument("--quiet", action="store_true", help="no progress bar")
     h.set_defaults(func=run_import_hdf5)
+    r = dsub.add_parser("recode", help="copy a dataset with its images stored raw or as JPEG")
+    r.add_argument("data", help="our dataset directory")
+    r.add_argument("--out", required=True, help="dataset directory to create")
+    r.add_argument("--image-format", choices=("raw", "jpeg"), default="jpeg",
+                   help="jpeg: one JPEG per frame (random access kept, ~6-20x smaller)")
+    r.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=run_recode)
     i = dsub.add_parser("info", help="what a bag holds (topics, counts, episode metadata)")
     i.add_argument("bags", nargs="+")
     i.set_defaults(func=run_info)
@@ -155,6 +163,18 @@ def run_import_hdf5(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_recode(args: argparse.Namespace) -> int:
+    from wam_ros.data.dataset import recode_dataset
+
+    try:
+        recode_dataset(args.data, args.out, args.image_format, args.quality,
+                       progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run_info(args: argparse.Namespace) -> int:
     from wam_ros.data.bag import open_bag
     from wam_ros.data.convert import find_bags
@@ -177,4 +197,4 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 __all__ = ["register", "run_build", "run_export_lerobot", "run_import_hdf5", "run_import_lerobot",
-           "run_info"]
+           "run_info", "run_recode"]

@@ -31,6 +31,8 @@ from safetensors.numpy import save_file
 
 FORMAT = "wam_ros.episodes"
 VERSION = 1
+IMAGE_FORMATS = ("raw", "jpeg")
+JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,13 @@ class DatasetInfo:
     dt: float
     # columns of the optional per-frame `objects` tensor (e.g. "cube.x"); empty: not recorded
     objects: tuple[str, ...] = ()
+    # how images are stored: raw uint8 rows, or one JPEG per frame (random access kept)
+    image_format: str = "raw"
+
+    def __post_init__(self) -> None:
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format: got {self.image_format!r}; allowed: "
+                             f"{', '.join(IMAGE_FORMATS)}")
 
     @property
     def action_dim(self) -> int:
@@ -68,10 +77,12 @@ def _read_index(root: Path) -> dict[str, Any]:
 class DatasetWriter:
     """Creates (or appends to) a dataset; one EpisodeWriter at a time."""
 
-    def __init__(self, root: str | Path, info: DatasetInfo, part_frames: int = 200) -> None:
+    def __init__(self, root: str | Path, info: DatasetInfo, part_frames: int = 200,
+                 jpeg_quality: int = JPEG_QUALITY) -> None:
         self.root = Path(root)
         self.info = info
         self.part_frames = part_frames
+        self.jpeg_quality = jpeg_quality
         (self.root / "episodes").mkdir(parents=True, exist_ok=True)
         if (self.root / "index.json").is_file():
             self.index = _read_index(self.root)
@@ -81,6 +92,10 @@ class DatasetWriter:
             if old != new:
                 raise ValueError(f"{self.root}: existing dataset has robot/layout/cameras/size "
                                  f"{old}, cannot append {new}")
+            if self.index.get("image_format", "raw") != info.image_format:
+                raise ValueError(f"{self.root}: existing dataset stores images as "
+                                 f"{self.index.get('image_format', 'raw')}, cannot append "
+                                 f"{info.image_format}")
             if tuple(self.index.get("objects", ())) != tuple(info.objects):
                 raise ValueError(f"{self.root}: existing dataset records objects "
                                  f"{self.index.get('objects', [])}, cannot append "
@@ -92,6 +107,8 @@ class DatasetWriter:
                           "image_size": list(info.image_size), "dt": info.dt, "episodes": []}
             if info.objects:
                 self.index["objects"] = list(info.objects)
+            if info.image_format != "raw":
+                self.index["image_format"] = info.image_format
             self._save_index()
 
     def _save_index(self) -> None:
@@ -157,7 +174,10 @@ class EpisodeWriter:
         if n == 0:
             return
         name = f"part_{len(self.entry['parts']):04d}.safetensors"
-        tensors = {k: np.ascontiguousarray(np.stack(v)) for k, v in self._buf.items()}
+        if self.owner.info.image_format == "jpeg":
+            self._buf = self._buf | self._encode_jpeg()
+        tensors = {k: np.ascontiguousarray(np.stack(v) if k.split(".")[0] not in JPEG_KEYS
+                                           else v[0]) for k, v in self._buf.items()}
         tmp = self.dir / (name + ".tmp")
         save_file(tensors, str(tmp))
         os.replace(tmp, self.dir / name)
@@ -165,6 +185,25 @@ class EpisodeWriter:
         self.entry["length"] += n
         self._buf = {}
         self.owner._save_index()
+
+    def _encode_jpeg(self) -> dict[str, list[np.ndarray]]:
+        """image.<cam> rows -> jpeg.<cam> (the JPEGs one after the other, uint8) and
+        jpeg_offsets.<cam> ((n + 1,) int64: frame i is bytes [offsets[i], offsets[i + 1]))."""
+        import cv2
+
+        out: dict[str, list[np.ndarray]] = {}
+        for cam in self.owner.info.camera_names:
+            encoded = []
+            for img in self._buf.pop(f"image.{cam}"):
+                ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[:, :, ::-1]),
+                                       [cv2.IMWRITE_JPEG_QUALITY, self.owner.jpeg_quality])
+                if not ok:
+                    raise ValueError(f"camera {cam!r}: JPEG encoding failed")
+                encoded.append(buf.reshape(-1))
+            offsets = np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64)
+            out[f"jpeg.{cam}"] = [np.concatenate(encoded)]
+            out[f"jpeg_offsets.{cam}"] = [offsets]
+        return out
 
     def close(self, success: bool | None = None, complete: bool = True) -> None:
         """complete=False keeps the mark of an episode cut short (an import of one)."""
@@ -191,7 +230,8 @@ class EpisodeReader:
         doc = _read_index(self.root)
         self.info = DatasetInfo(doc["robot"], tuple(doc["action_layout"]),
                                 tuple(doc["camera_names"]), tuple(doc["image_size"]),
-                                float(doc["dt"]), tuple(doc.get("objects", ())))
+                                float(doc["dt"]), tuple(doc.get("objects", ())),
+                                doc.get("image_format", "raw"))
         self.episodes = [e for e in doc["episodes"] if e["length"] >= min_length]
         self._handles: dict[Path, Any] = {}
 
@@ -227,7 +267,11 @@ class EpisodeReader:
         for first, count in zip(np.r_[0, breaks], np.diff(np.r_[0, breaks, idx.size])):
             name = entry["parts"][int(part[first])][0]
             h = self._handle(self.root / "episodes" / entry["name"] / name)
-            out.append(h.rows(key, int(idx[first] - starts[part[first]]), int(count)))
+            start = int(idx[first] - starts[part[first]])
+            if self.info.image_format == "jpeg" and key.startswith("image."):
+                out.append(h.jpeg_rows(key[len("image."):], start, int(count)))
+            else:
+                out.append(h.rows(key, start, int(count)))
         return np.concatenate(out)
 
     def close(self) -> None:
@@ -319,6 +363,7 @@ _DTYPES = {"U8": np.uint8, "I8": np.int8, "U16": np.uint16, "I16": np.int16, "U3
            "I32": np.int32, "U64": np.uint64, "I64": np.int64, "F16": np.float16,
            "F32": np.float32, "F64": np.float64, "BOOL": np.bool_}
 MAX_OPEN_PARTS = 512  # file descriptors an EpisodeReader keeps open
+JPEG_KEYS = ("jpeg", "jpeg_offsets")
 
 
 class PartRows:
@@ -382,8 +427,58 @@ class PartRows:
         out = np.frombuffer(data, dtype).reshape((count, *shape[1:]))
         return out if dtype.isnative else out.astype(dtype.newbyteorder("="))
 
+    def jpeg_rows(self, camera: str, start: int, count: int) -> np.ndarray:
+        """Frames [start, start + count) of a JPEG-stored camera, decoded: (count, H, W, 3)
+        uint8 RGB. One read for the offsets, one for the bytes of the run of frames."""
+        import cv2
+
+        offsets = self.rows(f"jpeg_offsets.{camera}", start, count + 1)
+        first = int(offsets[0])
+        data = self.rows(f"jpeg.{camera}", first, int(offsets[-1]) - first)
+        frames = []
+        for i in range(count):
+            buf = data[int(offsets[i]) - first: int(offsets[i + 1]) - first]
+            bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"{self.path}: frame {start + i} of {camera} does not decode")
+            frames.append(bgr[:, :, ::-1])
+        return np.ascontiguousarray(np.stack(frames))
+
     def close(self) -> None:
         self._file.close()
+
+
+def recode_dataset(src: str | Path, out: str | Path, image_format: str,
+                   jpeg_quality: int = JPEG_QUALITY, progress: bool = False) -> Path:
+    """A copy of dataset `src` at `out` (atomically) with images stored as `image_format`;
+    everything else as it was."""
+    from tqdm import tqdm
+
+    from wam_ros.data.atomic import atomic_directory
+
+    reader = EpisodeReader(src, min_length=0)
+    info = dataclasses.replace(reader.info, image_format=image_format)
+    total = sum(reader.length(e) for e in range(len(reader)))
+    with atomic_directory(out) as root, tqdm(total=total, unit="frame", desc="recode",
+                                             disable=not progress) as bar:
+        writer = DatasetWriter(root, info, jpeg_quality=jpeg_quality)
+        for e in range(len(reader)):
+            raw = reader.episodes[e]
+            ep = writer.new_episode(raw["task"], source=raw.get("source"))
+            n = reader.length(e)
+            for first in range(0, n, 64):
+                idx = np.arange(first, min(n, first + 64))
+                data = {k: reader.frames(e, k, idx) for k in
+                        ["state", "action", "stamp"] + (["objects"] if info.objects else [])}
+                images = {c: reader.frames(e, f"image.{c}", idx) for c in info.camera_names}
+                for i in range(len(idx)):
+                    ep.add(float(data["stamp"][i]), {c: v[i] for c, v in images.items()},
+                           data["state"][i], data["action"][i],
+                           data["objects"][i] if info.objects else None)
+                bar.update(len(idx))
+            ep.close(success=raw.get("success"), complete=raw.get("complete", True))
+    reader.close()
+    return Path(out)
 
 
 class WindowDataset:
