@@ -111,6 +111,24 @@ def test_stale_and_out_of_order_frames_are_dropped_and_counted():
     assert sync.dropped["joint_state_nan"] == 1
 
 
+def test_stamps_from_the_future_are_dropped_not_remembered_and_reset_starts_over():
+    """One frame or joint state stamped an hour ahead must not make every later one look out
+    of order; after the clock jumps back, reset() takes the new clock's stamps."""
+    sync = ApproximateSync(CAMS, slop=0.02, max_age=0.3, joint_slop=0.03, max_future=0.5)
+    assert not sync.add_frame("a", 3602.0, img(), now=2.0)
+    assert not sync.add_joint_state(3602.0, np.zeros(3), 2.0)
+    assert sync.dropped == {"future": 1, "joint_state_future": 1}
+    assert sync.add_frame("a", 2.3, img(), now=2.0)  # within the margin: a skewed clock
+    sync.add_joint_state(2.01, np.ones(3), 2.01)
+    feed(sync, 2.01, cams=("b",))
+    assert not sync.add_frame("a", 2.01, img(), now=2.02)  # older than a's last: in order
+    sync.reset()  # the clock jumped back to 0.5
+    sync.add_joint_state(0.5, np.ones(3), 0.5)
+    feed(sync, 0.5)
+    out = sync.poll(0.51)
+    assert out is not None and out.stamp == pytest.approx(0.5)
+
+
 def test_no_set_without_a_joint_state_close_in_time():
     sync = ApproximateSync(CAMS, slop=0.02, max_age=1.0, joint_slop=0.03)
     sync.add_joint_state(1.0, np.zeros(3), 1.0)

@@ -56,6 +56,15 @@ def test_observation_to_chunk_and_each_observation_used_once(runner: ChunkRunner
     assert runner.poll(1.06) is None  # plan long enough, no new observation either
 
 
+def test_observations_from_the_future_refused_and_not_remembered(runner: ChunkRunner) -> None:
+    assert not runner.on_observation(obs(3601.0), 1.0)
+    assert not runner.on_observation(obs(float("nan")), 1.0)
+    assert runner.refusals["observation_future"] == 2
+    assert runner.on_observation(obs(1.0), 1.01)  # the next good one is taken
+    job = runner.poll(1.02)
+    assert job is not None and job.observation.stamp == 1.0
+
+
 def test_stale_and_out_of_order_observations_refused(runner: ChunkRunner) -> None:
     runner.on_observation(obs(1.0), 1.0)
     runner.on_observation(obs(0.9), 1.0)
