@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Observation
 
@@ -104,8 +105,8 @@ def test_openpi_client_drives_wam_ros_serve(openpi_python, tiny_checkpoint, tmp_
         obs = Observation(float(stamps[i]), {c: images[c][i] for c in spec.camera_names},
                           spec.action_to_joint(state[i].astype(np.float64)),
                           task="pick the cube")
-        chunk = local.infer(obs)
-        want = spec.joint_to_action(obs.joint_positions) + chunk.actions  # delta -> absolute
+        # decoded as the decoder node decodes it (in a delta chunk, grippers are absolute)
+        want = spec.joint_to_action(ChunkDecoder(spec).decode(local.infer(obs)).actions)
         assert got["actions"][i].shape == want.shape
         worst = max(worst, float(np.abs(got["actions"][i] - want).max()))
     print(f"openpi-client vs local policy: max |difference| {worst:.2e} (tolerance "

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from wam_ros.core.config import ConfigError
+from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
 from wam_ros.core.types import Chunk, Observation
@@ -207,7 +208,8 @@ def test_served_checkpoint_gives_the_local_policy_actions(tiny_checkpoint):
             obs = observation(COBOT, k, size=(h, w))
             got, want = remote.infer(obs), local.infer(obs)
             assert got.stamp == obs.stamp and got.horizon == local.meta.horizon
-            absolute = COBOT.joint_to_action(obs.joint_positions) + want.actions
+            # decoded as the decoder node decodes it (in a delta chunk, grippers are absolute)
+            absolute = COBOT.joint_to_action(ChunkDecoder(COBOT).decode(want).actions)
             assert np.abs(got.actions - absolute).max() <= 1e-5
         assert remote.stats()["remote.connects"] == 1
         remote.close()

@@ -10,7 +10,8 @@ A request is a map; its `endpoint` field (DreamZero's convention; absent: infer)
   infer   images {camera: (H, W, 3) or (3, H, W) uint8}, state (A,) in the action layout with
           grippers normalised 0..1, prompt (str), stamp (seconds; absent: the server's
           monotonic clock) -> {"actions": (H, A) float32 absolute targets, same convention,
-          "dt": s, "server_timing": {"infer_ms": ...}}
+          "dt": s, "server_timing": {"infer_ms": ...}}: the policy's chunk decoded exactly as
+          the decoder node would (core.decoding.ChunkDecoder: deltas, grippers, latents)
   reset   the connection's policy starts a new episode (memory cleared) -> {"reset": True}
 A failing request is answered with its traceback as a text message, as openpi's server does;
 unlike openpi's, the connection stays open (a bad request does not end the session).
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wam_ros.core.decoding import ChunkDecoder
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import ActionSpace, Chunk, Observation
 from wam_ros.runtime.msgpack_numpy import packb, unpackb
@@ -56,24 +58,28 @@ def policy_metadata(meta: Any, robot: RobotSpec) -> dict[str, Any]:
             "backend": str(meta.backend), "memory": str(meta.memory), "mode": str(meta.mode)}
 
 
-def absolute_actions(chunk: Chunk, robot: RobotSpec, state_act: np.ndarray) -> np.ndarray:
-    """(H, A) absolute targets (action convention) of a JOINT_ABSOLUTE / JOINT_DELTA chunk."""
-    if chunk.space == ActionSpace.JOINT_ABSOLUTE:
+def absolute_actions(chunk: Chunk, robot: RobotSpec, decoder: ChunkDecoder | None = None
+                     ) -> np.ndarray:
+    """(H, A) absolute targets in the action convention (grippers 0..1) of any policy chunk,
+    decoded as the decoder node decodes it (in a JOINT_DELTA chunk the grippers are absolute
+    openings; a LATENT chunk needs the checkpoint's latent decoder)."""
+    if chunk.space == ActionSpace.JOINT_ABSOLUTE and decoder is None:
         return np.asarray(chunk.actions, np.float32)
-    if chunk.space == ActionSpace.JOINT_DELTA:
-        return (np.asarray(chunk.actions, np.float64) + state_act).astype(np.float32)
-    raise ValueError("latent-space checkpoints are not served (their decoder runs on the "
-                     "robot side); serve a joint-space checkpoint")
+    decoded = (decoder or ChunkDecoder(robot)).decode(chunk)
+    return robot.joint_to_action(decoded.actions).astype(np.float32)
 
 
 class PolicyServer:
     def __init__(self, factory: Callable[[], ServedPolicy], metadata: dict[str, Any],
                  robot: RobotSpec, *, host: str = "127.0.0.1", port: int = 8000,
                  api_key: str = "", extra_latency_s: float = 0.0,
+                 decoder: ChunkDecoder | None = None,
                  log: Callable[[str], None] = print) -> None:
         """extra_latency_s: each inference answers this much later (a slower model's
-        latency, for benchmarks)."""
+        latency, for benchmarks). decoder: how chunks become absolute targets (None: the
+        default ChunkDecoder; chunks already absolute pass unchanged)."""
         self.factory, self.metadata, self.robot = factory, dict(metadata), robot
+        self.decoder = decoder
         self.host, self.port, self.api_key = host, port, api_key
         self.extra_latency_s = float(extra_latency_s)
         self.log = log
@@ -117,8 +123,7 @@ class PolicyServer:
         infer_s = time.perf_counter() - t0
         if self.extra_latency_s > 0:
             time.sleep(max(0.0, self.extra_latency_s - (time.perf_counter() - t0)))
-        actions = absolute_actions(chunk, self.robot,
-                                   self.robot.joint_to_action(obs.joint_positions))
+        actions = absolute_actions(chunk, self.robot, self.decoder)
         return {"actions": actions, "dt": float(chunk.dt),
                 "server_timing": {"infer_ms": infer_s * 1e3}}
 
@@ -219,10 +224,12 @@ def checkpoint_server(checkpoint: str, robot: str | None = None, *, backend: str
     from wam_ros.runtime.policy import Policy
 
     cfg, _ = read_checkpoint_config(checkpoint)
-    if cfg.action_space == "latent":
-        raise ValueError(f"checkpoint {checkpoint}: latent-space checkpoints are not served "
-                         "(their decoder runs on the robot side)")
     spec = RobotSpec.load(robot or cfg.robot)
+    latent = None
+    if cfg.action_space == "latent":  # decoded here, as the decoder node would
+        from wam_ros.model.latent_decoder import LatentActionDecoder
+
+        latent = LatentActionDecoder.load(checkpoint).decode
     be = make_backend(backend, checkpoint, threads=threads)
     stats = load_stats(checkpoint)
     lock = threading.Lock()  # backends are shared; one inference at a time keeps them simple
@@ -240,7 +247,8 @@ def checkpoint_server(checkpoint: str, robot: str | None = None, *, backend: str
             self.policy.reset()
 
     meta = _Locked().policy.meta
-    return PolicyServer(_Locked, policy_metadata(meta, spec), spec, **server_kw)
+    return PolicyServer(_Locked, policy_metadata(meta, spec), spec,
+                        decoder=ChunkDecoder(spec, latent_decoder=latent), **server_kw)
 
 
 __all__ = ["PolicyServer", "ServedPolicy", "absolute_actions", "checkpoint_server",
