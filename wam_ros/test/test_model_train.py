@@ -65,7 +65,8 @@ def test_checkpoint_round_trip_never_unpickles(trained, monkeypatch) -> None:
     chunk = policy.infer(fake_observation("cobot_magic", cfg.image_size, 0))
     assert np.all(np.isfinite(chunk.actions))
     assert sorted(p.name for p in ckpt.iterdir()) == [
-        "config.yaml", "model.safetensors", "stats.safetensors", "train_state"]
+        "config.yaml", "curves.png", "history.csv", "model.safetensors", "stats.safetensors",
+        "train_state"]
 
 
 def test_resume_continues_from_saved_step(trained, data, tmp_path) -> None:
