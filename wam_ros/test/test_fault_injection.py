@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
-from wam_ros.nodes.process import NodeProcess, observation_params_file, spin_until  # noqa: E402
+from wam_ros.nodes.process import NodeProcess, spin_until  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -175,9 +175,7 @@ def test_fault_campaigns_against_the_graph(rclpy_context, tmp_path, tiny_checkpo
                                            scheduler):
     spec = RobotSpec.load(robot)
     ckpt = tiny_checkpoint(robot)
-    params = observation_params_file(tmp_path / "params.yaml", ckpt)
-    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(ckpt), scheduler=scheduler,
-                                  params_file=str(params)))
+    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(ckpt), scheduler=scheduler))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
                     {"robot": robot, "camera_scale": 0.25},
                     remappings=((spec.joint_state_topic, FAKE_JOINTS),))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -18,7 +17,6 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.graph import GraphArgs, NodeSpec, build_graph  # noqa: E402
-from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
 from wam_ros.nodes.common import EXECUTOR_ENV  # noqa: E402
 from wam_ros.nodes.process import (  # noqa: E402
@@ -147,12 +145,7 @@ def test_composed_bringup_runs_all_nodes_in_one_process(rclpy_context, tmp_path,
     published."""
     spec = RobotSpec.load("cobot_magic")
     checkpoint = tiny_checkpoint("cobot_magic")
-    cfg, _ = read_checkpoint_config(checkpoint)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"wam_observation": {"ros__parameters": {
-        "image_height": cfg.image_size[0], "image_width": cfg.image_size[1]}}}))
-    (composed,) = build_graph(GraphArgs(checkpoint=str(checkpoint), params_file=str(params),
-                                        composed=True))
+    (composed,) = build_graph(GraphArgs(checkpoint=str(checkpoint), composed=True))
     assert composed.executable == "wam_bringup" and "__node:=" not in " ".join(
         composed.command())  # each node keeps its own name
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",

@@ -149,3 +149,60 @@ def test_compressed_frames_that_cannot_be_decoded_are_refused_never_fatal(rclpy_
         executor.shutdown()
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_the_policy_input_contract_sizes_the_observations(rclpy_context):
+    """With the launch files' parameters (no image size) the node publishes nothing until the
+    policy announces its input (latched, so announcing before the node starts works too), then
+    the policy's cameras at the policy's size; a contract naming a camera the robot lacks is
+    an ERROR, not a crash."""
+    from std_msgs.msg import String
+
+    from wam_ros.core.types import InputContract
+
+    spec = RobotSpec.load("agibot_g1")
+    probe = rclpy.create_node("policy_standin", context=rclpy_context)
+    contract_pub = probe.create_publisher(String, topics.POLICY_INPUT, topics.CONTRACT_QOS)
+    node = ObservationNode(context=rclpy_context,
+                           parameter_overrides=[Parameter("robot", value=spec.name)])
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    got: list[ObservationMsg] = []
+    probe.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
+                              topics.OBSERVATION_QOS)
+    cams = {c.name: probe.create_publisher(Image, c.topic, topics.SENSOR_QOS)
+            for c in spec.cameras}
+    joints = probe.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+
+    def publish_set() -> None:
+        now = probe.get_clock().now().nanoseconds * 1e-9
+        joints.publish(conversions.make_joint_state(spec.action_layout, spec.home_vector(),
+                                                    now))
+        for name, pub in cams.items():
+            pub.publish(conversions.rgb_to_image(np.zeros((48, 64, 3), np.uint8), now, name))
+        spin_until(executor, lambda: False, 0.05)
+
+    try:
+        assert spin_until(executor, lambda: all(p.get_subscription_count() for p in
+                                                cams.values()), 10.0)
+        for _ in range(5):
+            publish_set()
+        assert not got
+        summary = node.diag.statuses()[0]
+        assert summary.level == 1 and "input contract" in summary.message
+        contract_pub.publish(String(data=InputContract(("nonexistent_cam",), 32, 32).to_json()))
+        assert spin_until(executor, lambda: node.diag.statuses()[0].level == 2, 5.0)
+        two = InputContract(spec.camera_names[:2], 40, 56)
+        contract_pub.publish(String(data=two.to_json()))
+        assert spin_until(executor, lambda: node.contract == two, 5.0)
+        for _ in range(5):
+            publish_set()
+        assert spin_until(executor, lambda: len(got) >= 2, 5.0)
+        obs = conversions.msg_to_observation(got[-1], spec.action_layout)
+        assert list(obs.images) == list(spec.camera_names[:2])
+        assert all(im.shape == (40, 56, 3) for im in obs.images.values())
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()

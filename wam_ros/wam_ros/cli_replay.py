@@ -123,8 +123,6 @@ def run_live_graph(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="wam_replay_"))
     workdir.mkdir(parents=True, exist_ok=True)
     params = yaml.safe_load((config_dir() / "replay.yaml").read_text())
-    params["wam_observation"] = {"ros__parameters": {"image_height": cfg.image_size[0],
-                                                     "image_width": cfg.image_size[1]}}
     params_file = workdir / "replay_params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     graph = build_graph(GraphArgs(robot=spec.name, checkpoint=str(args.checkpoint),

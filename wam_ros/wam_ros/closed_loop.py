@@ -116,7 +116,7 @@ class ClosedLoop:
         from wam_ros.core.robot import RobotSpec
         from wam_ros.graph import GraphArgs, build_sim_graph
         from wam_ros.nodes import conversions, topics
-        from wam_ros.nodes.process import NodeProcess, observation_params_file
+        from wam_ros.nodes.process import NodeProcess, policy_params_file
 
         self.spec = RobotSpec.load(robot)
         self.task, self.log = task, log
@@ -141,8 +141,7 @@ class ClosedLoop:
         graph = build_sim_graph(GraphArgs(
             robot=robot, checkpoint=str(checkpoint), backend=backend, memory=memory,
             scheduler=scheduler, use_sim_time=True, composed=composed, task=task,
-            params_file=str(observation_params_file(workdir / "observation_params.yaml",
-                                                    checkpoint, policy=policy_params))),
+            params_file=policy_params_file(workdir / "policy_params.yaml", policy_params)),
             sim=sim_params)
         self.procs = [NodeProcess(s.command(), log_path=str(workdir / f"{s.name}.log"))
                       for s in graph]

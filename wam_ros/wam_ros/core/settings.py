@@ -47,8 +47,10 @@ class _Settings:
 @dataclass(frozen=True)
 class ObservationSettings(_Settings):
     robot: str = "cobot_magic"
-    image_width: int = 224
-    image_height: int = 224
+    # 0 (default): the size the policy announces on /wam/policy/input (its checkpoint's or its
+    # server's); > 0: this size, whatever the policy takes (the policy refuses a mismatch)
+    image_width: int = 0
+    image_height: int = 0
     resize_mode: str = "center_crop"
     slop_s: float = 0.02  # cameras' stamps within a set may differ by this much
     # joints interpolated at the set's stamp between the joint states either side of it; a set
@@ -76,8 +78,12 @@ class ObservationSettings(_Settings):
         _check(n, "limit_margin", self.limit_margin, minimum=0.0)
         _check(n, "input_dead_after_s", self.input_dead_after_s, positive=True)
         _check(n, "rate_tolerance", self.rate_tolerance, minimum=0.0, maximum=1.0)
-        _check(n, "image_width", self.image_width, positive=True)
-        _check(n, "image_height", self.image_height, positive=True)
+        _check(n, "image_width", self.image_width, minimum=0)
+        _check(n, "image_height", self.image_height, minimum=0)
+        if (self.image_width == 0) != (self.image_height == 0):
+            raise ConfigError(f"{n}.image_width, image_height: got {self.image_width}, "
+                              f"{self.image_height}; allowed: both 0 (the policy's size) or "
+                              "both > 0")
         _check(n, "resize_mode", self.resize_mode, choices=RESIZE_MODES)
         _check(n, "slop_s", self.slop_s, minimum=0.0)
         _check(n, "joint_slop_s", self.joint_slop_s, minimum=0.0)

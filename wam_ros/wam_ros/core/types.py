@@ -94,3 +94,37 @@ class Chunk:
     def times(self) -> np.ndarray:
         """(H,) absolute time of each action."""
         return self.stamp + self.start_offset + self.dt * np.arange(self.horizon)
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What the loaded policy takes: its cameras (in order) and image size. The policy node
+    announces it (from its checkpoint or its server's metadata) and the observation node
+    follows it, so no configuration file repeats the model's input."""
+
+    cameras: tuple[str, ...]
+    image_height: int
+    image_width: int
+
+    def __post_init__(self) -> None:
+        if not self.cameras or self.image_height <= 0 or self.image_width <= 0:
+            raise ValueError(f"input contract: cameras {list(self.cameras)}, image "
+                             f"{self.image_width}x{self.image_height}; allowed: at least one "
+                             "camera and a positive size")
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"cameras": list(self.cameras), "image_height": self.image_height,
+                           "image_width": self.image_width})
+
+    @classmethod
+    def from_json(cls, text: str) -> InputContract:
+        import json
+
+        try:
+            doc = json.loads(text)
+            return cls(tuple(str(c) for c in doc["cameras"]), int(doc["image_height"]),
+                       int(doc["image_width"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"input contract {text[:200]!r}: {exc}") from exc

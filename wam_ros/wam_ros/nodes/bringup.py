@@ -27,6 +27,7 @@ def link(observation: ObservationNode, policy: PolicyNode, decoder: DecoderNode,
     policy.destroy_subscription(policy.observation_sub)
     decoder.destroy_subscription(decoder.chunk_sub)
     smoother.destroy_subscription(smoother.chunk_sub)
+    observation.apply_contract(policy.contract)
     observation.local_sinks.append(policy.accept_observation)
     policy.local_sinks.append(decoder.accept_chunk)
     decoder.local_sinks.append(smoother.accept_chunk)

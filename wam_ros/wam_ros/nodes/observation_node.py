@@ -6,6 +6,10 @@ validated first (core.inputs): a frame that cannot be decoded, is too large, or 
 future, and a joint state with duplicate, missing or implausible values, is refused and counted
 per input; nothing from outside can raise out of a callback. A clock that jumps back resets the
 synchroniser.
+
+The cameras and image size come from the policy's input contract (topics.POLICY_INPUT, latched:
+what its checkpoint or server takes), unless image_width / image_height are set; until the
+contract arrives nothing is published, and /diagnostics says so.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from functools import partial
 
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import String
 
+from wam_ros.core.health import ERROR, WARN
 from wam_ros.core.image import prepare_image
 from wam_ros.core.inputs import ClockJump, InputRefused, JointStateCheck, check_stamp
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import ObservationSettings
 from wam_ros.core.sync import ApproximateSync
-from wam_ros.core.types import Observation
+from wam_ros.core.types import InputContract, Observation
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import OneShot, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
@@ -36,9 +42,9 @@ class ObservationNode(Node):
         self.settings = declare_settings(self, ObservationSettings)
         self.robot = RobotSpec.load(self.settings.robot)
         s = self.settings
-        self.sync = ApproximateSync(self.robot.camera_names, s.slop_s, s.max_age_s,
-                                    s.joint_slop_s, extrapolate=s.joint_extrapolate,
-                                    max_future=s.max_future_s)
+        self.contract: InputContract | None = None
+        self.sync: ApproximateSync | None = None
+        self._contract_problem = ""
         self.joint_check = JointStateCheck(self.robot, s.limit_margin)
         self.clock_jump = ClockJump()
         self.sequence = 0
@@ -46,6 +52,7 @@ class ObservationNode(Node):
         # composed bringup: consumers in this process get each Observation directly
         self.local_sinks: list[Callable[[Observation], None]] = []
         self.diag = Diagnostics(self, "observation")
+        self.diag.add_conditions(self._conditions)
         self.inputs = {c.name: self.diag.add_input(c.name, c.rate_hz, s.input_dead_after_s,
                                                     s.rate_tolerance)
                        for c in self.robot.cameras}
@@ -64,29 +71,76 @@ class ObservationNode(Node):
                                      topics.SENSOR_QOS)
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
                                  topics.SENSOR_QOS)
+        if s.image_width:  # sized by parameters: every camera of the robot
+            self.apply_contract(InputContract(self.robot.camera_names, s.image_height,
+                                              s.image_width))
+        else:
+            self.create_subscription(String, topics.POLICY_INPUT, self.on_contract,
+                                     topics.CONTRACT_QOS)
+            self.get_logger().info(f"{self.robot.name}: waiting for the policy's input "
+                                   f"contract on {topics.POLICY_INPUT}")
+
+    def on_contract(self, msg: String) -> None:
+        try:
+            contract = InputContract.from_json(msg.data)
+        except ValueError as exc:
+            self._contract_problem = str(exc)
+            self.get_logger().error(str(exc))
+            return
+        self.apply_contract(contract)
+
+    def apply_contract(self, contract: InputContract) -> None:
+        """Publish what the policy takes: its cameras, at its image size (the composed
+        bringup hands the policy's contract over directly)."""
+        if contract == self.contract:
+            return
+        unknown = [c for c in contract.cameras if c not in self.robot.camera_names]
+        if unknown:
+            self._contract_problem = (f"the policy takes cameras {unknown} that robot "
+                                      f"{self.robot.name} does not have "
+                                      f"({list(self.robot.camera_names)})")
+            self.get_logger().error(self._contract_problem)
+            return
+        s = self.settings
+        self.contract, self._contract_problem = contract, ""
+        self.sync = ApproximateSync(contract.cameras, s.slop_s, s.max_age_s, s.joint_slop_s,
+                                    extrapolate=s.joint_extrapolate, max_future=s.max_future_s)
         self.get_logger().info(
-            f"{self.robot.name}: {len(self.robot.cameras)} cameras -> {topics.OBSERVATION} at "
-            f"{s.image_width}x{s.image_height} (slop {s.slop_s * 1e3:.0f} ms)")
+            f"{self.robot.name}: cameras {list(contract.cameras)} -> {topics.OBSERVATION} at "
+            f"{contract.image_width}x{contract.image_height} (slop {s.slop_s * 1e3:.0f} ms)")
+
+    def _conditions(self, now: float) -> list[tuple[int, str]]:
+        if self._contract_problem:
+            return [(ERROR, self._contract_problem)]
+        if self.contract is None:
+            return [(WARN, f"waiting for the policy's input contract on {topics.POLICY_INPUT}"
+                     " (is the policy node up?)")]
+        return []
 
     def _now(self) -> float:
         now = stamp_sec(self)
         if self.clock_jump.update(now):
             self.get_logger().warning("the clock jumped back: synchroniser reset")
-            self.sync.reset()
+            if self.sync is not None:
+                self.sync.reset()
             self.diag.health.reset_clock(now)
         return now
 
     def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         now = self._now()
         source = self.inputs[camera]
-        s = self.settings
+        s, contract, sync = self.settings, self.contract, self.sync
+        if contract is None or sync is None or camera not in contract.cameras:
+            source.good(now)  # alive; nothing to do with it (yet)
+            return
         stamp = conversions.to_sec(msg.header.stamp)
         try:
             check_stamp(stamp, now, s.max_future_s, f"camera {camera}")
             rgb = (conversions.compressed_to_rgb(msg, s.max_image_pixels)
                    if isinstance(msg, CompressedImage)
                    else conversions.image_to_rgb(msg, s.max_image_pixels))
-            img = prepare_image(rgb, s.image_height, s.image_width, s.resize_mode)
+            img = prepare_image(rgb, contract.image_height, contract.image_width,
+                                s.resize_mode)
         except InputRefused as exc:  # conversions.ImageError included
             self.diag.refuse(exc.reason, f"camera {camera}: {exc}", source, now)
             return
@@ -94,7 +148,7 @@ class ObservationNode(Node):
             self.diag.refuse("undecodable", f"camera {camera}: {type(exc).__name__}: {exc}",
                              source, now)
             return
-        self._offer(source, lambda: self.sync.add_frame(camera, stamp, img, now), now)
+        self._offer(sync, source, lambda: sync.add_frame(camera, stamp, img, now), now)
         self._emit()
 
     def on_joints(self, msg: JointState) -> None:
@@ -106,39 +160,46 @@ class ObservationNode(Node):
         except InputRefused as exc:
             self.diag.refuse(exc.reason, str(exc), self.joint_input, now)
             return
-        self._offer(self.joint_input, lambda: self.sync.add_joint_state(stamp, q, now), now)
+        sync = self.sync
+        if sync is None:
+            self.joint_input.good(now)
+            return
+        self._offer(sync, self.joint_input, lambda: sync.add_joint_state(stamp, q, now), now)
         self._emit()  # the joint state may be the last piece of a set
 
-    def _offer(self, source, add: Callable[[], bool], now: float) -> None:
+    def _offer(self, sync: ApproximateSync, source, add: Callable[[], bool], now: float
+               ) -> None:
         """Hand a validated message to the synchroniser; one it drops (stale, out of order)
         is a refusal of its input, with the synchroniser's reason."""
-        before = self.sync.dropped.copy()
+        before = sync.dropped.copy()
         if add():
             source.good(now)
             return
-        reason = next((k for k, v in self.sync.dropped.items() if v > before.get(k, 0)),
+        reason = next((k for k, v in sync.dropped.items() if v > before.get(k, 0)),
                       "dropped")
         self.diag.refuse(reason, f"{source.name}: dropped by the synchroniser", source, now)
 
-
     def _emit(self) -> None:
+        sync = self.sync
+        if sync is None:
+            return
         now = stamp_sec(self)
-        synced = self.sync.poll(now)
+        synced = sync.poll(now)
         if synced is None:
-            if self.sync.deadline is not None:
-                self._deadline.arm(self.sync.deadline - now)
+            if sync.deadline is not None:
+                self._deadline.arm(sync.deadline - now)
             return
         obs = Observation(synced.stamp, synced.images, synced.joint_positions,
                           sequence=self.sequence)
         for sink in self.local_sinks:  # before serialising the message: they are waiting
             sink(obs)
-        dropped = sum(self.sync.dropped.values())
+        dropped = sum(sync.dropped.values())
         self.pub.publish(conversions.observation_to_msg(
             obs, self.robot.action_layout, synced.image_stamps,
             dropped_frames=dropped - self._dropped_reported))
         self._dropped_reported = dropped
         self.sequence += 1
-        self.diag.set_counters({f"dropped_{k}": v for k, v in self.sync.dropped.items()})
+        self.diag.set_counters({f"dropped_{k}": v for k, v in sync.dropped.items()})
         self.diag.set_value("published", self.sequence)
 
 

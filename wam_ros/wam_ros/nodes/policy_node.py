@@ -20,13 +20,14 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import TimeReference
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.inputs import ClockJump
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
-from wam_ros.core.types import Chunk, Observation
+from wam_ros.core.types import Chunk, InputContract, Observation
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import OneShot, run_nodes, stamp_sec
 from wam_ros.nodes.diagnostics import Diagnostics
@@ -90,6 +91,12 @@ class PolicyNode(Node):
         self._refusals_seen: dict[str, int] = {}  # runner refusals already in diagnostics
         self.clock_jump = ClockJump()
         self.pub = self.create_publisher(ActionChunk, topics.CHUNK_RAW, topics.CHUNK_QOS)
+        # what the model takes, latched: the observation node sizes its output from it
+        h, w = meta.image_size
+        self.contract = InputContract(tuple(meta.camera_names), int(h), int(w))
+        self.contract_pub = self.create_publisher(String, topics.POLICY_INPUT,
+                                                  topics.CONTRACT_QOS)
+        self.contract_pub.publish(String(data=self.contract.to_json()))
         # composed bringup: consumers in this process get each Chunk directly
         self.local_sinks: list[Callable[[Chunk], None]] = []
         # Observations, ticks and the reset service each get their own group: the executor

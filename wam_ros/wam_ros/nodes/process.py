@@ -65,21 +65,16 @@ def python_module_cmd(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def observation_params_file(path: Path, checkpoint: Path,
-                            policy: dict[str, object] | None = None) -> Path:
-    """A ros__parameters file sizing the observation node to the checkpoint's input (and
-    setting `policy` parameters of the policy node, if given)."""
+def policy_params_file(path: Path, policy: dict[str, object] | None) -> str:
+    """A ros__parameters file setting `policy` parameters of the policy node (what a user's
+    `params_file:=` launch argument would); "" when there are none. The observation node
+    needs none: it follows the policy's input contract."""
+    if not policy:
+        return ""
     import yaml
 
-    from wam_ros.model.checkpoint import read_checkpoint_config
-
-    h, w = read_checkpoint_config(checkpoint)[0].image_size
-    doc: dict[str, object] = {"wam_observation": {"ros__parameters": {
-        "image_height": h, "image_width": w}}}
-    if policy:
-        doc["wam_policy"] = {"ros__parameters": dict(policy)}
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    path.write_text(yaml.safe_dump({"wam_policy": {"ros__parameters": dict(policy)}}))
+    return str(path)
 
 
 def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
@@ -89,16 +84,15 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           policy_params: dict[str, object] | None = None,
                           realtime_priority: int = 0) -> list[NodeProcess]:
     """The kinematic fake robot plus the node graph (wam_ros.graph) as separate processes (or
-    the composed bringup: one process), with the observation node sized to the checkpoint's
-    input; logs go to `workdir`. realtime_priority > 0: the graph's processes run SCHED_FIFO
+    the composed bringup: one process), started as the launch files start it; logs go to
+    `workdir`. realtime_priority > 0: the graph's processes run SCHED_FIFO
     at that priority (WAM_ROS_RT_PRIORITY; inference threads stay normal)."""
     from wam_ros.graph import GraphArgs, NodeSpec, build_graph
     from wam_ros.nodes.common import RT_PRIORITY_ENV
 
-    params = observation_params_file(workdir / f"params_{scheduler}.yaml", checkpoint,
-                                     policy_params)
+    params = policy_params_file(workdir / f"params_{scheduler}.yaml", policy_params)
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
-                                  memory=memory, scheduler=scheduler, params_file=str(params),
+                                  memory=memory, scheduler=scheduler, params_file=params,
                                   composed=composed))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot",
                     {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})

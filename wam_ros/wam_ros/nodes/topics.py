@@ -27,6 +27,9 @@ ENABLE_SERVICE = "/wam/enable"  # std_srvs/Trigger: clear a latched e-stop
 # true = start a new episode (memory cleared) and run
 RUN_SERVICE = "/wam/policy/run"
 HOME_SERVICE = "/wam/home"  # std_srvs/Trigger: smoother replaces the plan by a move home
+# std_msgs/String, JSON (core.types.InputContract): the cameras and image size the loaded
+# policy takes; latched, the observation node sizes its output from it
+POLICY_INPUT = "/wam/policy/input"
 SIM_STATUS = "/wam/sim/status"  # std_msgs/String, JSON (sim.mujoco_sim.SimStatus)
 SIM_RESET = "/wam/sim/reset"  # std_srvs/Trigger: new episode, scene re-randomised
 
@@ -69,6 +72,14 @@ ESTOP_SUBSCRIPTION_QOS = (
                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE),
     QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE),
+)
+
+# The policy's input contract: latched, so an observation node that (re)starts later gets it.
+CONTRACT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 
 # Recording (nodes/recorder_node.py): std_srvs/Trigger, except MARK (SetBool: true = success).
