@@ -295,3 +295,23 @@ def test_sai_is_refused_for_a_remote_policy():
         remote.speculate(0.5)
     with pytest.raises(ValueError, match="expected ws://HOST:PORT"):
         RemotePolicy(ServerMapping.load("wam_ros"), COBOT, "http://127.0.0.1:1")
+
+
+def test_api_key_is_required_when_set_and_healthz_answers():
+    import urllib.request
+
+    server = echo_server()
+    server.api_key = "s3cret"
+    with server.in_thread() as port:
+        url = f"ws://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert answer.status == 200
+        lines: list[str] = []
+        without = RemotePolicy(ServerMapping.load("wam_ros"), COBOT, url, log=lines.append)
+        with pytest.raises(ServerUnreachable):
+            without.infer(observation(COBOT, 0))
+        assert len(lines) == 1 and url in lines[0] and "401" in lines[0]
+        with_key = RemotePolicy(ServerMapping.load("wam_ros"), COBOT, url, api_key="s3cret",
+                                timeout_s=30.0, log=lambda _m: None)
+        assert with_key.infer(observation(COBOT, 1)).actions.shape == (6, 14)
+        with_key.close()
