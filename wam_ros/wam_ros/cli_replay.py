@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="", help="task given to the policy (default: the bag's)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="offline: predicted vs recorded trajectories (PNG)")
+    p.add_argument("--video", metavar="DIR",
+                   help="offline: DIR/<bag>.mp4 per bag, the cameras side by side with the "
+                        "time and plan latency overlaid")
     p.add_argument("--live", action="store_true", help="publish the bag on its topics")
     p.add_argument("--rate", type=float, default=1.0, help="live: playback speed")
     p.add_argument("--loop", action="store_true", help="live: start over at the end")
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                             backend=args.backend, flow_steps=args.flow_steps,
                             latency_ms=args.latency_ms, task=args.task)
     try:
-        report = replay(args.bags, args.checkpoint, options, args.json, args.plot)
+        report = replay(args.bags, args.checkpoint, options, args.json, args.plot,
+                        video_dir=args.video)
     except (ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

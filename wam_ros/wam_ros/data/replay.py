@@ -37,6 +37,7 @@ from wam_ros.core.types import Observation
 from wam_ros.data.bag import deserialize, header_stamp_ns, image_to_rgb, open_bag
 from wam_ros.data.convert import _interp, _read_streams, camera_topics
 from wam_ros.data.follower import FollowerStates
+from wam_ros.data.run_video import overlay_lines
 from wam_ros.data.teleop import LeaderMap
 from wam_ros.runtime.stack import StackTrace
 
@@ -89,8 +90,11 @@ def recorded_actions(bag: Any, spec: RobotSpec, cams: dict[str, str]) -> tuple[R
 
 
 def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
-                   log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One bag through the policy; (metrics, trace for the plot)."""
+                   log: Callable[[str], None] = print, video: Any = None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One bag through the policy; (metrics, trace for the plot). `video`
+    (data.run_video.RunVideo): a frame of the cameras at every observation, with the time and
+    the newest plan's latency."""
     from wam_ros.core.settings import ObservationSettings
     from wam_ros.core.sync import ApproximateSync
     from wam_ros.runtime.stack import SimulatedStack, node_params, settings_from
@@ -158,6 +162,11 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
             sequence += 1
             observations += 1
             stack.runner.on_observation(obs, now)
+            if video is not None:
+                latency = stack.trace.plan_latency[-1][1] * 1e3 if stack.trace.plan_latency \
+                    else None
+                video.add([synced.images[c] for c in meta.camera_names],
+                          overlay_lines(Path(bag_path).name, now - first, "", latency))
     if first is None:
         raise ValueError(f"{bag_path}: no camera or joint state messages")
     stack.advance(last + 1e-9, measure)
@@ -227,8 +236,10 @@ def _metrics(trace: StackTrace, recorded: Recorded, spec: RobotSpec, horizon: in
 
 def replay(bags: list[str | Path], checkpoint: str | Path, options: ReplayOptions,
            json_path: str | Path | None = None, plot_path: str | Path | None = None,
-           log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every bag through one policy (reset between episodes); the report written as JSON."""
+           log: Callable[[str], None] = print,
+           video_dir: str | Path | None = None) -> dict[str, Any]:
+    """Every bag through one policy (reset between episodes); the report written as JSON;
+    `video_dir`: one mp4 per bag (<bag name>.mp4, cameras side by side, overlay)."""
     from wam_ros.data.convert import find_bags
     from wam_ros.runtime import load_policy
 
@@ -239,7 +250,17 @@ def replay(bags: list[str | Path], checkpoint: str | Path, options: ReplayOption
     _warm_up(policy)
     episodes, plots, errors = [], [], []
     for path in find_bags(bags):
-        metrics, plot = replay_episode(path, policy, options, log)
+        video = None
+        if video_dir is not None:
+            from wam_ros.data.run_video import RunVideo
+
+            rate = RobotSpec.load(policy.meta.robot).cameras[0].rate_hz
+            video = RunVideo(Path(video_dir) / f"{Path(path).name}.mp4", rate)
+        try:
+            metrics, plot = replay_episode(path, policy, options, log, video)
+        finally:
+            if video is not None and video.close() is not None:
+                log(f"video: {video.path}")
         errors.append(metrics.pop("_errors"))
         episodes.append(metrics)
         plots.append((Path(path).name, plot))

@@ -88,6 +88,8 @@ class StackTrace:
     boundary_jumps: list[float] = field(default_factory=list)
     first_action: list[tuple[float, np.ndarray]] = field(default_factory=list)
     rejected: int = 0
+    # per applied chunk: (time applied, plan latency = that time - its observation's stamp)
+    plan_latency: list[tuple[float, float]] = field(default_factory=list)
 
 
 class SimulatedStack:
@@ -229,6 +231,7 @@ class SimulatedStack:
             self.trace.rejected += 1
             return
         self.runner.on_chunk_applied(out.stamp, now)
+        self.trace.plan_latency.append((now, now - out.stamp))
         times = out.times()
         self.trace.chunks.append((times, self.spec.joint_to_action(out.actions)))
         if len(self.trace.chunks) > 1:

@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 ROBOTS_HELP = "robot config name (config/robots/<robot>.yaml)"
 
@@ -134,6 +135,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a wam_policy parameter replacing config/wam_ros.yaml's "
                         "(repeatable), e.g. latency_margin_s=0.15 (--stack) or flow_steps=8")
     r.add_argument("--json", help="write the result here")
+    r.add_argument("--video", metavar="DIR",
+                   help="write DIR/episode_<seed>.mp4 per episode: the cameras side by side, "
+                        "episode, time, phase and plan latency overlaid")
     r.set_defaults(func=run_rollout)
 
     b = cmds.add_parser("bench", help="physics steps/s and render time per camera")
@@ -307,19 +311,31 @@ def run_rollout(args: argparse.Namespace) -> int:
     policy = load_policy(args.checkpoint, backend=args.backend, memory=args.memory,
                          memory_stride=args.memory_stride, **load)
     runs = []
+    from contextlib import nullcontext
+
+    from wam_ros.data.run_video import RunVideo
+
+    def video_of(seed: int):  # one file per episode; frames at the camera / action rate
+        if not args.video:
+            return nullcontext()
+        fps = (sim.robot.cameras[0].rate_hz if args.stack else sim.robot.action_rate_hz)
+        return RunVideo(Path(args.video) / f"episode_{seed}.mp4", fps)
+
     with Simulator(args.robot, args.task, args.seed) as sim:
         for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="episodes"):
-            if args.stack:
-                runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
-                                          latency_s=args.latency_ms * 1e-3,
-                                          policy_settings=overrides,
-                                          latency_p99_s=None if args.latency_p99_ms is None
-                                          else args.latency_p99_ms * 1e-3,
-                                          handoff_s=args.handoff_ms * 1e-3,
-                                          timeout=args.timeout))
-            else:
-                runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
-                                           timeout=args.timeout, delay=args.delay))
+            with video_of(seed) as video:
+                if args.stack:
+                    runs.append(stack_rollout(sim, policy, seed, scheduler=args.stack,
+                                              latency_s=args.latency_ms * 1e-3,
+                                              policy_settings=overrides,
+                                              latency_p99_s=None if args.latency_p99_ms is None
+                                              else args.latency_p99_ms * 1e-3,
+                                              handoff_s=args.handoff_ms * 1e-3,
+                                              timeout=args.timeout, video=video))
+                else:
+                    runs.append(policy_rollout(sim, policy, seed, execute=args.execute,
+                                               timeout=args.timeout, delay=args.delay,
+                                               video=video))
     ok = [r for r in runs if r.success]
     phases = dict(Counter(r.phase for r in runs))
     infer = np.concatenate([r.infer_ms for r in runs])

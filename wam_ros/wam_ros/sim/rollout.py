@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wam_ros.core.decoding import ChunkDecoder
+from wam_ros.data.run_video import overlay_lines
 
 
 @dataclass
@@ -45,14 +46,15 @@ class PolicyRollout:
 def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15.0,
                    image_size: tuple[int, int] | None = None,
                    decoder: ChunkDecoder | None = None, on_step=None,
-                   delay: int = 0) -> PolicyRollout:
+                   delay: int = 0, video=None) -> PolicyRollout:
     """One episode: reset the scene with `seed` and the policy's memory, then plan / execute
     `execute` actions of each chunk until success or `timeout` sim seconds. `on_step(sim,
     command)` is called before each command is applied.
 
     `delay` (actions) models inference latency as the async scheduler lives it: the arm goes
     on with the previous chunk for `delay` actions after the observation, then the new chunk
-    takes over at its action `delay` (its earlier actions are already in the past)."""
+    takes over at its action `delay` (its earlier actions are already in the past).
+    `video` (data.run_video.RunVideo): a frame of the cameras after every action."""
     if execute < 1:
         raise ValueError(f"execute: got {execute}; allowed: >= 1 actions per chunk")
     if not 0 <= delay < execute:
@@ -82,6 +84,10 @@ def policy_rollout(sim, policy, seed: int, execute: int = 8, timeout: float = 15
             sim.command_joints(np.asarray(command, dtype=np.float64))
             sim.step(dt)
             status = sim.status()
+            if video is not None:
+                video.add(sim.observation(width=w, height=h).images,
+                          overlay_lines(f"seed {seed}", sim.elapsed, status.phase,
+                                        infer_ms[-1] + delay * dt * 1e3))
             if status.success or sim.elapsed >= timeout:
                 break
     return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
@@ -93,12 +99,13 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
                   pipeline_config=None, on_command=None,
                   policy_settings: dict | None = None,
                   latency_p99_s: float | None = None, handoff_s: float = 0.0,
-                  stop=None) -> PolicyRollout:
+                  stop=None, video=None) -> PolicyRollout:
     """One episode through SimulatedStack (module docstring): cameras at the robot's first
     camera rate, joint states and commands at the control rate; `on_command(sim, out)` sees
     each PipelineOutput before it is applied; `policy_settings`, `handoff_s` and
     `latency_p99_s` (a latency tail, drawn with the episode's seed) as SimulatedStack's.
-    `stop(status)` (a SimStatus) ends the episode early where it returns True."""
+    `stop(status)` (a SimStatus) ends the episode early where it returns True. `video`
+    (data.run_video.RunVideo): a frame of the cameras at every observation."""
     from wam_ros.runtime.stack import SimulatedStack
 
     h, w = image_size or tuple(policy.meta.image_size)
@@ -129,9 +136,15 @@ def stack_rollout(sim, policy, seed: int, scheduler: str = "async", latency_s: f
     while not status.success and sim.elapsed < timeout and not (stop and stop(status)):
         stack.advance(next_frame, measure, command)
         run_to(next_frame)
-        stack.observe(sim.observation(width=w, height=h), sim.time)
+        obs = sim.observation(width=w, height=h)
+        stack.observe(obs, sim.time)
         next_frame += frame_dt
         status = sim.status()
+        if video is not None:
+            latency = stack.trace.plan_latency[-1][1] * 1e3 if stack.trace.plan_latency \
+                else None
+            video.add(obs.images, overlay_lines(f"seed {seed}", sim.elapsed, status.phase,
+                                                latency))
     return PolicyRollout(int(seed), bool(status.success), float(sim.elapsed), status.phase,
                          stack.trace.compute_ms, stack.runner.scheduler.idle_fraction)
 

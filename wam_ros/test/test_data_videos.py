@@ -1,0 +1,67 @@
+"""Videos of runs: the cameras side by side with an overlay, H.264 where PyAV has it, from a
+simulator rollout (`wam-ros sim rollout --video`) and an offline bag replay (`--video`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wam_ros.data.run_video import RunVideo, compose, overlay_lines
+from wam_ros.data.video import read_video, video_info
+
+
+def test_compose_puts_cameras_side_by_side_under_the_overlay() -> None:
+    cams = {c: np.full((32, 40, 3), 60 * (i + 1), np.uint8) for i, c in enumerate("abc")}
+    frame = compose(cams, overlay_lines("ep_000001", 1.25, "grasp", 42.0))
+    scale = 8  # 32 px enlarged to at least 240
+    assert frame.shape[1] == 3 * 40 * scale and frame.shape[0] % 2 == 0
+    top = frame.shape[0] - 32 * scale
+    assert top > 0 and frame[top:, :10].mean() == pytest.approx(60)
+    assert frame[top:, -10:].mean() == pytest.approx(180)
+    assert frame[:top].max() == 255  # the text
+    assert overlay_lines("e", 0.0)[1] == "plan latency -"
+
+
+def test_run_video_is_h264_with_every_frame(tmp_path) -> None:
+    with RunVideo(tmp_path / "v.mp4", 30) as video:
+        for t in range(12):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:, : 4 * t + 4] = 200
+            video.add([img, img[:, ::-1]], overlay_lines("ep", t / 30, "", 10.0))
+    info = video_info(tmp_path / "v.mp4")
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    frames = list(read_video(tmp_path / "v.mp4"))
+    assert len(frames) == 12
+    assert [round(t * 30) for t, _ in frames] == list(range(12))
+    assert RunVideo(tmp_path / "none.mp4", 30).close() is None
+
+
+@pytest.mark.slow
+def test_sim_rollout_writes_a_video(tiny_checkpoint, tmp_path) -> None:
+    from wam_ros.runtime import load_policy
+    from wam_ros.sim.mujoco_sim import Simulator
+    from wam_ros.sim.rollout import policy_rollout, stack_rollout
+
+    policy = load_policy(tiny_checkpoint("cobot_magic"))
+    with Simulator("cobot_magic", "pick_place") as sim:
+        with RunVideo(tmp_path / "a.mp4", sim.robot.action_rate_hz) as video:
+            policy_rollout(sim, policy, seed=5, execute=4, timeout=0.3, video=video)
+        with RunVideo(tmp_path / "b.mp4", sim.robot.cameras[0].rate_hz) as video:
+            stack_rollout(sim, policy, seed=5, scheduler="sync", latency_s=0.05,
+                          timeout=0.3, video=video)
+    assert len(list(read_video(tmp_path / "a.mp4"))) == 9  # 0.3 s at 30 Hz
+    b = video_info(tmp_path / "b.mp4")
+    assert b["frames"] >= 7 and b["width"] == 3 * 32 * 8  # three 32 px cameras, x8
+
+
+@pytest.mark.slow
+def test_offline_replay_writes_a_video_per_bag(tiny_checkpoint, tmp_path) -> None:
+    from wam_ros.data.replay import ReplayOptions, replay
+    from wam_ros.data.synthetic import write_synthetic_episode
+
+    bag = write_synthetic_episode(tmp_path / "bag", "cobot_magic", 1.0, image_size=(48, 64))
+    report = replay([bag], tiny_checkpoint("cobot_magic"), ReplayOptions(scheduler="sync"),
+                    log=lambda _m: None, video_dir=tmp_path / "videos")
+    (ep,) = report["episodes"]
+    path = tmp_path / "videos" / f"{bag.name}.mp4"
+    assert video_info(path)["frames"] == ep["observations"]
