@@ -34,7 +34,9 @@ def _check_dtype(dtype: np.dtype) -> None:
 def _encode(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         _check_dtype(obj.dtype)
-        return {b"__ndarray__": True, b"data": np.ascontiguousarray(obj).tobytes(),
+        # a view, not .tobytes(): msgpack copies the buffer once into its output
+        data = memoryview(np.ascontiguousarray(obj)).cast("B") if obj.size else b""
+        return {b"__ndarray__": True, b"data": data,
                 b"dtype": obj.dtype.str, b"shape": list(obj.shape)}
     if isinstance(obj, np.generic):
         _check_dtype(obj.dtype)
