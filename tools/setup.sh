@@ -100,6 +100,35 @@ if ! stamp_ok msgs "${MSG_FILES[@]}" "$0"; then
   stamp_set msgs "${MSG_FILES[@]}" "$0"
 fi
 
+# The upstream ROS 2 launch stack (launch, launch_ros, launch_testing) for the launch tests,
+# from the wheels in ../shared/ros-launch where that folder exists (they are on no registry
+# reachable here; a sourced ROS install has its own), and colcon, with which those tests build
+# the repository as a workspace. launch_ros imports composition_interfaces: built like our
+# messages.
+LAUNCH_SRC="$(cd "$ROOT/.." && pwd)/shared/ros-launch"
+if [[ $SYSTEM_ROS == 0 && -d "$LAUNCH_SRC/wheels" ]]; then
+  shopt -s nullglob
+  LAUNCH_FILES=("$LAUNCH_SRC"/wheels/*.whl "$LAUNCH_SRC"/src/composition_interfaces/package.xml)
+  shopt -u nullglob
+  if ! stamp_ok ros-launch "${LAUNCH_FILES[@]}" "$0"; then
+    log "installing the ROS 2 launch stack from $LAUNCH_SRC and colcon"
+    pip_install --no-deps "$LAUNCH_SRC"/wheels/*.whl
+    pip_install osrf-pycommon colcon-core colcon-ros colcon-cmake colcon-python-setup-py \
+      colcon-package-selection colcon-parallel-executor colcon-output
+    BUILD="$ROOT/build/composition_interfaces"
+    rm -rf "$BUILD"
+    mkdir -p "$BUILD"
+    cmake -S "$LAUNCH_SRC/src/composition_interfaces" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
+      > "$BUILD/configure.log" 2>&1 || { cat "$BUILD/configure.log"; exit 1; }
+    cmake --build "$BUILD" -j "$(nproc)" > "$BUILD/build.log" 2>&1 \
+      || { tail -50 "$BUILD/build.log"; exit 1; }
+    cmake --install "$BUILD" > /dev/null
+    "$PY" -c 'import launch, launch_ros, launch_testing, composition_interfaces.srv'
+    stamp_set ros-launch "${LAUNCH_FILES[@]}" "$0"
+  fi
+fi
+
 if ! stamp_ok project "$ROOT/wam_ros/setup.py" "$ROOT/wam_ros/package.xml" "$0"; then
   log "installing wam_ros (editable)"
   pip_install --no-deps --no-build-isolation -e "$ROOT/wam_ros"

@@ -37,6 +37,8 @@ def fake_launch(monkeypatch):
     mods["launch"].LaunchDescription = list
     mods["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Record,), {})
     mods["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Record,), {})
+    mods["launch.actions"].SetEnvironmentVariable = type("SetEnvironmentVariable", (_Record,),
+                                                         {})
     mods["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (_Record,), {})
     for name, mod in mods.items():
@@ -56,7 +58,8 @@ def _run(description, **overrides):
     context = {name: e.kwargs["default_value"] for name, e in declared.items()}
     context.update(overrides)
     (opaque,) = [e for e in description if type(e).__name__ == "OpaqueFunction"]
-    return declared, opaque.kwargs["function"](context)
+    actions = opaque.kwargs["function"](context)
+    return declared, [a for a in actions if type(a).__name__ == "Node"]
 
 
 @pytest.mark.parametrize("launch_file, builder, robot", [

@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from wam_ros.core.settings import BACKENDS, MEMORIES, MODES, SCHEDULERS
 from wam_ros.paths import config_dir, task_checkpoint
 
 PACKAGE = "wam_ros"
@@ -25,11 +26,12 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "robot": ("cobot_magic", "robot config name (config/robots/<robot>.yaml) or a YAML path"),
     "checkpoint": ("", "policy checkpoint directory; empty = the shipped default for the robot "
                        "(sim.launch.py: for the simulated task where one is shipped for it)"),
-    "backend": ("torch", "inference backend: torch | onnxruntime | tensorrt | remote (a policy "
+    "backend": ("torch", f"inference backend: {' | '.join(BACKENDS)} (remote: a policy "
                          "server: server_url, server_mapping in params_file)"),
-    "memory": ("kv", "policy memory: kv (KV cache with observation replacement) | ttt"),
-    "scheduler": ("async", "chunk scheduler: sync | async | sai (speculative)"),
-    "mode": ("joint", "inference mode: joint | fast | two_stage"),
+    "memory": ("kv", f"policy memory: {' | '.join(MEMORIES)} (kv: KV cache with observation "
+                     "replacement)"),
+    "scheduler": ("async", f"chunk scheduler: {' | '.join(SCHEDULERS)} (sai: speculative)"),
+    "mode": ("joint", f"inference mode: {' | '.join(MODES)}"),
     "use_sim_time": ("false", "take time from /clock (simulator or bag replay)"),
     "task": ("", "instruction given to the policy; sim.launch.py: a simulated task "
                  "(pick_place | handover), whose instruction the policy then gets"),
@@ -118,6 +120,43 @@ STATELESS_RESPAWN_S = 1.0
 
 def default_params_file() -> str:
     return str(config_dir() / "wam_ros.yaml")
+
+
+def validate(args: GraphArgs, sim: bool = False) -> None:
+    """Check launch arguments before anything starts: a ConfigError with one line naming the
+    argument, the value and what is allowed (launch then exits non-zero instead of starting
+    a graph with a node that dies)."""
+    from wam_ros.core.config import ConfigError
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.paths import resolve_checkpoint
+
+    for name, allowed in (("backend", BACKENDS), ("memory", MEMORIES),
+                          ("scheduler", SCHEDULERS), ("mode", MODES)):
+        value = getattr(args, name)
+        if value not in allowed:
+            raise ConfigError(f"launch argument {name}:={value}; allowed: {', '.join(allowed)}")
+    if args.backend == "remote" and args.scheduler == "sai":
+        raise ConfigError("launch argument scheduler:=sai needs our model's internals; with "
+                          "backend:=remote allowed: sync, async")
+    try:
+        robot = RobotSpec.load(args.robot)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise ConfigError(f"launch argument robot:={args.robot}: {exc}") from exc
+    if args.params_file and not os.path.isfile(args.params_file):
+        raise ConfigError(f"launch argument params_file:={args.params_file}: no such file")
+    if args.backend != "remote" and (args.checkpoint or not sim):
+        try:
+            resolve_checkpoint(args.checkpoint, robot.name)
+        except ConfigError as exc:
+            raise ConfigError(f"launch argument checkpoint:={args.checkpoint}: {exc}") from exc
+
+
+def dds_environment() -> dict[str, str]:
+    """Environment the launch files set for the nodes: the shipped Fast DDS profile (8 MiB
+    shared memory for raw camera frames, UDP on loopback), unless the user chose a profile."""
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return {}
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(config_dir() / "fastdds.xml")}
 
 
 def build_graph(args: GraphArgs) -> list[NodeSpec]:

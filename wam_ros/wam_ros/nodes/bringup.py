@@ -35,7 +35,7 @@ def link(observation: ObservationNode, policy: PolicyNode, decoder: DecoderNode,
 
 def main(args: list[str] | None = None) -> int:
     return run_nodes([ObservationNode, PolicyNode, DecoderNode, SmootherNode], args, threads=6,
-                     link=link, executor="auto")
+                     link=link, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":

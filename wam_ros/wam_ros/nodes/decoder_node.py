@@ -79,7 +79,7 @@ class DecoderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([DecoderNode], args, executor="auto")
+    return run_nodes([DecoderNode], args, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":

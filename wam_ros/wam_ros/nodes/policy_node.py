@@ -254,7 +254,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([PolicyNode], args, executor="auto")
+    return run_nodes([PolicyNode], args, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":
