@@ -93,13 +93,22 @@ def test_episode_protocol_through_the_graph(ros_domain, tmp_path, monkeypatch) -
     spec = RobotSpec.load("cobot_magic")
     checkpoint = make_tiny_checkpoint(tmp_path / "ckpt", spec.name)
     loop = ClosedLoop(tmp_path / "run", spec.name, "pick_place", checkpoint, backend="torch",
-                      seed=7, log=lambda m: None)
+                      seed=7, log=lambda m: None, video=True)
     try:
         first = loop.episode(timeout_s=3.0, trace=True)
         _commands_within_limits(spec, loop)
-        second = loop.episode(timeout_s=2.0)
+        second = loop.episode(timeout_s=2.0, video_path=tmp_path / "episode_2.mp4")
     finally:
         loop.close()
+    # the second episode filmed (`wam-ros demo`): three cameras side by side, one frame per
+    # third frame of the first camera (10 fps of sim time; frames the probe missed, as it does
+    # on a loaded machine, are filled: test_data_videos.py)
+    from wam_ros.data.video import video_info
+
+    film = video_info(tmp_path / "episode_2.mp4")
+    assert film["codec"] == "h264" and film["frames"] >= 1
+    assert film["width"] >= 3 * 160 and film["height"] > 160  # 3 cameras, 160 px high
+    assert not (tmp_path / "episode_1.mp4").exists()
     assert first.seed != second.seed  # the scene was re-randomised
     assert not first.success and first.completion_s == 3.0
     assert len(first.latencies_ms) >= 3 and min(first.latencies_ms) > 0.0

@@ -34,6 +34,12 @@ def test_run_video_is_h264_with_every_frame(tmp_path) -> None:
     assert len(frames) == 12
     assert [round(t * 30) for t, _ in frames] == list(range(12))
     assert RunVideo(tmp_path / "none.mp4", 30).close() is None
+    # frames that did not arrive (a dropping subscriber) are filled: the video keeps time
+    img = np.zeros((32, 32, 3), np.uint8)
+    with RunVideo(tmp_path / "gaps.mp4", 30) as video:
+        for t in (10.0, 10.1, 10.2, 10.2 + 1 / 30):
+            video.add([img], ["gap"], t=t)
+    assert video.frames == 8 and len(list(read_video(tmp_path / "gaps.mp4"))) == 8
 
 
 @pytest.mark.slow
@@ -65,3 +71,20 @@ def test_offline_replay_writes_a_video_per_bag(tiny_checkpoint, tmp_path) -> Non
     (ep,) = report["episodes"]
     path = tmp_path / "videos" / f"{bag.name}.mp4"
     assert video_info(path)["frames"] == ep["observations"]
+
+
+def test_film_worker_encodes_on_its_own_thread(tmp_path) -> None:
+    from wam_ros.data.run_video import FilmWorker
+
+    def decode(level: int) -> np.ndarray:
+        return np.full((16, 16, 3), level, np.uint8)
+
+    film = FilmWorker(RunVideo(tmp_path / "w.mp4", 10), decode=decode)
+    for k in range(5):
+        assert film.submit([10 * k, 20 * k], ["w"], t=k / 10)
+    assert film.close() == tmp_path / "w.mp4" and film.dropped == 0
+    assert len(list(read_video(tmp_path / "w.mp4"))) == 5
+    broken = FilmWorker(RunVideo(tmp_path / "x.mp4", 10), decode=lambda _: 1 / 0)
+    broken.submit([0], ["x"], t=0.0)
+    with pytest.raises(RuntimeError, match="filming failed"):
+        broken.close()

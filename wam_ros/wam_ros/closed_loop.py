@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wam_ros.data.run_video import FilmWorker, RunVideo, overlay_lines
 from wam_ros.sim.pace import PACE_FLOOR
 
 # graph-paced simulation (sim.pace.GraphPace): the newest command may be this many control
@@ -33,6 +34,10 @@ COMMAND_AGE_PERIODS = 2.5
 HOMING_LIMIT_S = 10.0
 # a service request without an answer this long is sent again (ClosedLoop._call)
 SERVICE_RETRY_S = 10.0
+# episode videos: pixels per camera (the sim renders 640x480), every how many camera frames
+# one is filmed (10 fps of sim time at 30 Hz cameras: the probe's CPU is the graph's too)
+VIDEO_HEIGHT, VIDEO_EVERY = 160, 3
+IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 # The simulator's default pace for closed-loop episodes (`wam-ros demo`, `wam-ros eval`): a
 # stall of the node graph this long in wall time (a preempted process, a garbage collection, a
@@ -79,6 +84,17 @@ class Trace:
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
 
 
+def _film_frame(raw: bytes) -> np.ndarray:
+    """A raw sensor_msgs/Image -> RGB VIDEO_HEIGHT pixels high (FilmWorker's thread)."""
+    import cv2
+
+    from wam_ros.data.bag import deserialize, image_to_rgb
+
+    rgb = image_to_rgb(deserialize(raw, IMAGE_TYPE))
+    width = max(2, round(rgb.shape[1] * VIDEO_HEIGHT / rgb.shape[0]))
+    return cv2.resize(rgb, (width, VIDEO_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
 class _SimStopwatch:
     """Sim seconds since it was made, from a reading of the episode's elapsed time that
     restarts at a scene reset (a status from before the reset may still be the newest)."""
@@ -103,10 +119,11 @@ class ClosedLoop:
                  composed: bool = False, seed: int = 0, camera_size: tuple[int, int] = (0, 0),
                  real_time_factor: float = 1.0, max_command_age_s: float | None = None,
                  log: Callable[[str], None] = print, startup_timeout: float = 180.0,
-                 policy_params: dict[str, object] | None = None) -> None:
+                 policy_params: dict[str, object] | None = None, video: bool = False) -> None:
         """max_command_age_s: pace the simulator to the graph (sim.pace.GraphPace): None:
         COMMAND_AGE_PERIODS control periods, 0: a fixed pace. policy_params: extra policy
-        node parameters (backend remote: server_url, server_mapping, ...)."""
+        node parameters (backend remote: server_url, server_mapping, ...). video: subscribe
+        to every camera, so that `episode(video_path=...)` can film an episode."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
@@ -182,6 +199,44 @@ class ClosedLoop:
             if not self.trace.frames or t - self.trace.frames[-1][0] >= 1.0:
                 self.trace.frames.append((t, conversions.image_to_rgb(msg).copy()))
 
+        # episode videos (episode(video_path=...)): every camera's newest frame kept as the
+        # raw message (nothing deserialised here); every VIDEO_EVERY frames of the first
+        # camera they go to a FilmWorker, whose thread decodes, composes and encodes: the
+        # probe's callbacks stay as light as without a video
+        self.video_enabled = video
+        self._film: FilmWorker | None = None
+        self._video_raw: dict[int, bytes] = {}
+        self._video_label = ""
+        self._video_count = 0
+
+        def on_video_frame(index: int, raw: bytes) -> None:
+            if self._film is None:
+                return
+            self._video_raw[index] = raw
+            if index != 0:
+                return
+            self._video_count += 1
+            if (self._video_count - 1) % VIDEO_EVERY or \
+                    len(self._video_raw) < len(self.spec.cameras):
+                return
+            from wam_ros.data.bag import header_stamp_ns
+
+            latency = (self._tags[-1][1] - self._tags[-1][0]) * 1e3 if self._tags else None
+            stamp = header_stamp_ns(raw, IMAGE_TYPE)
+            self._film.submit([self._video_raw[i] for i in range(len(self.spec.cameras))],
+                              overlay_lines(self._video_label, self._sim_elapsed(),
+                                            str(self.status.get("phase", "")), latency),
+                              None if stamp is None else stamp * 1e-9)
+
+        if video:
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+            # best effort as the cameras publish, 10 deep: frames wait while the probe is busy
+            film_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+            for i, cam in enumerate(self.spec.cameras):
+                self.node.create_subscription(
+                    Image, cam.topic, lambda raw, i=i: on_video_frame(i, raw), film_qos,
+                    raw=True)
         self.node.create_subscription(String, topics.SIM_STATUS, on_status, 10)
         self.node.create_subscription(JointState, self.spec.joint_state_topic, on_joints,
                                       topics.SENSOR_QOS)
@@ -275,7 +330,20 @@ class ClosedLoop:
         self.log(f"[closed-loop] ready in {time.monotonic() - t0:.1f} s")
 
     # ---- episodes ---------------------------------------------------------------------------
-    def episode(self, timeout_s: float, trace: bool = False) -> EpisodeResult:
+    def episode(self, timeout_s: float, trace: bool = False,
+                video_path: Path | None = None) -> EpisodeResult:
+        """One episode; `video_path`: film it there (the loop made with video=True)."""
+        if video_path is not None and not self.video_enabled:
+            raise ValueError("episode(video_path=...) needs ClosedLoop(..., video=True)")
+        try:
+            return self._episode(timeout_s, trace, video_path)
+        finally:
+            if self._film is not None:
+                film, self._film = self._film, None
+                film.close()
+
+    def _episode(self, timeout_s: float, trace: bool, video_path: Path | None
+                 ) -> EpisodeResult:
         req = self._SetBool.Request(data=False)
         self._call(self.policy_run, req)
         # arm joints only: a gripper still closed on an object cannot reach its home opening
@@ -316,6 +384,12 @@ class ClosedLoop:
         seed = int(self.status.get("seed", -1))
         self.trace = Trace() if trace else None
         self._tags.clear()
+        if video_path is not None:
+            self._video_raw.clear()
+            self._video_count = 0
+            self._video_label = f"episode seed {seed}"
+            self._film = FilmWorker(RunVideo(video_path, self.spec.cameras[0].rate_hz /
+                                             VIDEO_EVERY), decode=_film_frame)
         wall0 = time.monotonic()
         # sent again only while no plan has reached the arm: a second start resets the
         # policy's memory mid-episode

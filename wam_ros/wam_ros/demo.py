@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory", default="kv", choices=("kv", "ttt"))
     p.add_argument("--headless", default=True, action=argparse.BooleanOptionalAction,
                    help="offscreen rendering only (no window; --no-headless needs a display)")
-    p.add_argument("--out", default="demo_out", help="folder for the image strip and plot")
+    p.add_argument("--out", default="demo_out",
+                   help="folder for the image strip, the plot and the first episode's video")
+    p.add_argument("--video", metavar="DIR",
+                   help="film every episode: DIR/episode_<k>.mp4 (cameras side by side; "
+                        "episode, time, phase and plan latency overlaid)")
     p.set_defaults(func=run_demo)
 
 
@@ -111,8 +116,10 @@ def real_time_factor(args: argparse.Namespace) -> float:
 
 
 def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memory: str,
-                  trace_first: bool = False, checkpoint: Path | None = None
+                  trace_first: bool = False, checkpoint: Path | None = None,
+                  videos: Callable[[int], Path | None] | None = None
                   ) -> tuple[list[EpisodeResult], Trace | None]:
+    """videos(k): where to film episode k (0-based), None: not filmed."""
     checkpoint = prepared_checkpoint(checkpoint or _checkpoint(args, args.robot), args.backend,
                                      workdir.parent)
     backend, policy_params, server = args.backend, None, None
@@ -135,7 +142,7 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
                           seed=args.seed, real_time_factor=args.real_time_factor,
                           max_command_age_s=(None if args.max_command_age_ms < 0
                                              else args.max_command_age_ms * 1e-3),
-                          policy_params=policy_params)
+                          policy_params=policy_params, video=videos is not None)
     except BaseException:
         if server is not None:
             server.stop()
@@ -144,7 +151,10 @@ def _run_episodes(args: argparse.Namespace, workdir: Path, scheduler: str, memor
     first_trace = None
     try:
         for k in range(args.episodes):
-            r = loop.episode(args.timeout, trace=trace_first and k == 0)
+            video = videos(k) if videos is not None else None
+            r = loop.episode(args.timeout, trace=trace_first and k == 0, video_path=video)
+            if video is not None and video.is_file():
+                print(f"video: {video}", flush=True)
             if k == 0:
                 first_trace = loop.trace
             results.append(r)
@@ -202,8 +212,15 @@ def run_demo(args: argparse.Namespace) -> int:
           f"backend {args.backend}, checkpoint {checkpoint}, simulator at "
           f"{args.real_time_factor:g} of real time", flush=True)
     with tmp:
+        # the first episode filmed next to the image strip; --video DIR: every episode
+        def videos(k: int) -> Path | None:
+            if args.video:
+                return Path(args.video) / f"episode_{k + 1}.mp4"
+            return out_dir / "episode_1.mp4" if k == 0 else None
+
         results, trace = _run_episodes(args, work / "run", args.scheduler,
-                                       args.memory, trace_first=True, checkpoint=checkpoint)
+                                       args.memory, trace_first=True, checkpoint=checkpoint,
+                                       videos=videos)
     summary = summarise(results)
     print()
     print(f"{'episode':>7} {'seed':>6} {'success':>8} {'time s':>7} {'lat p50':>8} "

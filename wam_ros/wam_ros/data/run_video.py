@@ -7,13 +7,15 @@ MPEG-4 Part 2 in the same .mp4 container, which players open as widely.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wam_ros.data.video import PLAYABLE_CODECS, VideoWriter, pick_codec
 
+MAX_FILL_S = 5.0  # longest gap of missing frames filled with the previous one
 MIN_HEIGHT = 240  # small model-resolution frames are enlarged so the text stays readable
 BANNER = 22  # pixels per text line
 
@@ -56,10 +58,27 @@ class RunVideo:
         self.codec = pick_codec(PLAYABLE_CODECS if codec == "auto" else (codec,))
         self._writer: VideoWriter | None = None
         self.frames = 0
+        self._t0: float | None = None
+        self._last: np.ndarray | None = None
 
     def add(self, images: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-            lines: Sequence[str]) -> None:
+            lines: Sequence[str], t: float | None = None) -> None:
+        """One frame; with `t` (seconds, e.g. the camera stamp) frames that did not arrive
+        (a subscriber that dropped some) are filled with the previous one, so the video keeps
+        the run's time (gaps up to MAX_FILL_S; a later frame after a longer one just follows)."""
+        if t is not None:
+            if self._t0 is None:
+                self._t0 = t
+            due = round((t - self._t0) * self.fps)
+            missing = due - self.frames
+            if self._last is not None and 0 < missing <= MAX_FILL_S * self.fps:
+                for _ in range(missing):
+                    self._write(self._last)
         frame = compose(images, lines)
+        self._write(frame)
+        self._last = frame
+
+    def _write(self, frame: np.ndarray) -> None:
         if self._writer is None:
             self._writer = VideoWriter(self.path, self.fps, frame.shape[1], frame.shape[0],
                                        codec=self.codec, crf=23)
@@ -85,6 +104,57 @@ class RunVideo:
         self.close()
 
 
+class FilmWorker:
+    """A RunVideo fed from another thread: `submit` only queues (what a ROS callback can
+    afford), a worker thread decodes, composes and encodes. A full queue drops the frame (the
+    video's time filling covers it)."""
+
+    def __init__(self, video: RunVideo, decode: Callable[[Any], np.ndarray] = lambda x: x,
+                 max_pending: int = 30) -> None:
+        import queue
+        import threading
+
+        self.video, self.decode = video, decode
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._run, name="film", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: Sequence[Any], lines: Sequence[str], t: float | None) -> bool:
+        import queue
+
+        try:
+            self._queue.put_nowait((list(items), list(lines), t))
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if self.error is not None:
+                continue
+            items, lines, t = job
+            try:
+                self.video.add([self.decode(x) for x in items], lines, t=t)
+            except Exception as exc:  # kept, raised by close(): the run itself goes on
+                self.error = exc
+
+    def close(self) -> Path | None:
+        """Everything queued written; the file (None without frames). Raises what failed."""
+        self._queue.put(None)
+        self._thread.join()
+        path = self.video.close()
+        if self.error is not None:
+            raise RuntimeError(f"{self.video.path}: filming failed ({self.error})") \
+                from self.error
+        return path
+
+
 def overlay_lines(episode: str, t: float, phase: str = "", plan_latency_ms: float | None = None
                   ) -> list[str]:
     """The standard overlay: episode and time on the first line, phase and plan latency on
@@ -97,4 +167,4 @@ def overlay_lines(episode: str, t: float, phase: str = "", plan_latency_ms: floa
     return [f"{episode}   t {t:6.2f} s", "   ".join(second)]
 
 
-__all__ = ["RunVideo", "compose", "overlay_lines"]
+__all__ = ["FilmWorker", "RunVideo", "compose", "overlay_lines"]
