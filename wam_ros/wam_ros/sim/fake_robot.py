@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -77,6 +78,12 @@ class FakeRobotNode(Node):
         self.create_timer(self.period, unless_shut_down(self, self.tick))
         self.create_timer(1.0 / self.spec.cameras[0].rate_hz,
                           unless_shut_down(self, self.publish_cameras))
+        # frames sent per camera, on /diagnostics once a second: a benchmark tells frames lost
+        # on the way to the observation node from frames this robot never sent (its timer
+        # falls behind on a loaded machine)
+        self.frames_published = {c.name: 0 for c in self.spec.cameras}
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(1.0, unless_shut_down(self, self.publish_counts))
 
     def on_trajectory(self, ctrl: TrajectoryController, msg: JointTrajectory) -> None:
         try:
@@ -112,6 +119,17 @@ class FakeRobotNode(Node):
             # stamps at exposure (not when the last of the set is sent)
             pub.publish(conversions.rgb_to_image(synthetic_frame(q, h, w, cam.name),
                                                  stamp_sec(self), f"{cam.name}_optical_frame"))
+            self.frames_published[cam.name] += 1
+
+    def publish_counts(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status.append(DiagnosticStatus(
+            level=DiagnosticStatus.OK, name="wam_ros/fake_robot", message="ok",
+            hardware_id=self.get_name(),
+            values=[KeyValue(key=f"published.{name}", value=str(n))
+                    for name, n in self.frames_published.items()]))
+        self.diag_pub.publish(msg)
 
 
 def synthetic_frame(q: np.ndarray, h: int, w: int, seed_name: str) -> np.ndarray:
