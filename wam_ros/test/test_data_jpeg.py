@@ -69,3 +69,22 @@ def test_smaller_on_disk_and_trainable(pair, tmp_path) -> None:
     tcfg.stats_samples = 8
     result = train(jpeg, (mcfg, tcfg), tmp_path / "ckpt", progress=False, log=lambda *_: None)
     assert np.isfinite(result["history"][-1]["action_kv"])
+
+
+def test_dataset_build_stores_jpeg(tmp_path) -> None:
+    from wam_ros.data.convert import BuildOptions, build_dataset
+    from wam_ros.data.synthetic import write_synthetic_episode
+
+    bag = write_synthetic_episode(tmp_path / "bag", "cobot_magic", 1.0, image_size=(48, 64))
+    (raw,) = build_dataset([bag], tmp_path / "raw", BuildOptions(image_size=(32, 32)),
+                           progress=False, log=lambda *_: None)
+    (jpg,) = build_dataset([bag], tmp_path / "jpeg",
+                           BuildOptions(image_size=(32, 32), image_format="jpeg"),
+                           progress=False, log=lambda *_: None)
+    a, b = EpisodeReader(tmp_path / "raw"), EpisodeReader(tmp_path / "jpeg")
+    assert b.info.image_format == "jpeg" and raw.frames == jpg.frames > 20
+    x, y = a.episode(0), b.episode(0)
+    assert np.array_equal(x["state"], y["state"]) and np.array_equal(x["action"], y["action"])
+    assert np.abs(x["image.cam_high"].astype(int) - y["image.cam_high"]).mean() < 3.0
+    with pytest.raises(ValueError, match="image_format: got 'webp'"):
+        BuildOptions(image_format="webp")

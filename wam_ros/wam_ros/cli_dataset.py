@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--only-success", action="store_true", help="only episodes marked success")
     b.add_argument("--no-partial", action="store_true",
                    help="ignore an unfinished segment left by a killed recorder")
+    b.add_argument("--image-format", choices=("raw", "jpeg"), default="raw",
+                   help="store images raw or as one JPEG per frame (random access kept, "
+                        "about 10x smaller)")
     b.add_argument("--json", help="write the per-episode summaries here")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
@@ -115,7 +118,8 @@ def run_build(args: argparse.Namespace) -> int:
                                action_source=args.action_source, task=args.task,
                                include_partial=not args.no_partial,
                                skip_incomplete=args.skip_incomplete,
-                               only_success=args.only_success)
+                               only_success=args.only_success,
+                               image_format=args.image_format)
         summaries = build_dataset(args.bags, args.out, options, progress=not args.quiet)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,7 +35,7 @@ import numpy as np
 from wam_ros.core.image import RESIZE_MODES, prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag import Bag, deserialize, header_stamp_ns, image_to_rgb, open_bag
-from wam_ros.data.dataset import DatasetInfo, DatasetWriter
+from wam_ros.data.dataset import IMAGE_FORMATS, DatasetInfo, DatasetWriter
 from wam_ros.data.follower import FollowerStates, message_values
 from wam_ros.data.teleop import LeaderMap
 
@@ -55,6 +55,7 @@ class BuildOptions:
     skip_incomplete: bool = False
     only_success: bool = False
     gap_factor: float = 2.5  # an interval > gap_factor x the median period is a gap
+    image_format: str = "raw"  # raw | jpeg (dataset.IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
@@ -65,6 +66,9 @@ class BuildOptions:
                              f"{', '.join(ACTION_SOURCES)}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ValueError(f"image_size: got {self.image_size!r}; allowed: (H, W) >= 8")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format: got {self.image_format!r}; allowed: "
+                             f"{', '.join(IMAGE_FORMATS)}")
         if self.rate_hz < 0:
             raise ValueError(f"rate_hz: got {self.rate_hz!r}; allowed: >= 0")
 
@@ -360,7 +364,8 @@ def build_dataset(bags: Iterable[str | Path], out: str | Path, options: BuildOpt
         if not writer:
             info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
                                tuple(options.image_size),
-                               1.0 / (options.rate_hz or spec.action_rate_hz))
+                               1.0 / (options.rate_hz or spec.action_rate_hz),
+                               image_format=options.image_format)
             writer.append(DatasetWriter(out, info))
         elif writer[0].info.robot != spec.name:
             raise ValueError(f"bags of robots {writer[0].info.robot} and {spec.name} cannot "

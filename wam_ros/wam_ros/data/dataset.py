@@ -195,8 +195,13 @@ class EpisodeWriter:
         for cam in self.owner.info.camera_names:
             encoded = []
             for img in self._buf.pop(f"image.{cam}"):
+                # full-resolution colour (4:4:4): at model resolution (96 px) the default
+                # 4:2:0 doubled the pixel error (2.1 against 1.0 / 255 on simulated G1
+                # frames at quality 95) for 20 % fewer bytes
                 ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[:, :, ::-1]),
-                                       [cv2.IMWRITE_JPEG_QUALITY, self.owner.jpeg_quality])
+                                       [cv2.IMWRITE_JPEG_QUALITY, self.owner.jpeg_quality,
+                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
                 if not ok:
                     raise ValueError(f"camera {cam!r}: JPEG encoding failed")
                 encoded.append(buf.reshape(-1))

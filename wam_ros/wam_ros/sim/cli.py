@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", required=True, help="dataset directory (created or appended to)")
     g.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"),
                    help="stored image size = the model's input size (default 96 96)")
+    g.add_argument("--image-format", choices=("raw", "jpeg"), default="raw",
+                   help="store images raw or as one JPEG per frame (about 10x smaller)")
     g.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     g.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     g.add_argument("--recover", metavar="CKPT",
@@ -200,7 +202,8 @@ def run_generate(args: argparse.Namespace) -> int:
     try:  # generate_dataset refuses other tasks and both at once before writing anything
         report = generate_dataset(args.robot, args.task, args.episodes, args.out,
                                   tuple(args.image_size), seed=args.seed, workers=args.workers,
-                                  recovery=recovery, disturbance=disturbance, miss=miss)
+                                  recovery=recovery, disturbance=disturbance, miss=miss,
+                                  image_format=args.image_format)
     except ValueError as exc:
         which = " and ".join(f for f, v in (("--recover", args.recover),
                                             ("--disturb", args.disturb),

@@ -398,11 +398,13 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
                      max_attempts: int | None = None, progress: bool = True,
                      recovery: Recovery | None = None,
                      disturbance: Disturbance | None = None,
-                     miss: Miss | None = None) -> GenerationReport:
+                     miss: Miss | None = None, image_format: str = "raw"
+                     ) -> GenerationReport:
     """Write `episodes` successful expert episodes to the dataset at `out` (created or
     appended to); returns counts and speed. With `recovery`, recovery episodes from that
     checkpoint's states instead (`Recovery`); with `disturbance`, disturbed expert episodes
-    (`Disturbance`); with `miss`, missed-grasp episodes (`Miss`)."""
+    (`Disturbance`); with `miss`, missed-grasp episodes (`Miss`). `image_format`: raw or
+    jpeg (data/DATASET.md)."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.sim.tasks import task_class
 
@@ -421,7 +423,7 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     max_attempts = max_attempts or (4 if isinstance(recovery, Recovery) else 2) * episodes + 10
     info = DatasetInfo(spec.name, tuple(spec.action_layout), tuple(spec.camera_names),
                        (int(image_size[0]), int(image_size[1])), spec.action_dt,
-                       object_columns(task))
+                       object_columns(task), image_format)
     writer = DatasetWriter(out, info)
     bar = None
     if progress:
