@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from wam_ros.dds import profile_environment
+
 PKG_ROOT = Path(__file__).resolve().parents[1]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PKG_ROOT / "config" / "fastdds.xml"))
+# Fast DDS 2 (Jazzy, Humble) reads the profile only from FASTRTPS_DEFAULT_PROFILES_FILE
+os.environ.update(profile_environment(PKG_ROOT / "config" / "fastdds.xml"))
 
 # Domain IDs 20..99, starting from a per-run offset so that two pytest runs on one machine
 # rarely share one.

@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from wam_ros.core.settings import BACKENDS, MEMORIES, MODES, SCHEDULERS
+from wam_ros.dds import profile_environment
 from wam_ros.paths import config_dir, task_checkpoint
 
 PACKAGE = "wam_ros"
@@ -153,10 +154,9 @@ def validate(args: GraphArgs, sim: bool = False) -> None:
 
 def dds_environment() -> dict[str, str]:
     """Environment the launch files set for the nodes: the shipped Fast DDS profile (8 MiB
-    shared memory for raw camera frames, UDP on loopback), unless the user chose a profile."""
-    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        return {}
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(config_dir() / "fastdds.xml")}
+    shared memory for raw camera frames, UDP on loopback), unless the user chose a profile,
+    under the variable name the installed Fast DDS reads (Humble/Jazzy: FASTRTPS_...)."""
+    return profile_environment(config_dir() / "fastdds.xml")
 
 
 def build_graph(args: GraphArgs) -> list[NodeSpec]:
