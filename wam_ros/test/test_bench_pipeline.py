@@ -33,6 +33,61 @@ def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
         assert data["chunk_boundary_max_jump_ratio"][s] <= 1.0 + 1e-4
 
 
+def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_domain,
+                                                                          tmp_path):
+    """--graph launched: the launch files' processes against 640x480 cameras resized by the
+    observation node; camera throughput and overhead in the JSON, per graph x DDS profile."""
+    out = tmp_path / "launched.json"
+    assert main(["bench", "pipeline", "--robot", "cobot_magic", "--config", "tiny",
+                 "--backend", "torch", "--schedulers", "async", "--duration", "4",
+                 "--graph", "launched", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [(r["graph"], r["camera_size"], r["dds_profile"]) for r in data["runs"]] == [
+        ("launched", "robot", "launch")]
+    cameras = data["cameras"]
+    assert cameras["expected_sets_per_s"] == 30.0
+    # the fake robot sent frames, the observation node received and assembled some (how
+    # many is the figure the bench reports, not a pass mark)
+    assert cameras["frames_sent_per_s"] > 0 and cameras["frames_received_per_s"] > 0
+    assert cameras["sets_per_s"] > 0 and cameras["probe_sets_per_s"] > 0
+    for key in ("frames_lost_fraction", "frames_dropped_by_sync_per_s"):
+        assert math.isfinite(cameras[key])
+    if data["per_scheduler"]["async"]["chunks"]:  # a loaded machine may put none in 4 s
+        for key in ("p50", "p99"):
+            assert math.isfinite(data["stack_overhead_ms"][key])
+    variant = data["by_variant"]["launched/launch"]
+    assert len(variant["stack_overhead_ms_p99"]) == 1 and len(variant["sets_per_s"]) == 1
+
+
+def test_dds_profiles_of_the_bench(monkeypatch):
+    """launch: what graph.dds_environment gives (the shipped profile unless the user set one)
+    for graph and cameras; none: unset for both; graph-only: unset for the cameras only."""
+    from wam_ros.bench_pipeline import PROFILE_ENV, dds_env
+    from wam_ros.paths import config_dir
+
+    shipped = str(config_dir() / "fastdds.xml")
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert dds_env("launch") == ({PROFILE_ENV: shipped}, {PROFILE_ENV: shipped})
+    assert dds_env("none") == ({PROFILE_ENV: None}, {PROFILE_ENV: None})
+    assert dds_env("graph-only") == ({PROFILE_ENV: shipped}, {PROFILE_ENV: None})
+    monkeypatch.setenv(PROFILE_ENV, "/users/own.xml")
+    assert dds_env("launch") == ({PROFILE_ENV: "/users/own.xml"},
+                                 {PROFILE_ENV: "/users/own.xml"})
+    assert dds_env("none") == ({PROFILE_ENV: None}, {PROFILE_ENV: None})
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--graph", "launched,bogus"], "unknown graph 'bogus'"),
+    (["--dds-profile", "nope"], "unknown DDS profile 'nope'"),
+    (["--rounds", "0"], "--rounds 0"),
+])
+def test_bad_bench_choices_are_refused_before_anything_starts(tmp_path, capsys, argv, says):
+    out = tmp_path / "pipeline.json"
+    assert main(["bench", "pipeline", *argv, "--json", str(out)]) == 2
+    assert says in capsys.readouterr().out
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("param", ["sai_s_mid", "no_such_parameter=1"])
 def test_a_bad_policy_parameter_is_refused_before_anything_starts(tmp_path, capsys, param):
     out = tmp_path / "pipeline.json"

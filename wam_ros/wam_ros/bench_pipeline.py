@@ -1,6 +1,7 @@
 """`wam-ros bench pipeline`: the whole node graph as processes over DDS, per scheduler.
 
-Fake robot (3 cameras at the model resolution, 30 Hz) -> observation -> policy -> decoder ->
+Fake robot (3 cameras at 30 Hz: at the model resolution, or with `--graph launched` at the
+robot's own size, 640x480, resized by the observation node) -> observation -> policy -> decoder ->
 smoother -> controllers, with a probe node in this process that timestamps every stage. For each
 chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> raw chunk out ->
 decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
@@ -8,17 +9,31 @@ scheduler's wait (the part the stack itself adds). Blocking latency and its part
 context pass, flow steps: `<part>_ms`) come from the policy node's runner statistics; the idle
 fraction (share of control time the arm held for lack of a plan) from the smoother's, over the
 measured window only (/diagnostics).
+
+`--graph launched` is what `ros2 launch` starts by default: the NodeSpecs of graph.build_graph
+as separate processes, with no parameter the launch files would not give (the observation node
+sizes its output from the policy's input contract), and the Fast DDS profile the launch files
+apply (graph.dds_environment). Camera throughput comes with every run: observation sets/s the
+observation node assembled, frames the fake robot sent, frames that reached the observation
+node, frames its synchroniser dropped (/diagnostics of both). `--dds-profile none` runs every
+process with Fast DDS's defaults (FASTDDS_DEFAULT_PROFILES_FILE unset: 512 KiB shared-memory
+segment), `graph-only` the graph with the launch's profile and the cameras without (camera
+drivers started outside the launch). Several graphs / profiles in one run are measured in
+alternating rounds (`--rounds`), so load from elsewhere falls on all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +41,13 @@ import numpy as np
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 SCHEDULERS = ("sync", "async", "sai")
+GRAPHS = ("composed", "processes", "launched")
+CAMERA_SIZES = ("model", "robot")
+# launch: what the launch files give every process (graph.dds_environment: the shipped profile
+# unless FASTDDS_DEFAULT_PROFILES_FILE is set); none: Fast DDS defaults everywhere; graph-only:
+# the launch's profile for the graph, defaults for the cameras
+DDS_PROFILES = ("launch", "none", "graph-only")
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,9 +59,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", default="kv")
     p.add_argument("--schedulers", default=",".join(SCHEDULERS))
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per scheduler")
-    p.add_argument("--graph", default="composed", choices=("composed", "processes"),
-                   help="composed: the four nodes in one process with in-process hand-off "
-                        "(wam_bringup); processes: one process per node, all over DDS")
+    p.add_argument("--graph", default="composed",
+                   help="comma-separated, measured in alternating rounds: composed: the four "
+                        "nodes in one process with in-process hand-off (wam_bringup); "
+                        "processes: one process per node, all over DDS; launched: what ros2 "
+                        "launch starts by default (one process per node) against robot-size "
+                        "cameras")
+    p.add_argument("--cameras", default="", choices=("", *CAMERA_SIZES),
+                   help="fake robot frame size: model (the checkpoint's input) or robot (the "
+                        "robot's cameras, 640x480; the observation node resizes); default: "
+                        "robot for launched, model otherwise")
+    p.add_argument("--dds-profile", default="launch",
+                   help="comma-separated: launch (the Fast DDS profile the launch files "
+                        "apply, unless FASTDDS_DEFAULT_PROFILES_FILE is set), none (Fast DDS "
+                        "defaults in every process), graph-only (the launch's profile for the "
+                        "graph, defaults for the fake robot's cameras)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat every graph x profile this many times, alternating")
     p.add_argument("--inference-nice", type=int, default=None,
                    help="nice value of the policy's inference threads (default: the policy "
                         "node's, config/wam_ros.yaml)")
@@ -89,9 +125,113 @@ def _pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
+def dds_env(profile: str) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """(graph's, cameras') Fast DDS environment for a --dds-profile choice; None unsets."""
+    from wam_ros.graph import dds_environment
+
+    launch: dict[str, str | None] = {PROFILE_ENV: os.environ.get(PROFILE_ENV),
+                                     **dds_environment()}
+    unset: dict[str, str | None] = {PROFILE_ENV: None}
+    return {"launch": (launch, launch), "none": (unset, unset),
+            "graph-only": (launch, unset)}[profile]
+
+
+@contextmanager
+def _environment(env: dict[str, str | None]):
+    """os.environ with `env` applied (None removes) while child processes start: they copy
+    it at their start."""
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str,
+                    memory: str, scheduler: str, composed: bool, camera_size: str,
+                    image_size: tuple[int, int], dds_profile: str,
+                    policy_params: dict | None, realtime_priority: int, tag: str) -> list:
+    """The fake robot and the graph as the launch files start it (graph.build_graph's
+    NodeSpecs, each its own process, or the composed bringup), each process with its Fast DDS
+    environment; logs in `workdir`."""
+    from wam_ros.graph import GraphArgs, NodeSpec, build_graph
+    from wam_ros.nodes.common import RT_PRIORITY_ENV
+    from wam_ros.nodes.process import NodeProcess, policy_params_file
+
+    params = policy_params_file(workdir / f"params_{tag}.yaml", policy_params)
+    graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
+                                  memory=memory, scheduler=scheduler, params_file=params,
+                                  composed=composed))
+    h, w = image_size
+    cameras = ({"camera_scale": 1.0} if camera_size == "robot" else
+               {"camera_width": w, "camera_height": h})
+    fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot", {"robot": robot, **cameras})
+    graph_env, camera_env = dds_env(dds_profile)
+    procs = []
+    try:
+        with _environment(camera_env):
+            procs.append(NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log")))
+        with _environment(graph_env):
+            for spec in graph:
+                procs.append(NodeProcess(spec.command(),
+                                         env={RT_PRIORITY_ENV: str(realtime_priority)},
+                                         log_path=str(workdir / f"{tag}_{spec.name}.log")))
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    return procs
+
+
+def _camera_window(start: dict[str, tuple[float, dict[str, str]]],
+                   end: dict[str, tuple[float, dict[str, str]]], cameras: list[str],
+                   in_sets: list[str], rate_hz: float) -> dict[str, float]:
+    """Camera throughput between two reports of the fake robot's and the observation node's
+    counters: frames sent, frames that reached the observation node, frames its synchroniser
+    dropped, sets it assembled (each a rate over its own node's report interval)."""
+    def rate(name: str, keys: list[str]) -> float:
+        if name not in start or name not in end:
+            return float("nan")
+        (t0, v0), (t1, v1) = start[name], end[name]
+        try:  # a counter not reported yet is 0 (the synchroniser's appear on first use)
+            n = sum(float(v1.get(k, 0)) - float(v0.get(k, 0)) for k in keys)
+        except ValueError:
+            return float("nan")
+        return n / (t1 - t0) if t1 > t0 else float("nan")
+
+    obs = "wam_ros/observation"
+    dropped = sorted(k for k in end.get(obs, (0.0, {}))[1] if k.startswith("dropped_"))
+    sent = rate("wam_ros/fake_robot", [f"published.{c}" for c in cameras])
+    received = sum(rate(f"{obs}/{c}", ["received"]) for c in cameras)
+    received_in_sets = sum(rate(f"{obs}/{c}", ["received"]) for c in in_sets)
+    sets = rate(obs, ["published"])
+    return {
+        "expected_sets_per_s": rate_hz,
+        "sets_per_s": sets,
+        "frames_sent_per_s": sent,
+        "frames_received_per_s": received,
+        # share of the frames sent that never reached the observation node (DDS)
+        "frames_lost_fraction": 1.0 - received / sent if sent > 0 else float("nan"),
+        "frames_dropped_by_sync_per_s": rate(obs, dropped) if dropped else 0.0,
+        # frames that reached the node but are in no set (late / out of step with the others)
+        "frames_unused_fraction": 1.0 - sets * len(in_sets) / received_in_sets
+        if received_in_sets > 0 else float("nan"),
+    }
+
+
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
             duration: float, workdir: Path, composed: bool = True,
-            policy_params: dict | None = None, realtime_priority: int = 0) -> dict:
+            policy_params: dict | None = None, realtime_priority: int = 0,
+            camera_size: str = "model", dds_profile: str = "launch", tag: str = "") -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
@@ -100,18 +240,16 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     from wam_ros.model.checkpoint import read_checkpoint_config
     from wam_ros.nodes import conversions, topics
     from wam_ros.nodes.common import graph_executor, make_executor
-    from wam_ros.nodes.process import start_graph_processes
     from wam_ros_msgs.msg import ActionChunk
     from wam_ros_msgs.msg import Observation as ObservationMsg
 
     spec = RobotSpec.load(robot)
     cfg, _ = read_checkpoint_config(checkpoint)
-    h, w = cfg.image_size
-    procs = start_graph_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
-                                  scheduler=scheduler, composed=composed,
-                                  fake_robot={"camera_width": w, "camera_height": h},
-                                  policy_params=policy_params,
-                                  realtime_priority=realtime_priority)
+    procs = start_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
+                            scheduler=scheduler, composed=composed, camera_size=camera_size,
+                            image_size=tuple(cfg.image_size), dds_profile=dds_profile,
+                            policy_params=policy_params, realtime_priority=realtime_priority,
+                            tag=tag or scheduler)
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -127,12 +265,18 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     commanded: list[tuple[float, np.ndarray]] = []
     policy_stats: dict[str, str] = {}
     smoother_stats: dict[str, str] = {}
+    # camera counters: status name -> (report stamp, values), the latest report
+    counters: dict[str, tuple[float, dict[str, str]]] = {}
+    obs_count = [0]
 
     def key(stamp) -> int:
         return stamp.sec * 1_000_000_000 + stamp.nanosec
 
-    node.create_subscription(ObservationMsg, topics.OBSERVATION,
-                             lambda m: obs_rx.setdefault(key(m.header.stamp), now()),
+    def on_observation(m: ObservationMsg) -> None:
+        obs_count[0] += 1
+        obs_rx.setdefault(key(m.header.stamp), now())
+
+    node.create_subscription(ObservationMsg, topics.OBSERVATION, on_observation,
                              topics.OBSERVATION_QOS)
     node.create_subscription(
         ActionChunk, topics.CHUNK_RAW,
@@ -152,8 +296,15 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
 
     node.create_subscription(JointState, topics.COMMANDED, on_commanded, 100)
 
+    camera_names = [c.name for c in spec.cameras]  # the fake robot sends every one
+    counted = {"wam_ros/fake_robot", "wam_ros/observation",
+               *(f"wam_ros/observation/{c}" for c in camera_names)}
+
     def on_diag(msg: DiagnosticArray) -> None:
         for st in msg.status:
+            if st.name in counted:
+                counters[st.name] = (conversions.to_sec(msg.header.stamp),
+                                     {kv.key: kv.value for kv in st.values})
             if st.name == "wam_ros/policy":
                 policy_stats.update({kv.key: kv.value for kv in st.values})
             elif st.name == "wam_ros/smoother":
@@ -168,20 +319,31 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
                 raise RuntimeError("a node died:\n" + "\n".join(p.output() for p in procs))
         if not joint_rx:
             raise RuntimeError("no chunk within 180 s:\n" + "\n".join(p.output() for p in procs))
-        # the smoother's idle counters at the start of the window (it reports once a second)
+        # the smoother's idle counters and the camera counters at the start of the window
+        # (each node reports once a second; the observation node's first report after its
+        # first set)
         smoother_stats.clear()
-        while "observed_s" not in smoother_stats and time.monotonic() < deadline:
+        counters.clear()
+        while time.monotonic() < deadline and not (
+                "observed_s" in smoother_stats and counted <= counters.keys()
+                and "published" in counters["wam_ros/observation"][1]):
             executor.spin_once(timeout_sec=0.05)
         idle_start = dict(smoother_stats)
+        counters_start = dict(counters)
         t_start = now()
         first_chunk = len(joint_rx)
+        obs_start = obs_count[0]
         while now() - t_start < duration:
             executor.spin_once(timeout_sec=0.05)
+        observations = obs_count[0] - obs_start
         smoother_stats.clear()
+        counters.clear()
         end = now() + 2.5  # the last diagnostics of the window
-        while now() < end and "observed_s" not in smoother_stats:
+        while now() < end and ("observed_s" not in smoother_stats
+                               or not counted <= counters.keys()):
             executor.spin_once(timeout_sec=0.05)
         idle_end = dict(smoother_stats)
+        counters_end = dict(counters)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -225,7 +387,12 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             boundary_jumps.append(float(jump.max()))
             boundary_ratios.append(float((jump / (vmax * interval)).max()))
     ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
+    cameras = _camera_window(counters_start, counters_end, camera_names,
+                             [c for c in camera_names if c in cfg.camera_names],
+                             spec.cameras[0].rate_hz)
+    cameras["probe_sets_per_s"] = observations / duration  # what reached this probe
     return {
+        "cameras": cameras,
         "chunks": len(e2e),
         "end_to_end_ms": {"p50": _pct(ms(e2e), 50), "p99": _pct(ms(e2e), 99)},
         "stack_overhead_ms": {"p50": _pct(ms(overhead), 50), "p99": _pct(ms(overhead), 99)},
@@ -250,20 +417,55 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     }
 
 
+def _summary(per: dict[str, dict]) -> dict:
+    """One graph x profile: the figures of the async run (else the first), and per scheduler."""
+    ref = per.get("async") or next(iter(per.values()))
+    return {
+        "stack_overhead_ms": ref["stack_overhead_ms"],
+        "model_ms": ref["model_ms"],
+        "cameras": ref["cameras"],
+        "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
+        **{f"{part}_ms": {s: r[f"{part}_ms"] for s, r in per.items()} for part in PLAN_PARTS},
+        "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
+        "chunk_boundary_max_jump_rad": {s: r["chunk_boundary_max_jump_rad"]
+                                        for s, r in per.items()},
+        "chunk_boundary_max_jump_ratio": {s: r["chunk_boundary_max_jump_ratio"]
+                                          for s, r in per.items()},
+        "per_scheduler": per,
+    }
+
+
+def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    values = [v for v in text.split(",") if v]
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"unknown {what} {(bad or [text])[0]!r}; allowed: {', '.join(allowed)}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from wam_ros.core.config import ConfigError
 
-    schedulers = [s for s in args.schedulers.split(",") if s]
     try:
         params = policy_parameters(args)
     except ConfigError as exc:
         print(f"error: {exc}")
         return 2
-    bad = [s for s in schedulers if s not in SCHEDULERS]
-    if bad:
-        print(f"error: unknown scheduler {bad[0]!r}; allowed: {', '.join(SCHEDULERS)}")
+    try:
+        schedulers = _choices(args.schedulers, SCHEDULERS, "scheduler")
+        graphs = _choices(args.graph, GRAPHS, "graph")
+        profiles = _choices(args.dds_profile, DDS_PROFILES, "DDS profile")
+    except ValueError as exc:
+        print(f"error: {exc}")
         return 2
+    if args.rounds < 1:
+        print(f"error: --rounds {args.rounds}; allowed: 1 or more")
+        return 2
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
+               "load_average_1min_start": round(os.getloadavg()[0], 2),
+               "fastdds_profiles_file": os.environ.get(PROFILE_ENV, "")}
+    runs = []
     with tempfile.TemporaryDirectory(prefix="wam_bench_") as tmp:
         workdir = Path(tmp)
         checkpoint = (Path(args.checkpoint) if args.checkpoint else
@@ -275,29 +477,46 @@ def run(args: argparse.Namespace) -> int:
                 # shipped, read-only one, and the bench leaves no files behind
                 checkpoint = Path(shutil.copytree(checkpoint, workdir / "ckpt"))
             export_onnx(checkpoint)
-        per = {}
-        for s in schedulers:
-            print(f"[bench pipeline] {args.robot} {args.backend} {args.memory} {s} "
-                  f"({args.graph}): {args.duration:g} s ...", flush=True)
-            per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
-                             args.duration, workdir, composed=args.graph == "composed",
-                             policy_params=params or None,
-                             realtime_priority=args.realtime_priority)
-    ref = per.get("async") or next(iter(per.values()))
+        for rnd, (graph, profile) in itertools.product(range(args.rounds),
+                                                       itertools.product(graphs, profiles)):
+            cameras = args.cameras or ("robot" if graph == "launched" else "model")
+            per = {}
+            for s in schedulers:
+                print(f"[bench pipeline] round {rnd + 1}/{args.rounds} {graph} (cameras "
+                      f"{cameras}, DDS profile {profile}) {args.robot} {args.backend} "
+                      f"{args.memory} {s}: {args.duration:g} s ...", flush=True)
+                per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
+                                 args.duration, workdir, composed=graph == "composed",
+                                 policy_params=params or None,
+                                 realtime_priority=args.realtime_priority,
+                                 camera_size=cameras, dds_profile=profile,
+                                 tag=f"r{rnd}_{graph}_{profile}_{s}")
+            runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
+                         "round": rnd + 1, **_summary(per)})
+    machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    first = runs[0]
+    # each graph x profile across the rounds (async, else the first scheduler)
+    by_variant = {}
+    for r in runs:
+        v = by_variant.setdefault(f"{r['graph']}/{r['dds_profile']}", {
+            "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [], "sets_per_s": [],
+            "frames_lost_fraction": [], "camera_to_observation_ms_p99": []})
+        v["stack_overhead_ms_p50"].append(r["stack_overhead_ms"]["p50"])
+        v["stack_overhead_ms_p99"].append(r["stack_overhead_ms"]["p99"])
+        v["sets_per_s"].append(r["cameras"]["sets_per_s"])
+        v["frames_lost_fraction"].append(r["cameras"]["frames_lost_fraction"])
+        ref = r["per_scheduler"].get("async") or next(iter(r["per_scheduler"].values()))
+        v["camera_to_observation_ms_p99"].append(ref["stages_ms_p99"]["camera_to_observation"])
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
-        "graph": args.graph, "inference_nice": args.inference_nice, "policy_params": params,
-        "realtime_priority": args.realtime_priority,
-        "stack_overhead_ms": ref["stack_overhead_ms"],
-        "model_ms": ref["model_ms"],
-        "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
-        **{f"{part}_ms": {s: r[f"{part}_ms"] for s, r in per.items()} for part in PLAN_PARTS},
-        "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
-        "chunk_boundary_max_jump_rad": {s: r["chunk_boundary_max_jump_rad"]
-                                        for s, r in per.items()},
-        "chunk_boundary_max_jump_ratio": {s: r["chunk_boundary_max_jump_ratio"]
-                                          for s, r in per.items()},
-        "per_scheduler": per,
+        "graph": args.graph, "dds_profile": args.dds_profile, "rounds": args.rounds,
+        "inference_nice": args.inference_nice, "policy_params": params,
+        "realtime_priority": args.realtime_priority, "duration_s": args.duration,
+        "machine": machine,
+        # the first run's figures at the top (one graph, one profile: the only run)
+        **{k: v for k, v in first.items() if k not in ("graph", "dds_profile", "round")},
+        "by_variant": by_variant,
+        "runs": runs,
     }
     text = json.dumps(out, indent=2)
     print(text)
