@@ -3,11 +3,12 @@
     .venv/bin/python tools/bench_storage.py DATA [--steps 30] [--quality 95] [--work DIR]
 
 DATA: one of our datasets with raw images (e.g. `wam-ros sim generate --image-size 96 96`).
-Recodes it to JPEG (wam-ros dataset recode), then trains the tiny model at the dataset's image
-size for --steps steps on each copy (same seed, batch and windows) and prints a Markdown table:
-bytes per frame and in total, training steps/s, and the mean absolute pixel error of the JPEG
-copy. The throughput is the whole training step (window sampling, image reads and decoding,
-the model's forward and backward pass) measured after 3 warm-up steps.
+Recodes it to JPEG (wam-ros dataset recode), then, alternating between the copies --repeats
+times (a loaded machine drifts): the data path alone (training windows of batch 16 sampled as
+the trainer samples them, images read and decoded: windows/s) and whole training steps of the
+tiny model at the dataset's image size (same seed, batch and windows: steps/s, after 3 warm-up
+steps). Prints a Markdown table with bytes per frame and in total, the medians, and the mean
+absolute pixel error of the JPEG copy. Both copies sit in the page cache (warm reads).
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ import numpy as np
 
 def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _windows_per_s(data: Path, batches: int = 20) -> float:
+    """Training windows (tiny config: 4 chunks of 8) read and decoded per second."""
+    from wam_ros.data.dataset import WindowDataset, open_dataset
+
+    reader = open_dataset(data)
+    ds = WindowDataset(reader, list(range(len(reader))), horizon=8, chunks=4,
+                       samples_per_epoch=10**9, seed=0)
+    for i in range(16):  # warm-up: handles opened
+        ds[i]
+    t0 = time.perf_counter()
+    n = 16 * batches
+    for i in range(16, 16 + n):
+        ds[i]
+    return n / (time.perf_counter() - t0)
 
 
 def _steps_per_s(data: Path, out: Path, steps: int, image_size: tuple[int, int]) -> float:
@@ -66,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--quality", type=int, default=95)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--work", help="folder for the JPEG copy and runs (default: a temporary one)")
     args = p.parse_args(argv)
     from wam_ros.data.dataset import EpisodeReader, recode_dataset
@@ -87,19 +105,27 @@ def main(argv: list[str] | None = None) -> int:
             errors.append(np.abs(a.frames(e, f"image.{cam}", idx).astype(int)
                                  - b.frames(e, f"image.{cam}", idx)).mean())
     image_size = tuple(a.info.image_size)
-    rows = []
-    for name, path in (("raw", raw), (f"jpeg q{args.quality}", jpeg)):
-        sps = _steps_per_s(path, work / f"run_{name.split()[0]}", args.steps, image_size)
-        rows.append((name, _size(path), sps))
+    copies = {"raw": raw, f"jpeg q{args.quality}": jpeg}
+    loads: dict[str, list[float]] = {k: [] for k in copies}
+    steps: dict[str, list[float]] = {k: [] for k in copies}
+    for r in range(args.repeats):
+        for name, path in copies.items():
+            loads[name].append(_windows_per_s(path))
+            steps[name].append(_steps_per_s(path, work / f"run_{name.split()[0]}_{r}",
+                                             args.steps, image_size))
+    rows = [(name, _size(path), float(np.median(loads[name])), float(np.median(steps[name])))
+            for name, path in copies.items()]
     print(f"dataset {raw}: {len(a)} episodes, {frames} frames, {len(a.info.camera_names)} "
           f"cameras at {image_size[0]}x{image_size[1]}; recode to JPEG took {recode_s:.1f} s; "
           f"JPEG mean abs pixel error {np.mean(errors):.2f} / 255")
     print()
-    print("| storage | size | bytes per frame (all cameras) | training steps/s (tiny, "
-          f"batch 16, {args.steps} steps) |")
-    print("|---|---|---|---|")
-    for name, size, sps in rows:
-        print(f"| {name} | {size / 2**20:.1f} MiB | {size / frames / 1024:.1f} kB | {sps:.2f} |")
+    print("| storage | size | per frame (all cameras) | data path, windows/s (batch 16) | "
+          f"training steps/s (tiny, batch 16, {args.steps} steps) |")
+    print("|---|---|---|---|---|")
+    for name, size, wps, sps in rows:
+        print(f"| {name} | {size / 2**20:.1f} MiB | {size / frames / 1024:.1f} kB | "
+              f"{wps:.0f} | {sps:.2f} |")
+    print(f"\nper repeat: windows/s {loads}, steps/s {steps}")
     return 0
 
 

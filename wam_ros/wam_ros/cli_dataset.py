@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ignore an unfinished segment left by a killed recorder")
     b.add_argument("--image-format", choices=("raw", "jpeg"), default="raw",
                    help="store images raw or as one JPEG per frame (random access kept, "
-                        "about 10x smaller)")
+                        "about 5x smaller at 96x96)")
     b.add_argument("--json", help="write the per-episode summaries here")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("data", help="our dataset directory")
     r.add_argument("--out", required=True, help="dataset directory to create")
     r.add_argument("--image-format", choices=("raw", "jpeg"), default="jpeg",
-                   help="jpeg: one JPEG per frame (random access kept, ~6-20x smaller)")
+                   help="jpeg: one JPEG per frame (random access kept, ~5x smaller at 96x96)")
     r.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=run_recode)

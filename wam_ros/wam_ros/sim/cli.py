@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"),
                    help="stored image size = the model's input size (default 96 96)")
     g.add_argument("--image-format", choices=("raw", "jpeg"), default="raw",
-                   help="store images raw or as one JPEG per frame (about 10x smaller)")
+                   help="store images raw or as one JPEG per frame (about 5x smaller)")
     g.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
     g.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     g.add_argument("--recover", metavar="CKPT",
