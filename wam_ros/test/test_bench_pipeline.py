@@ -61,19 +61,25 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
 
 def test_dds_profiles_of_the_bench(monkeypatch):
     """launch: what graph.dds_environment gives (the shipped profile unless the user set one)
-    for graph and cameras; none: unset for both; graph-only: unset for the cameras only."""
-    from wam_ros.bench_pipeline import PROFILE_ENV, dds_env
+    for graph and cameras; none: no profile variable for either; graph-only: none for the
+    cameras only."""
+    from wam_ros.bench_pipeline import FASTRTPS_ENV, PROFILE_ENV, dds_env
+    from wam_ros.dds import fastdds_major, profile_variable
     from wam_ros.paths import config_dir
 
+    name = profile_variable(fastdds_major())  # the variable this Fast DDS reads
     shipped = str(config_dir() / "fastdds.xml")
+    unset = {PROFILE_ENV: None, FASTRTPS_ENV: None}
     monkeypatch.delenv(PROFILE_ENV, raising=False)
-    assert dds_env("launch") == ({PROFILE_ENV: shipped}, {PROFILE_ENV: shipped})
-    assert dds_env("none") == ({PROFILE_ENV: None}, {PROFILE_ENV: None})
-    assert dds_env("graph-only") == ({PROFILE_ENV: shipped}, {PROFILE_ENV: None})
-    monkeypatch.setenv(PROFILE_ENV, "/users/own.xml")
-    assert dds_env("launch") == ({PROFILE_ENV: "/users/own.xml"},
-                                 {PROFILE_ENV: "/users/own.xml"})
-    assert dds_env("none") == ({PROFILE_ENV: None}, {PROFILE_ENV: None})
+    monkeypatch.delenv(FASTRTPS_ENV, raising=False)
+    launch = {**unset, name: shipped}
+    assert dds_env("launch") == (launch, launch)
+    assert dds_env("none") == (unset, unset)
+    assert dds_env("graph-only") == (launch, unset)
+    monkeypatch.setenv(name, "/users/own.xml")
+    own = {**unset, name: "/users/own.xml"}
+    assert dds_env("launch") == (own, own)
+    assert dds_env("none") == (unset, unset)
 
 
 @pytest.mark.parametrize("argv, says", [

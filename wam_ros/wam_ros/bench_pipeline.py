@@ -48,6 +48,7 @@ CAMERA_SIZES = ("model", "robot")
 # the launch's profile for the graph, defaults for the cameras
 DDS_PROFILES = ("launch", "none", "graph-only")
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+FASTRTPS_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # the name Fast DDS 2 (Humble, Jazzy) reads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,12 +127,14 @@ def _pct(values, q) -> float:
 
 
 def dds_env(profile: str) -> tuple[dict[str, str | None], dict[str, str | None]]:
-    """(graph's, cameras') Fast DDS environment for a --dds-profile choice; None unsets."""
+    """(graph's, cameras') Fast DDS environment for a --dds-profile choice; None unsets (both
+    names: Fast DDS 3 reads FASTDDS_, Fast DDS 2 FASTRTPS_DEFAULT_PROFILES_FILE)."""
     from wam_ros.graph import dds_environment
 
-    launch: dict[str, str | None] = {PROFILE_ENV: os.environ.get(PROFILE_ENV),
+    names = (PROFILE_ENV, FASTRTPS_ENV)
+    launch: dict[str, str | None] = {**{k: os.environ.get(k) for k in names},
                                      **dds_environment()}
-    unset: dict[str, str | None] = {PROFILE_ENV: None}
+    unset: dict[str, str | None] = dict.fromkeys(names)
     return {"launch": (launch, launch), "none": (unset, unset),
             "graph-only": (launch, unset)}[profile]
 
@@ -464,7 +467,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
                "load_average_1min_start": round(os.getloadavg()[0], 2),
-               "fastdds_profiles_file": os.environ.get(PROFILE_ENV, "")}
+               "fastdds_profiles_file": os.environ.get(PROFILE_ENV, ""),
+               "fastrtps_profiles_file": os.environ.get(FASTRTPS_ENV, "")}
     runs = []
     with tempfile.TemporaryDirectory(prefix="wam_bench_") as tmp:
         workdir = Path(tmp)
