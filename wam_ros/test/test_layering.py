@@ -1,4 +1,4 @@
-"""core/, model/ and runtime/ import with rclpy and every *_msgs module blocked."""
+"""core/, model/, runtime/ and data/ import with rclpy and every *_msgs module blocked."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ CHECK = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("layer", ["core", "model", "runtime"])
+@pytest.mark.parametrize("layer", ["core", "model", "runtime", "data"])
 def test_layer_is_ros_free(layer):
     result = subprocess.run([sys.executable, "-c", CHECK, layer], capture_output=True,
                             text=True, timeout=120)
@@ -54,7 +54,7 @@ def test_the_blocker_really_blocks():
 def test_no_static_ros_imports_in_ros_free_layers():
     """Also catch imports hidden in functions, which an import-time check would miss."""
     offenders = []
-    for layer in ("core", "model", "runtime"):
+    for layer in ("core", "model", "runtime", "data"):
         for path in (PACKAGE_DIR / layer).rglob("*.py"):
             for lineno, line in enumerate(path.read_text().splitlines(), 1):
                 words = line.strip().split()
