@@ -315,3 +315,15 @@ def test_api_key_is_required_when_set_and_healthz_answers():
                                 timeout_s=30.0, log=lambda _m: None)
         assert with_key.infer(observation(COBOT, 1)).actions.shape == (6, 14)
         with_key.close()
+
+
+def test_serve_command_refuses_what_it_cannot_serve(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    ckpt = tiny_checkpoint("cobot_magic")
+    for args, match in (([str(tmp_path / "missing")], "has no config.yaml"),
+                        ([str(ckpt), "--backend", "onnxruntime"], "wam-ros export")):
+        run = subprocess.run([sys.executable, "-m", "wam_ros.cli", "serve", *args, "--port", "0"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2 and match in run.stdout, run.stdout + run.stderr

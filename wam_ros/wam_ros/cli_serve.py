@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow-steps", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (torch; onnxruntime: its CUDA "
+                                                   "provider; tensorrt always runs on the GPU)")
     p.add_argument("--api-key-env", default="",
                    help="environment variable holding an API key clients must send "
                         "(Authorization: Api-Key <key>); empty: none")
@@ -63,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
         server = checkpoint_server(str(checkpoint), args.robot or None, backend=args.backend,
                                    memory=args.memory, mode=args.mode,
                                    flow_steps=args.flow_steps, seed=args.seed,
-                                   threads=args.threads, host=args.host, port=args.port,
+                                   threads=args.threads, device=args.device,
+                                   host=args.host, port=args.port,
                                    api_key=api_key,
                                    extra_latency_s=args.extra_latency_ms * 1e-3)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}")
         return 2
     meta = server.metadata

@@ -216,7 +216,8 @@ class PolicyServer:
 
 def checkpoint_server(checkpoint: str, robot: str | None = None, *, backend: str = "torch",
                       memory: str = "kv", mode: str = "joint", flow_steps: int | None = 4,
-                      seed: int = 0, threads: int = 0, **server_kw: Any) -> PolicyServer:
+                      seed: int = 0, threads: int = 0, device: str = "cpu",
+                      **server_kw: Any) -> PolicyServer:
     """A PolicyServer around a checkpoint: the backend (weights, sessions) is loaded once and
     shared; each connection gets its own Policy (memory) on it."""
     from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
@@ -230,7 +231,7 @@ def checkpoint_server(checkpoint: str, robot: str | None = None, *, backend: str
         from wam_ros.model.latent_decoder import LatentActionDecoder
 
         latent = LatentActionDecoder.load(checkpoint).decode
-    be = make_backend(backend, checkpoint, threads=threads)
+    be = make_backend(backend, checkpoint, device, threads=threads)
     stats = load_stats(checkpoint)
     lock = threading.Lock()  # backends are shared; one inference at a time keeps them simple
 
