@@ -101,3 +101,18 @@ def test_agilex_bag_replays_offline(agilex_bag: Path, tiny_checkpoint) -> None:
     (ep,) = report["episodes"]
     assert ep["action_source"] == "teleop" and ep["observations"] > 30 and ep["chunks"] >= 2
     assert np.isfinite(report["action_mse"])
+
+
+def test_bags_export_to_lerobot_directly(agilex_bag: Path, tmp_path) -> None:
+    import json
+
+    from wam_ros.cli import main as cli_main
+
+    out = tmp_path / "lerobot"
+    assert cli_main(["dataset", "export-lerobot", str(agilex_bag), "--out", str(out),
+                     "--image-size", "32", "--task", "stack the cups", "--quiet"]) == 0
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["robot_type"] == "cobot_magic" and info["total_episodes"] == 1
+    assert info["total_frames"] >= int((SECONDS - 0.1) * 30) and info["total_tasks"] == 1
+    assert info["features"]["observation.images.cam_high"]["shape"] == [32, 32, 3]
+    assert cli_main(["dataset", "export-lerobot", str(agilex_bag), "--out", str(out)]) == 1

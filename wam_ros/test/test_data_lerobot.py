@@ -148,16 +148,17 @@ def test_round_trip_ours_lerobot_ours_keeps_everything(exported: Path, ours: Pat
 
 
 def _write_v21(root: Path, episodes: list[dict], fps: int, names: list[str],
-               cams: dict[str, str], size: tuple[int, int]) -> None:
-    """A LeRobot v2.1 directory as LeRobot 0.3 wrote them: per-episode parquet and mp4,
-    meta/episodes.jsonl and tasks.jsonl."""
+               cams: dict[str, str], size: tuple[int, int], images: bool = False) -> None:
+    """A LeRobot v2.1 directory as LeRobot 0.3 wrote them: per-episode parquet and mp4 (or,
+    `images`, PNG images inside the parquet), meta/episodes.jsonl and tasks.jsonl."""
+    import cv2
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     h, w = size
     tasks = sorted({e["task"] for e in episodes})
-    feats = {key: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channel"]}
-             for key in cams.values()}
+    feats = {key: {"dtype": "image" if images else "video", "shape": [h, w, 3],
+                   "names": ["height", "width", "channel"]} for key in cams.values()}
     feats["observation.state"] = {"dtype": "float32", "shape": [len(names)],
                                   "names": {"motors": names}}
     feats["action"] = {"dtype": "float32", "shape": [len(names)], "names": {"motors": names}}
@@ -186,10 +187,16 @@ def _write_v21(root: Path, episodes: list[dict], fps: int, names: list[str],
             "frame_index": pa.array(np.arange(n)), "episode_index": pa.array(np.full(n, e)),
             "index": pa.array(index + np.arange(n)),
             "task_index": pa.array(np.full(n, tasks.index(ep["task"])))})
+        if images:  # as datasets' Image feature stores them: {bytes, path}
+            for cam, key in cams.items():
+                cells = [{"bytes": cv2.imencode(".png", img[:, :, ::-1])[1].tobytes(),
+                          "path": None} for img in ep["images"][cam]]
+                table = table.append_column(key, pa.array(cells, pa.struct(
+                    [("bytes", pa.binary()), ("path", pa.string())])))
         path = root / f"data/chunk-000/episode_{e:06d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
-        for cam, key in cams.items():
+        for cam, key in (() if images else cams.items()):
             with VideoWriter(root / f"videos/chunk-000/{key}/episode_{e:06d}.mp4", fps, w, h,
                              codec="libx264", crf=18, gop=2) as v:
                 for img in ep["images"][cam]:
@@ -324,3 +331,20 @@ def test_export_options_are_validated() -> None:
         ExportOptions(codec="vp9")
     with pytest.raises(ValueError, match="crf"):
         ExportOptions(crf=99)
+
+
+def test_import_lerobot_images_stored_in_the_parquet(tmp_path) -> None:
+    """Image features (PNG inside the parquet, no videos): imported exactly."""
+    spec = RobotSpec.load("cobot_magic")
+    eps = _foreign_episodes(n_eps=1, n=6)
+    src = tmp_path / "v21img"
+    cams = {c: f"observation.images.{c}" for c in spec.camera_names}
+    _write_v21(src, [{**eps[0], "images": {c: eps[0]["images"][k] for c, k in
+                                           zip(spec.camera_names, ("top", "left", "right"))}}],
+               30, list(spec.action_layout), cams, (32, 32), images=True)
+    out = tmp_path / "ours"
+    import_lerobot(src, out, spec, log=lambda *_: None)
+    got = EpisodeReader(out).episode(0)
+    for cam, key in zip(spec.camera_names, ("top", "left", "right")):
+        assert np.array_equal(got[f"image.{cam}"], np.stack(eps[0]["images"][key]))
+    assert np.array_equal(got["action"], eps[0]["action"])

@@ -61,8 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
     x = dsub.add_parser("export-lerobot", help="dataset -> LeRobotDataset v3.0 (parquet + mp4)")
-    x.add_argument("data", help="our dataset directory")
+    x.add_argument("data", nargs="+",
+                   help="our dataset directory, or episode bags (built first, as `dataset "
+                        "build` does, into a temporary dataset)")
     x.add_argument("--out", required=True, help="LeRobot dataset directory to create")
+    x.add_argument("--robot", default="", help="bags: robot config (default: the bag's)")
+    x.add_argument("--image-size", type=_size, default=(224, 224),
+                   help="bags: stored image size, N or HxW (default 224)")
+    x.add_argument("--task", default="", help="bags: task for every episode")
     x.add_argument("--codec", default="auto",
                    help="video encoder: auto (LeRobot's libsvtav1 where available), "
                         "libsvtav1, libx264, h264, mpeg4")
@@ -130,12 +136,28 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_export_lerobot(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from wam_ros.core.config import ConfigError
+    from wam_ros.data.convert import BuildOptions, build_dataset
     from wam_ros.data.lerobot import ExportOptions, export_lerobot
 
     try:
-        export_lerobot(args.data, args.out, ExportOptions(codec=args.codec, crf=args.crf),
-                       progress=not args.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        options = ExportOptions(codec=args.codec, crf=args.crf)
+        if len(args.data) == 1 and (Path(args.data[0]) / "index.json").is_file():
+            export_lerobot(args.data[0], args.out, options, progress=not args.quiet)
+            return 0
+        if Path(args.out).exists():  # before the bags are built
+            raise FileExistsError(f"{args.out} exists already; choose a new --out")
+        with tempfile.TemporaryDirectory(prefix="wam_export_") as tmp:
+            built = Path(tmp) / "dataset"
+            summaries = build_dataset(
+                args.data, built, BuildOptions(robot=args.robot, image_size=args.image_size,
+                                               task=args.task), progress=not args.quiet)
+            if not any(not s.skipped for s in summaries):
+                raise ValueError("no bag could be built into a dataset (see above)")
+            export_lerobot(built, args.out, options, progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
