@@ -19,7 +19,7 @@ EXECUTORS = ("events", "multi_threaded")
 
 def events_executor_available() -> bool:
     try:
-        from rclpy.experimental import EventsExecutor  # noqa: F401  (rclpy >= 9, Kilted)
+        from rclpy.experimental import EventsExecutor  # noqa: F401  (Kilted; Jazzy 7.1.6 too)
     except ImportError:
         return False
     return True
@@ -42,7 +42,7 @@ def graph_executor() -> str:
             raise ConfigError(f"{EXECUTOR_ENV}={kind!r}; allowed: {', '.join(EXECUTORS)}")
         if kind == "events" and not events_executor_available():
             raise ConfigError(f"{EXECUTOR_ENV}=events, but this rclpy has no EventsExecutor "
-                              "(rclpy.experimental, ROS 2 Kilted or later)")
+                              "(rclpy.experimental; Humble has none)")
         return kind
     return "events" if events_executor_available() else "multi_threaded"
 
