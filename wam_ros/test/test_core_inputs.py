@@ -167,7 +167,9 @@ def test_health_summary_takes_the_worst_and_says_why() -> None:
 def test_diagnostic_aggregator_analyzers_cover_every_node() -> None:
     doc = yaml.safe_load((PKG / "config" / "diagnostic_aggregator.yaml").read_text())
     params = doc["analyzers"]["ros__parameters"]
-    prefixes = [p for a in params.values() if isinstance(a, dict) for p in a["startswith"]]
+    parts = [p for a in params.values() if isinstance(a, dict) for p in a["contains"]]
     for component in ("observation", "policy", "decoder", "smoother"):
-        name = Health(component).name
-        assert any(f"{name}/cam_high".startswith(p) and name.startswith(p) for p in prefixes)
+        for namespace in ("", "/robot1"):
+            name = Health(component, namespace).name
+            assert sum(p in name and p in f"{name}/cam_high" for p in parts) == 1, name
+    assert Health("policy", "/robot1").name == "robot1/wam_ros/policy"

@@ -240,3 +240,25 @@ def test_shorter_steps_respect_limits_over_their_interval(spec: RobotSpec) -> No
     assert np.all(np.abs(acc) <= enf.acceleration * (1 + 1e-6) + 1e-6)
     with pytest.raises(ValueError, match="dt"):
         enf.step(target, 2 * enf.dt)
+
+
+def test_lowering_the_velocity_limit_while_moving_brakes_within_the_acceleration_limit():
+    """A speed scale lowered live: a joint faster than its new limit slows down to it at the
+    acceleration limit, never in one step; then it keeps to the new limit."""
+    lower, upper = np.full(2, -10.0), np.full(2, 10.0)
+    vmax, amax, dt = np.full(2, 2.0), np.full(2, 4.0), 0.01
+    enforcer = LimitEnforcer(lower, upper, vmax, amax, dt)
+    enforcer.reset(np.zeros(2))
+    target = np.zeros(2)
+    speeds = []
+    for k in range(300):
+        target = target + 2.0 * dt  # a target moving at the velocity limit
+        if k == 150:
+            enforcer.set_limits(vmax * 0.25, amax)
+        before = enforcer.velocity_cmd.copy()
+        enforcer.step(target)
+        assert np.all(np.abs(enforcer.velocity_cmd - before) <= amax * dt + 1e-9)
+        speeds.append(np.abs(enforcer.velocity_cmd).max())
+    assert speeds[149] == pytest.approx(2.0)
+    assert speeds[151] > 0.5  # not in one step
+    assert max(speeds[200:]) <= 0.5 + 1e-9  # then within the new limit

@@ -39,6 +39,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "params_file": ("", "extra ros__parameters YAML applied after config/wam_ros.yaml"),
     "composed": ("false", "run the four nodes in one process (wam_bringup) that hands "
                           "observations and chunks over in memory; false: one process each"),
+    "namespace": ("", "ROS namespace of the graph (e.g. robot1): its topics and services, and "
+                      "the robot's, resolve in it, so robots can share one DDS domain"),
 }
 
 
@@ -54,6 +56,7 @@ class GraphArgs:
     params_file: str = ""
     composed: bool = False
     task: str = ""
+    namespace: str = ""
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -84,6 +87,7 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     # False for a process that holds several nodes: each keeps its own name
     rename: bool = True
+    namespace: str = ""  # ROS namespace ("" = root)
     # restarted by launch after it exits, this many seconds later (< 0: never). Only nodes
     # that hold no state worth keeping: a restarted observation node or decoder loses a few
     # frames or one chunk, and the smoother holds meanwhile.
@@ -91,6 +95,8 @@ class NodeSpec:
 
     def ros_args(self) -> list[str]:
         args = ["--ros-args"] + (["-r", f"__node:={self.name}"] if self.rename else [])
+        if self.namespace:
+            args += ["-r", f"__ns:=/{self.namespace.strip('/')}"]
         for path in self.params_files:
             args += ["--params-file", path]
         for key, value in self.parameters.items():
@@ -143,6 +149,11 @@ def validate(args: GraphArgs, sim: bool = False) -> None:
         robot = RobotSpec.load(args.robot)
     except (ConfigError, FileNotFoundError) as exc:
         raise ConfigError(f"launch argument robot:={args.robot}: {exc}") from exc
+    if args.namespace and not all(part.isidentifier() for part in
+                                  args.namespace.strip("/").split("/")):
+        raise ConfigError(f"launch argument namespace:={args.namespace}; allowed: names of "
+                          "letters, digits and underscores (not starting with a digit), "
+                          "separated by /")
     if args.params_file and not os.path.isfile(args.params_file):
         raise ConfigError(f"launch argument params_file:={args.params_file}: no such file")
     if args.backend != "remote" and (args.checkpoint or not sim):
@@ -167,7 +178,8 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
     def node(name: str, executable: str, respawn_delay_s: float = -1.0,
              **params: object) -> NodeSpec:
         return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
-                        {**common, **params}, files, respawn_delay_s=respawn_delay_s)
+                        {**common, **params}, files, respawn_delay_s=respawn_delay_s,
+                        namespace=args.namespace)
 
     policy = {"checkpoint": args.checkpoint, "backend": args.backend, "memory": args.memory,
               "scheduler": args.scheduler, "mode": args.mode}
@@ -175,7 +187,7 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         policy["task"] = args.task
     if args.composed:  # one process; every node takes the parameters it declares
         return [NodeSpec("wam_bringup", "wam_bringup", NODE_EXECUTABLES["wam_bringup"],
-                         {**common, **policy}, files, rename=False)]
+                         {**common, **policy}, files, rename=False, namespace=args.namespace)]
     return [
         node("wam_observation", "wam_observation_node", respawn_delay_s=STATELESS_RESPAWN_S),
         node("wam_policy", "wam_policy_node", **policy),
@@ -201,7 +213,8 @@ def build_sim_graph(args: GraphArgs, sim: dict[str, object] | None = None) -> li
     robot_graph = build_graph(replace(args, use_sim_time=True, task=instruction,
                                       checkpoint=checkpoint))
     simulator = NodeSpec("wam_sim", "wam_sim_node", NODE_EXECUTABLES["wam_sim_node"],
-                         {"robot": args.robot, "task": task, **(sim or {})})
+                         {"robot": args.robot, "task": task, **(sim or {})},
+                         namespace=args.namespace)
     return [simulator, *robot_graph]
 
 

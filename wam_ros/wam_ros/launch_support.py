@@ -46,6 +46,7 @@ def generate(build: Callable[[GraphArgs], list[NodeSpec]], **defaults: str):
                 package="wam_ros",
                 executable=spec.executable,
                 name=spec.name if spec.rename else None,
+                namespace=spec.namespace.strip("/") or None,
                 output="screen",
                 parameters=[*spec.params_files, dict(spec.parameters)],
                 remappings=list(spec.remappings),

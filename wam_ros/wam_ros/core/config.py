@@ -158,3 +158,46 @@ class Section:
 def _suggest(name: str, allowed: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), list(allowed), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """field name -> what the dataclass `cls` says of it: the comment block above the field,
+    its trailing comment, and entries `name: text` (or `a / b: text`) of the class docstring.
+    The settings dataclasses document their fields this way once; ROS parameter descriptions
+    are generated from it."""
+    import inspect
+    import re
+
+    docs: dict[str, list[list[str]]] = {}
+    doc = inspect.getdoc(cls) or ""
+    entry = re.compile(r"^([a-z_][\w ]*(?: / [a-z_]\w*)*): (.+)$")
+    current: list[str] | None = None
+    for line in doc.splitlines():
+        m = entry.match(line.strip()) if not line.startswith((" ", "\t")) else None
+        if m and all(n.strip().isidentifier() for n in m.group(1).split("/")):
+            current = [m.group(2)]  # continuation lines are appended to it below
+            for name in m.group(1).split("/"):
+                docs.setdefault(name.strip(), []).append(current)
+        elif current is not None and line.startswith((" ", "\t")) and line.strip():
+            current.append(line.strip())
+        else:
+            current = None
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        source = ""
+    block: list[str] = []
+    field_line = re.compile(r"^    ([a-z_]\w*): [^=]+=.*?(?:#\s*(.*))?$")
+    for line in source.splitlines():
+        stripped = line.strip()
+        if line.startswith("    #") and not line.startswith("     "):
+            block.append(stripped.lstrip("#").strip())
+            continue
+        m = field_line.match(line)
+        if m:
+            text = block + ([m.group(2).strip()] if m.group(2) else [])
+            if text:
+                docs.setdefault(m.group(1), []).append(text)
+        block = []
+    return {name: " ".join(" ".join(" ".join(p) for p in parts).split())
+            for name, parts in docs.items()}

@@ -120,8 +120,11 @@ class InputHealth:
 class Health:
     """A node's inputs plus its own conditions -> one summary status and one per input."""
 
-    def __init__(self, component: str) -> None:
-        self.name = f"wam_ros/{component}"
+    def __init__(self, component: str, namespace: str = "") -> None:
+        """namespace: the node's ROS namespace ("/robot1" -> "robot1/wam_ros/<component>"),
+        so two robots' statuses on the one /diagnostics topic stay apart."""
+        ns = namespace.strip("/")
+        self.name = f"{ns}/wam_ros/{component}" if ns else f"wam_ros/{component}"
         self.inputs: dict[str, InputHealth] = {}
         self._conditions: list[tuple[int, str]] = []
 

@@ -502,6 +502,15 @@ class CommandPipeline:
                         out.append((WARN, f"holding: {what} for {silent[name]:.1f} s"))
             return out or [(OK, f"{self._state.value}")]
 
+    def set_limits(self, limits: LimitsConfig) -> None:
+        """Scale the robot's velocity and acceleration limits while running (`ros2 param set
+        limits.velocity_scale 0.5`): every later command keeps to the new limits, a joint
+        faster than its new limit is slowed down to it at the acceleration limit."""
+        with self._lock:
+            self.enforcer.set_limits(self.spec.limits_array("velocity") * limits.velocity_scale,
+                                     self.spec.limits_array("acceleration")
+                                     * limits.acceleration_scale)
+
     def reset_episode(self, episode_id: int | None = None) -> None:
         with self._lock:
             self.timeline.reset(episode_id)

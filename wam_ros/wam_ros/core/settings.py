@@ -19,9 +19,23 @@ SCHEDULERS = ("sync", "async", "sai")
 MODES = ("joint", "fast", "two_stage")
 
 
+# (class name, field) -> (minimum, maximum, choices): the bounds validate() checks, recorded as
+# it runs, so that ROS parameter descriptors can state them (settings_bounds)
+_BOUNDS: dict[tuple[str, str], tuple[object, object, tuple | None]] = {}
+
+
+def settings_bounds(cls: type) -> dict[str, tuple[object, object, tuple | None]]:
+    """field -> (minimum, maximum, choices) of a settings class, as its validate() checks
+    them (positive: minimum 0, exclusive)."""
+    cls()  # validating the defaults records every bound
+    return {f: b for (c, f), b in _BOUNDS.items() if c == cls.__name__}
+
+
 def _check(cls_name: str, name: str, value, *, choices=None, positive=False, minimum=None,
            maximum=None) -> None:
     where = f"{cls_name}.{name}"
+    _BOUNDS[(cls_name, name)] = (0 if positive and minimum is None else minimum, maximum,
+                                 tuple(choices) if choices is not None else None)
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: got {value!r}; allowed: {', '.join(choices)}")
     if positive and not value > 0:
@@ -46,12 +60,12 @@ class _Settings:
 
 @dataclass(frozen=True)
 class ObservationSettings(_Settings):
-    robot: str = "cobot_magic"
+    robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
     # 0 (default): the size the policy announces on /wam/policy/input (its checkpoint's or its
     # server's); > 0: this size, whatever the policy takes (the policy refuses a mismatch)
     image_width: int = 0
-    image_height: int = 0
-    resize_mode: str = "center_crop"
+    image_height: int = 0  # as image_width
+    resize_mode: str = "center_crop"  # center_crop keeps the aspect ratio; resize stretches
     slop_s: float = 0.02  # cameras' stamps within a set may differ by this much
     # joints interpolated at the set's stamp between the joint states either side of it; a set
     # waits this long for the one after it, and takes none farther than this from its stamp
@@ -92,25 +106,21 @@ class ObservationSettings(_Settings):
 
 @dataclass(frozen=True)
 class PolicySettings(_Settings):
-    robot: str = "cobot_magic"
+    robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
     checkpoint: str = ""  # empty: the shipped default checkpoint of the robot
-    backend: str = "torch"
-    memory: str = "kv"
-    mode: str = "joint"
-    scheduler: str = "async"
-    flow_steps: int = 4
+    backend: str = "torch"  # inference backend (remote: an openpi-protocol policy server)
+    memory: str = "kv"  # kv: KV cache with observation replacement; ttt: Dual-State TTT
+    mode: str = "joint"  # joint (video + actions), fast (Fast-WAM), two_stage (CLWM)
+    scheduler: str = "async"  # sync, async, or sai (speculative asynchronous inference)
+    flow_steps: int = 4  # flow-matching integration steps per chunk
     noise_scale: float = -1.0  # flow starting-noise scale; < 0: the checkpoint's
-    # share of the flow ODE integrated speculatively (on the surrogate context, Policy.speculate).
-    # Through the runtime (40 ms, p99 90 ms; the same 16 scenes per robot, README): CobotMagic
-    # async 12/16 solved (mean 6.6 s), sai 0.5 13/16 (6.1 s), 0.75 10/16 (5.6 s); AgiBot G1
-    # async 10/16 (7.9 s), sai 0.5 and 0.75 8/16 (8.6 s); 16 more scenes, async / sai 0.5:
-    # CobotMagic 15 / 13, G1 12 / 12. Before the surrogate stood for the observation's
-    # instant (CobotMagic): 0.25 11/16, 0.5 8/16, 0.75 none.
+    # sai: share of the flow ODE integrated speculatively, on the surrogate context, before the
+    # real observation arrives (Policy.speculate); the rest runs once it is there
     sai_s_mid: float = 0.5
     # async / sai: the new chunk's actions up to its expected arrival are inpainted with the
     # chunk the arm still executes (real-time chunking's frozen prefix)
     inpaint_prefix: bool = False
-    task: str = ""
+    task: str = ""  # instruction given to the policy with every observation
     execute_steps: int = 0  # sync: actions executed before re-planning (0 = whole chunk)
     latency_margin_s: float = 0.1  # async: start inference this much before it is needed
     # async / sai plan ahead by the expected latency + hand-off + this many of their mean
@@ -124,12 +134,9 @@ class PolicySettings(_Settings):
     max_future_s: float = 0.5
     # no observation for this long: the observation input is dead (ERROR in /diagnostics)
     input_dead_after_s: float = 1.0
-    device: str = "cpu"
+    device: str = "cpu"  # torch device of the model (cpu, cuda, cuda:1)
     # nice value of the inference threads (0: leave them alone): the control path preempts
-    # the model instead of queueing behind it (runtime/threads.py). Measured on 2 cores, one
-    # run each: at 0 the model alone is faster (bench pipeline p50 117 vs 140 ms composed, 70
-    # vs 96 ms processes) but closed-loop episodes through the graph did worse (CobotMagic
-    # async, same 10 seeds: 2/10 at 0, 6/10 at 10), so 10 stays the default.
+    # the model instead of queueing behind it (runtime/threads.py)
     inference_nice: int = 10
     # intra-op threads of the backend (ONNX Runtime's pool, torch's); 0: its default (one
     # per core). Fewer leave cores to the control path at the price of model latency.
@@ -139,9 +146,9 @@ class PolicySettings(_Settings):
     # take before the arm holds and its answer is dropped, and the environment variable that
     # holds its API key (empty: none)
     server_url: str = ""
-    server_mapping: str = "wam_ros"
-    server_timeout_s: float = 2.0
-    server_api_key_env: str = ""
+    server_mapping: str = "wam_ros"  # backend remote: the server's convention (see server_url)
+    server_timeout_s: float = 2.0  # backend remote: seconds a call may take (see server_url)
+    server_api_key_env: str = ""  # backend remote: variable holding the API key (server_url)
 
     def validate(self) -> None:
         n = type(self).__name__
@@ -168,8 +175,8 @@ class PolicySettings(_Settings):
 
 @dataclass(frozen=True)
 class DecoderSettings(_Settings):
-    robot: str = "cobot_magic"
-    checkpoint: str = ""
+    robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
+    checkpoint: str = ""  # the policy's checkpoint (its latent-action decoder, if any)
     # chunks stamped more than this ahead of the node's clock are refused
     max_future_s: float = 0.5
 
@@ -204,7 +211,7 @@ class SmootherSettings(_Settings):
     SmoothingConfig, LimitsConfig and SafetyConfig under timeline., smoothing., limits. and
     safety."""
 
-    robot: str = "cobot_magic"
+    robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
     publish_commanded: bool = True  # /wam/commanded JointState, for plots and tests
     # JointTrajectory points carry the smoothed velocities too (the controller then splines
     # cubically); off: positions only, interpolated linearly, as the teleop node and the

@@ -37,7 +37,7 @@ class SmoothingConfig:
         they are left unfiltered unless asked.
     """
 
-    enabled: bool = True
+    enabled: bool = True  # smooth each chunk before it is spliced into the timeline
     upsample: int = 2
     window: int = 21
     polyorder: int = 3
@@ -124,8 +124,8 @@ class ChunkSmoother:
 class LimitsConfig:
     """Scales applied to the robot's velocity/acceleration limits (e.g. 0.5 for a first run)."""
 
-    velocity_scale: float = 1.0
-    acceleration_scale: float = 1.0
+    velocity_scale: float = 1.0  # share of each joint's velocity limit used, (0, 1]; live
+    acceleration_scale: float = 1.0  # share of each joint's acceleration limit used; live
 
     def __post_init__(self) -> None:
         for name in ("velocity_scale", "acceleration_scale"):
@@ -234,6 +234,17 @@ class LimitEnforcer:
         self._last_target = None
         return self._apply(np.zeros_like(self.position), self._interval(dt))
 
+    def set_limits(self, velocity: np.ndarray, acceleration: np.ndarray) -> None:
+        """New velocity and acceleration limits while running (a speed scale changed live).
+        A joint moving faster than its new velocity limit slows down to it at its (new)
+        acceleration limit, never in one step (see _apply)."""
+        velocity = np.asarray(velocity, dtype=np.float64)
+        acceleration = np.asarray(acceleration, dtype=np.float64)
+        if velocity.shape != self.lower.shape or acceleration.shape != self.lower.shape or not (
+                np.all(velocity > 0) and np.all(acceleration > 0)):
+            raise ValueError("set_limits: positive velocity and acceleration per joint")
+        self.velocity, self.acceleration = velocity, acceleration
+
     def _interval(self, dt: float | None) -> float:
         if dt is None:
             return self.dt
@@ -255,6 +266,8 @@ class LimitEnforcer:
         # maximal-deceleration step of any length, see _braking_speed), so all three hold
         # together, for regular and early (shorter) steps alike.
         v = np.clip(desired, v_prev - a * dt, v_prev + a * dt)
+        # above the velocity limit only after it was lowered (set_limits): brake down to it
+        vmax = np.maximum(vmax, np.abs(v_prev) - a * dt)
         v = np.clip(v, -vmax, vmax)
         v = np.minimum(v, _braking_speed(self.upper - self.position, a, dt))
         v = np.maximum(v, -_braking_speed(self.position - self.lower, a, dt))

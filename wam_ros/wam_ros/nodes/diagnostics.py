@@ -27,7 +27,7 @@ class Diagnostics:
     def __init__(self, node: Node, component: str, period_s: float = 1.0,
                  window_s: float = 5.0, callback_group=None) -> None:
         self.node = node
-        self.health = Health(component)
+        self.health = Health(component, node.get_namespace())
         self.name = self.health.name
         self.window_s = window_s
         self._lock = threading.Lock()

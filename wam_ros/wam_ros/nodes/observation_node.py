@@ -65,11 +65,12 @@ class ObservationNode(Node):
                                          topics.OBSERVATION_QOS)
         for cam in self.robot.cameras:
             msg_type = CompressedImage if cam.compressed else Image
-            topic = cam.topic + ("/compressed" if cam.compressed
-                                 and not cam.topic.endswith("compressed") else "")
+            topic = topics.robot_topic(cam.topic) + (
+                "/compressed" if cam.compressed and not cam.topic.endswith("compressed") else "")
             self.create_subscription(msg_type, topic, partial(self.on_image, cam.name),
                                      topics.SENSOR_QOS)
-        self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
+        self.create_subscription(JointState, topics.robot_topic(self.robot.joint_state_topic),
+                                 self.on_joints,
                                  topics.SENSOR_QOS)
         if s.image_width:  # sized by parameters: every camera of the robot
             self.apply_contract(InputContract(self.robot.camera_names, s.image_height,
@@ -77,8 +78,9 @@ class ObservationNode(Node):
         else:
             self.create_subscription(String, topics.POLICY_INPUT, self.on_contract,
                                      topics.CONTRACT_QOS)
+            where = topics.qualified(self.get_namespace(), topics.POLICY_INPUT)
             self.get_logger().info(f"{self.robot.name}: waiting for the policy's input "
-                                   f"contract on {topics.POLICY_INPUT}")
+                                   f"contract on {where}")
 
     def on_contract(self, msg: String) -> None:
         try:
@@ -113,8 +115,9 @@ class ObservationNode(Node):
         if self._contract_problem:
             return [(ERROR, self._contract_problem)]
         if self.contract is None:
-            return [(WARN, f"waiting for the policy's input contract on {topics.POLICY_INPUT}"
-                     " (is the policy node up?)")]
+            where = topics.qualified(self.get_namespace(), topics.POLICY_INPUT)
+            return [(WARN, f"waiting for the policy's input contract on {where} (is the "
+                     "policy node up?)")]
         return []
 
     def _now(self) -> float:

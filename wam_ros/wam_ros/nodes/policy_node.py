@@ -45,7 +45,9 @@ REFUSAL_LOG_PERIOD_S = 5.0  # s between two reports of the scheduler's refusals 
 class PolicyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("wam_policy", **kwargs)
-        s = self.settings = declare_settings(self, PolicySettings)
+        s = self.settings = declare_settings(
+            self, PolicySettings, live=self._apply_live,
+            live_fields=("sai_s_mid", "latency_margin_s", "task"))
         self.robot = RobotSpec.load(s.robot)
         from wam_ros.runtime import load_policy  # torch: import only when a policy is built
 
@@ -127,6 +129,15 @@ class PolicyNode(Node):
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "
             f"warm inference {latency * 1e3:.0f} ms; {self.inference_threads} inference "
             f"threads at nice {s.inference_nice}")
+
+    def _apply_live(self, settings: PolicySettings) -> None:
+        """Parameters changed while running: the instruction, the schedulers' margin, sai's
+        speculated share (the next plans use them)."""
+        self.settings = settings
+        self.runner.reconfigure(settings.latency_margin_s, settings.sai_s_mid)
+        self.get_logger().info(f"live parameters: sai_s_mid {settings.sai_s_mid}, "
+                               f"latency_margin_s {settings.latency_margin_s}, "
+                               f"task {settings.task!r}")
 
     def _warm_up(self) -> float:
         """One inference on a blank observation: loads kernels and measures the latency the

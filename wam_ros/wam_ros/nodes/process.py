@@ -73,7 +73,7 @@ def policy_params_file(path: Path, policy: dict[str, object] | None) -> str:
         return ""
     import yaml
 
-    path.write_text(yaml.safe_dump({"wam_policy": {"ros__parameters": dict(policy)}}))
+    path.write_text(yaml.safe_dump({"/**/wam_policy": {"ros__parameters": dict(policy)}}))
     return str(path)
 
 

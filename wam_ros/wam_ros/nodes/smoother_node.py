@@ -49,7 +49,9 @@ class SmootherNode(Node):
         config = PipelineConfig(
             timeline=declare_settings(self, TimelineConfig, "timeline"),
             smoothing=declare_settings(self, SmoothingConfig, "smoothing"),
-            limits=declare_settings(self, LimitsConfig, "limits"),
+            limits=declare_settings(self, LimitsConfig, "limits",
+                                    live=lambda limits: self.pipeline.set_limits(limits),
+                                    live_fields=("velocity_scale", "acceleration_scale")),
             safety=declare_settings(self, SafetyConfig, "safety"),
         )
         self.pipeline = CommandPipeline(self.robot, config, logger=self._log)
@@ -79,7 +81,8 @@ class SmootherNode(Node):
         for c in self.robot.controllers:
             idx = [self.robot.action_layout.index(j) for j in c.joints]
             msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
-            self.outputs.append((c, idx, self.create_publisher(msg_type, c.topic,
+            self.outputs.append((c, idx, self.create_publisher(msg_type,
+                                                               topics.robot_topic(c.topic),
                                                                topics.COMMAND_QOS)))
         self.applied_pub = self.create_publisher(TimeReference, topics.CHUNK_APPLIED,
                                                  topics.APPLIED_QOS)
@@ -92,7 +95,8 @@ class SmootherNode(Node):
         self._first_of: str = ""  # tag of the chunk whose first command goes out next
         # splice reports waiting for the new plan's first command (then they go out)
         self._applied: deque[TimeReference] = deque()
-        self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
+        self.create_subscription(JointState, topics.robot_topic(self.robot.joint_state_topic),
+                                 self.on_joints,
                                  topics.SENSOR_QOS, callback_group=inputs)
         # each publisher is incompatible with some of these subscriptions by design: rclpy's
         # warning about it would be noise
@@ -117,6 +121,9 @@ class SmootherNode(Node):
 
     def _log(self, message: str) -> None:
         self.get_logger().warning(message)
+
+    def _name(self, name: str) -> str:
+        return topics.qualified(self.get_namespace(), name)
 
     def _now(self) -> float:
         now = stamp_sec(self)
@@ -179,10 +186,10 @@ class SmootherNode(Node):
             self.pipeline.estop(self._now(), "e-stop topic")
             if first:
                 self.get_logger().error("E-STOP: decelerating to a hold; call "
-                                        f"{topics.ENABLE_SERVICE} to re-enable")
+                                        f"{self._name(topics.ENABLE_SERVICE)} to re-enable")
         elif was:
             self.get_logger().info(f"e-stop released; the stop stays latched until "
-                                   f"{topics.ENABLE_SERVICE}")
+                                   f"{self._name(topics.ENABLE_SERVICE)}")
 
     def on_enable(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
@@ -269,8 +276,9 @@ class SmootherNode(Node):
         out = self.pipeline.conditions(now)
         if self.pipeline.monitor.latched is not None:
             release = " release the e-stop, then" if self.estop_asserted else ""
-            out = [(lvl, f"{msg};{release} call {topics.ENABLE_SERVICE}" if lvl == ERROR
-                    else msg) for lvl, msg in out]
+            enable = self._name(topics.ENABLE_SERVICE)
+            out = [(lvl, f"{msg};{release} call {enable}" if lvl == ERROR else msg)
+                   for lvl, msg in out]
         # A node upstream that died leaves its topic without a publisher: the arm holds (the
         # chunk watchdog), and this says who is missing.
         for topic, who in ((topics.CHUNK_JOINT, "decoder"), (topics.CHUNK_RAW, "policy")):
@@ -279,10 +287,11 @@ class SmootherNode(Node):
                 continue
             seen = self._upstream_seen.get(topic)
             if seen is None:
-                out.append((WARN, f"waiting for the {who} node (nothing publishes {topic})"))
+                out.append((WARN, f"waiting for the {who} node (nothing publishes "
+                                  f"{self._name(topic)})"))
             elif now - seen >= self.settings.upstream_dead_after_s:
-                out.append((ERROR, f"{who} node gone: nothing has published {topic} for "
-                            f"{now - seen:.1f} s; holding"))
+                out.append((ERROR, f"{who} node gone: nothing has published "
+                            f"{self._name(topic)} for {now - seen:.1f} s; holding"))
         return out
 
 

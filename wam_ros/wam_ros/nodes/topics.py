@@ -1,4 +1,11 @@
-"""Topic and service names and QoS profiles: the one place that defines them."""
+"""Topic and service names and QoS profiles: the one place that defines them.
+
+The graph's own names are relative, so they resolve in the namespace the graph is launched in
+(`namespace:=robot1` -> /robot1/wam/observation): two robots share one DDS domain without
+remapping. /diagnostics and /clock stay global, as every ROS tool expects them. The robot's
+topics (cameras, joint states, controllers: config/robots/*.yaml) resolve in the same namespace
+(`robot_topic`); in the root namespace they are exactly the configured names.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +17,38 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-OBSERVATION = "/wam/observation"
-CHUNK_RAW = "/wam/chunk/raw"  # policy output: latent | delta | absolute
-CHUNK_JOINT = "/wam/chunk/joint"  # decoder output: absolute joint positions, timed
+OBSERVATION = "wam/observation"
+CHUNK_RAW = "wam/chunk/raw"  # policy output: latent | delta | absolute
+CHUNK_JOINT = "wam/chunk/joint"  # decoder output: absolute joint positions, timed
 # sensor_msgs/TimeReference from the smoother per chunk it splices: header.stamp = when,
 # time_ref = the chunk's stamp (its observation's); the policy learns its hand-off latency
-CHUNK_APPLIED = "/wam/chunk/applied"
-ESTOP = "/wam/estop"  # std_msgs/Bool, True = stop (latched until re-enabled)
-COMMANDED = "/wam/commanded"  # sensor_msgs/JointState: what the smoother sends, for plots/tests
+CHUNK_APPLIED = "wam/chunk/applied"
+ESTOP = "wam/estop"  # std_msgs/Bool, True = stop (latched until re-enabled)
+COMMANDED = "wam/commanded"  # sensor_msgs/JointState: what the smoother sends, for plots/tests
 DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
-RESET_SERVICE = "/wam/reset"  # std_srvs/Trigger: new episode (policy memory cleared)
-ENABLE_SERVICE = "/wam/enable"  # std_srvs/Trigger: clear a latched e-stop
+RESET_SERVICE = "wam/reset"  # std_srvs/Trigger: new episode (policy memory cleared)
+ENABLE_SERVICE = "wam/enable"  # std_srvs/Trigger: clear a latched e-stop
 # std_srvs/SetBool: false = pause the policy (no inference, results in flight dropped);
 # true = start a new episode (memory cleared) and run
-RUN_SERVICE = "/wam/policy/run"
-HOME_SERVICE = "/wam/home"  # std_srvs/Trigger: smoother replaces the plan by a move home
+RUN_SERVICE = "wam/policy/run"
+HOME_SERVICE = "wam/home"  # std_srvs/Trigger: smoother replaces the plan by a move home
 # std_msgs/String, JSON (core.types.InputContract): the cameras and image size the loaded
 # policy takes; latched, the observation node sizes its output from it
-POLICY_INPUT = "/wam/policy/input"
-SIM_STATUS = "/wam/sim/status"  # std_msgs/String, JSON (sim.mujoco_sim.SimStatus)
-SIM_RESET = "/wam/sim/reset"  # std_srvs/Trigger: new episode, scene re-randomised
+POLICY_INPUT = "wam/policy/input"
+SIM_STATUS = "wam/sim/status"  # std_msgs/String, JSON (sim.mujoco_sim.SimStatus)
+SIM_RESET = "wam/sim/reset"  # std_srvs/Trigger: new episode, scene re-randomised
+
+def robot_topic(name: str) -> str:
+    """A topic of the robot config, resolved in the node's namespace."""
+    return name.lstrip("/")
+
+
+def qualified(namespace: str, name: str) -> str:
+    """`name` as the node in `namespace` resolves it, for messages to an operator."""
+    return name if name.startswith("/") else f"{namespace.rstrip('/')}/{name}"
+
 
 # Cameras and joint states: newest data wins, a lost frame is better than a late one.
 SENSOR_QOS = qos_profile_sensor_data
@@ -83,8 +100,8 @@ CONTRACT_QOS = QoSProfile(
 )
 
 # Recording (nodes/recorder_node.py): std_srvs/Trigger, except MARK (SetBool: true = success).
-RECORD_START = "/wam/record/start"
-RECORD_STOP = "/wam/record/stop"  # stop and keep the episode
-RECORD_DISCARD = "/wam/record/discard"
-RECORD_MARK = "/wam/record/mark_success"
-RECORD_STATUS = "/wam/record/status"  # std_msgs/String, JSON (RecorderStatus), 1 Hz
+RECORD_START = "wam/record/start"
+RECORD_STOP = "wam/record/stop"  # stop and keep the episode
+RECORD_DISCARD = "wam/record/discard"
+RECORD_MARK = "wam/record/mark_success"
+RECORD_STATUS = "wam/record/status"  # std_msgs/String, JSON (RecorderStatus), 1 Hz

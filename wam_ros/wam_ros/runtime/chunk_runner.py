@@ -326,6 +326,13 @@ class ChunkRunner:
             self._plan_end = max(self._plan_end, float(chunk.times()[-1]))
             return chunk
 
+    def reconfigure(self, margin_s: float, speculative_fraction: float) -> None:
+        """Change the schedulers' margin and sai's speculated share while running (the policy
+        node's live parameters latency_margin_s, sai_s_mid); kept across episodes."""
+        with self._lock:
+            self.scheduler.config = replace(self.scheduler.config, margin_s=margin_s,
+                                            speculative_fraction=speculative_fraction)
+
     def pause(self) -> None:
         """Stop handing out jobs; a job in flight is discarded when it finishes (it belongs to
         the episode that ends here). `reset` starts the next episode and resumes."""

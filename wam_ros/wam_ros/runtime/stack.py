@@ -49,7 +49,8 @@ def node_params(node: str) -> dict[str, Any]:
     from wam_ros.paths import config_dir
 
     doc = yaml.safe_load((config_dir() / "wam_ros.yaml").read_text()) or {}
-    return dict((doc.get(node) or {}).get("ros__parameters") or {})
+    section = doc.get(f"/**/{node}") or doc.get(node) or {}  # (any namespace) or the root
+    return dict(section.get("ros__parameters") or {})
 
 
 def settings_from(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:

@@ -57,9 +57,11 @@ class FakeRobotNode(Node):
         width = int(self.declare_parameter("camera_width", 0).value)
         height = int(self.declare_parameter("camera_height", 0).value)
         self.joints = RobotJoints(self.spec)
-        self.js_pub = self.create_publisher(JointState, self.spec.joint_state_topic,
+        self.js_pub = self.create_publisher(JointState,
+                                            topics.robot_topic(self.spec.joint_state_topic),
                                             topics.SENSOR_QOS)
-        self.cam_pubs = [(c, self.create_publisher(Image, c.topic, topics.SENSOR_QOS))
+        self.cam_pubs = [(c, self.create_publisher(Image, topics.robot_topic(c.topic),
+                                                   topics.SENSOR_QOS))
                          for c in self.spec.cameras]
         self.size = [(height or max(8, int(c.height * scale)),
                       width or max(8, int(c.width * scale))) for c in self.spec.cameras]
@@ -67,11 +69,11 @@ class FakeRobotNode(Node):
         for c in self.spec.controllers:
             ctrl = self.joints.controllers[c.name]
             if c.type == "joint_trajectory":
-                self.create_subscription(JointTrajectory, c.topic,
+                self.create_subscription(JointTrajectory, topics.robot_topic(c.topic),
                                          lambda m, ctrl=ctrl: self.on_trajectory(ctrl, m),
                                          topics.COMMAND_QOS)
             else:
-                self.create_subscription(Float64MultiArray, c.topic,
+                self.create_subscription(Float64MultiArray, topics.robot_topic(c.topic),
                                          lambda m, ctrl=ctrl: self.on_forward(ctrl, m),
                                          topics.COMMAND_QOS)
         self.period = 1.0 / self.spec.control_rate_hz

@@ -90,21 +90,23 @@ class SimNode(Node):
         self.clock_dt = max(self.sim.dt, 1.0 / clock_rate)
 
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, CLOCK_QOS)
-        self.js_pub = self.create_publisher(JointState, self.spec.joint_state_topic,
+        self.js_pub = self.create_publisher(JointState,
+                                            topics.robot_topic(self.spec.joint_state_topic),
                                             topics.SENSOR_QOS)
         self.cam_pubs = [
-            (c, self.create_publisher(CompressedImage if c.compressed else Image, c.topic,
+            (c, self.create_publisher(CompressedImage if c.compressed else Image,
+                                      topics.robot_topic(c.topic),
                                       topics.SENSOR_QOS))
             for c in self.spec.cameras]
         self.status_pub = self.create_publisher(String, topics.SIM_STATUS, 10)
         self.rejected = 0
         for c in self.spec.controllers:
             if c.type == "joint_trajectory":
-                self.create_subscription(JointTrajectory, c.topic,
+                self.create_subscription(JointTrajectory, topics.robot_topic(c.topic),
                                          lambda m, n=c.name: self.on_trajectory(n, m),
                                          topics.COMMAND_QOS)
             else:
-                self.create_subscription(Float64MultiArray, c.topic,
+                self.create_subscription(Float64MultiArray, topics.robot_topic(c.topic),
                                          lambda m, n=c.name: self.on_forward(n, m),
                                          topics.COMMAND_QOS)
         # the reset waits for the sim thread; its own group keeps commands flowing meanwhile
