@@ -154,3 +154,42 @@ def test_bad_images_are_refused_with_a_reason():
     assert tuple(conversions.image_to_rgb(bgr)[0, 0]) == (3, 2, 1)
     jpg = conversions.rgb_to_compressed(np.full((8, 8, 3), 200, np.uint8), 0.0, "png")
     assert conversions.compressed_to_rgb(jpg).shape == (8, 8, 3)
+
+
+def test_serialized_images_are_read_in_place_and_refused_when_malformed():
+    """What the observation node's raw camera subscriptions get: rclpy's CDR bytes of an
+    Image, read by conversions.image_from_cdr into the same pixels (rgb8, bgr8, mono8 with
+    row padding); rgb_to_cdr writes what rclpy writes; broken bytes are an ImageError."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for encoding, data, step in (("rgb8", rgb, 64 * 3), ("bgr8", rgb[:, :, ::-1], 64 * 3)):
+        msg = conversions.rgb_to_image(rgb, 12.5, "cam_optical_frame")
+        msg.encoding, msg.step = encoding, step
+        msg.data = np.ascontiguousarray(data).tobytes()
+        view = conversions.image_from_cdr(bytes(serialize_message(msg)))
+        assert conversions.to_sec(view.header.stamp) == 12.5
+        assert view.header.frame_id == "cam_optical_frame"
+        np.testing.assert_array_equal(conversions.image_to_rgb(view), rgb)
+    mono = conversions.rgb_to_image(rgb, 1.0)
+    mono.encoding, mono.step = "mono8", 70  # 6 bytes of padding per row
+    padded = np.zeros((48, 70), np.uint8)
+    padded[:, :64] = rgb[:, :, 0]
+    mono.data = padded.tobytes()
+    out = conversions.image_to_rgb(conversions.image_from_cdr(bytes(serialize_message(mono))))
+    np.testing.assert_array_equal(out, np.repeat(rgb[:, :, :1], 3, axis=2))
+
+    raw = conversions.rgb_to_cdr(rgb, 1796507123.123456, "f")
+    back = deserialize_message(raw, Image)  # rclpy reads what rgb_to_cdr writes
+    assert (back.width, back.height, back.encoding, back.step) == (64, 48, "rgb8", 192)
+    assert back.header.frame_id == "f"
+    assert conversions.to_sec(back.header.stamp) == pytest.approx(1796507123.123456, abs=1e-6)
+    np.testing.assert_array_equal(conversions.image_to_rgb(back), rgb)
+    with pytest.raises(conversions.ImageError, match="exceeds|too large|pixels"):
+        conversions.image_to_rgb(conversions.image_from_cdr(raw), max_pixels=100)
+    for broken in (b"", b"\x00\x01\x00\x00", raw[:100], raw[:-10]):
+        with pytest.raises(conversions.ImageError) as info:
+            conversions.image_from_cdr(broken)
+        assert info.value.reason == "undecodable"
+

@@ -67,8 +67,9 @@ class ObservationNode(Node):
             msg_type = CompressedImage if cam.compressed else Image
             topic = topics.robot_topic(cam.topic) + (
                 "/compressed" if cam.compressed and not cam.topic.endswith("compressed") else "")
+            # raw frames are taken serialized and read in place (conversions.image_from_cdr)
             self.create_subscription(msg_type, topic, partial(self.on_image, cam.name),
-                                     topics.SENSOR_QOS)
+                                     topics.SENSOR_QOS, raw=not cam.compressed)
         self.create_subscription(JointState, topics.robot_topic(self.robot.joint_state_topic),
                                  self.on_joints,
                                  topics.SENSOR_QOS)
@@ -129,21 +130,25 @@ class ObservationNode(Node):
             self.diag.health.reset_clock(now)
         return now
 
-    def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+    def on_image(self, camera: str, msg: bytes | CompressedImage) -> None:
         now = self._now()
         source = self.inputs[camera]
         s, contract, sync = self.settings, self.contract, self.sync
         if contract is None or sync is None or camera not in contract.cameras:
             source.good(now)  # alive; nothing to do with it (yet)
             return
-        stamp = conversions.to_sec(msg.header.stamp)
         try:
+            if isinstance(msg, bytes):  # a serialized sensor_msgs/Image
+                msg = conversions.image_from_cdr(msg)
+            stamp = conversions.to_sec(msg.header.stamp)
             check_stamp(stamp, now, s.max_future_s, f"camera {camera}")
             rgb = (conversions.compressed_to_rgb(msg, s.max_image_pixels)
                    if isinstance(msg, CompressedImage)
                    else conversions.image_to_rgb(msg, s.max_image_pixels))
             img = prepare_image(rgb, contract.image_height, contract.image_width,
                                 s.resize_mode)
+            if not img.flags.writeable:  # the frame itself (no resize): a view of `msg`
+                img = img.copy()
         except InputRefused as exc:  # conversions.ImageError included
             self.diag.refuse(exc.reason, f"camera {camera}: {exc}", source, now)
             return
