@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 PKG_ROOT = Path(__file__).resolve().parents[1]
-SOURCE = PKG_ROOT / "wam_ros"
+# the Python package and the launch files (installed to share/wam_ros/launch)
+SOURCES = (PKG_ROOT / "wam_ros", PKG_ROOT / "launch")
 PACKAGE_XML = PKG_ROOT / "package.xml"
 REQUIREMENTS = PKG_ROOT.parent / "tools" / "requirements.txt"
 
@@ -25,7 +26,8 @@ FIRST_PARTY = {"wam_ros"}
 
 # ROS packages: the module is the package; rosdep resolves it from package.xml.
 ROS_PACKAGES = {
-    "rclpy", "ament_index_python", "launch", "launch_ros", "wam_ros_msgs",
+    "rclpy", "ament_index_python", "launch", "launch_ros", "wam_ros_msgs", "rcl_interfaces",
+    "lifecycle_msgs",
     "builtin_interfaces", "std_msgs", "std_srvs", "sensor_msgs", "trajectory_msgs",
     "diagnostic_msgs", "rosgraph_msgs",
 }
@@ -83,7 +85,11 @@ def imported_top_level_modules(root: Path) -> dict[str, list[str]]:
 @functools.cache
 def runtime_imports() -> dict[str, list[str]]:
     """Third-party modules imported by the package's source (read once per session)."""
-    return third_party(imported_top_level_modules(SOURCE))
+    found: dict[str, list[str]] = {}
+    for root in SOURCES:
+        for module, files in imported_top_level_modules(root).items():
+            found.setdefault(module, []).extend(files)
+    return third_party(found)
 
 
 def third_party(modules: dict[str, list[str]]) -> dict[str, list[str]]:
