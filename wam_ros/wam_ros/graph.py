@@ -39,6 +39,9 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "params_file": ("", "extra ros__parameters YAML applied after config/wam_ros.yaml"),
     "composed": ("false", "run the four nodes in one process (wam_bringup) that hands "
                           "observations and chunks over in memory; false: one process each"),
+    "autostart": ("true", "bring the managed nodes to active at start (policy: load and warm "
+                          "up the model, then plan; smoother: command); false: they wait for "
+                          "`ros2 lifecycle set` (configure, activate)"),
     "namespace": ("", "ROS namespace of the graph (e.g. robot1): its topics and services, and "
                       "the robot's, resolve in it, so robots can share one DDS domain"),
 }
@@ -57,6 +60,7 @@ class GraphArgs:
     composed: bool = False
     task: str = ""
     namespace: str = ""
+    autostart: bool = True
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -66,7 +70,7 @@ class GraphArgs:
             if f.name not in values:
                 continue
             v = values[f.name]
-            if f.name in ("use_sim_time", "composed"):
+            if f.name in ("use_sim_time", "composed", "autostart"):
                 if str(v).lower() not in ("true", "false", "1", "0"):
                     raise ValueError(f"{f.name}: got {v!r}; allowed: true, false")
                 kwargs[f.name] = str(v).lower() in ("true", "1")
@@ -182,7 +186,7 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
                         namespace=args.namespace)
 
     policy = {"checkpoint": args.checkpoint, "backend": args.backend, "memory": args.memory,
-              "scheduler": args.scheduler, "mode": args.mode}
+              "scheduler": args.scheduler, "mode": args.mode, "autostart": args.autostart}
     if args.task:
         policy["task"] = args.task
     if args.composed:  # one process; every node takes the parameters it declares
@@ -193,7 +197,7 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         node("wam_policy", "wam_policy_node", **policy),
         node("wam_decoder", "wam_decoder_node", respawn_delay_s=STATELESS_RESPAWN_S,
              checkpoint=args.checkpoint),
-        node("wam_smoother", "wam_smoother_node"),
+        node("wam_smoother", "wam_smoother_node", autostart=args.autostart),
     ]
 
 

@@ -502,6 +502,19 @@ class CommandPipeline:
                         out.append((WARN, f"holding: {what} for {silent[name]:.1f} s"))
             return out or [(OK, f"{self._state.value}")]
 
+    def release(self) -> None:
+        """Stop owning the arm's command (lifecycle deactivate, and before activating again):
+        the plan is dropped, and the next step starts from the measured pose at rest, wherever
+        something else moved the arm meanwhile (the measurement is validated as always)."""
+        with self._lock:
+            self.timeline.clear()
+            self.enforcer.release()
+            self._last_step = None
+            self._sent.clear()
+            self._homing_until = -np.inf
+            if self._state is not PipelineState.STOPPED:
+                self._state = PipelineState.WAITING
+
     def set_limits(self, limits: LimitsConfig) -> None:
         """Scale the robot's velocity and acceleration limits while running (`ros2 param set
         limits.velocity_scale 0.5`): every later command keeps to the new limits, a joint

@@ -108,6 +108,9 @@ class ObservationSettings(_Settings):
 class PolicySettings(_Settings):
     robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
     checkpoint: str = ""  # empty: the shipped default checkpoint of the robot
+    # lifecycle: configure (load, warm up) and activate at start; false: wait for
+    # `ros2 lifecycle set` (or a lifecycle manager)
+    autostart: bool = True
     backend: str = "torch"  # inference backend (remote: an openpi-protocol policy server)
     memory: str = "kv"  # kv: KV cache with observation replacement; ttt: Dual-State TTT
     mode: str = "joint"  # joint (video + actions), fast (Fast-WAM), two_stage (CLWM)
@@ -212,6 +215,8 @@ class SmootherSettings(_Settings):
     safety."""
 
     robot: str = "cobot_magic"  # robot config name (config/robots/<robot>.yaml) or a YAML path
+    # lifecycle: configure and activate (command) at start; false: wait for `ros2 lifecycle set`
+    autostart: bool = True
     publish_commanded: bool = True  # /wam/commanded JointState, for plots and tests
     # JointTrajectory points carry the smoothed velocities too (the controller then splines
     # cubically); off: positions only, interpolated linearly, as the teleop node and the

@@ -234,6 +234,12 @@ class LimitEnforcer:
         self._last_target = None
         return self._apply(np.zeros_like(self.position), self._interval(dt))
 
+    def release(self) -> None:
+        """Forget the command state: the next `reset` starts it again (from a measurement)."""
+        self.position = None
+        self.velocity_cmd = np.zeros_like(self.lower)
+        self._last_target = None
+
     def set_limits(self, velocity: np.ndarray, acceleration: np.ndarray) -> None:
         """New velocity and acceleration limits while running (a speed scale changed live).
         A joint moving faster than its new velocity limit slows down to it at its (new)

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from wam_ros.core.config import ConfigError
+from wam_ros.core.health import WARN
 from wam_ros.core.inputs import ClockJump
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.settings import PolicySettings
@@ -42,13 +43,118 @@ TICK_HZ = 100.0  # time-based scheduler decisions (events trigger the others at 
 REFUSAL_LOG_PERIOD_S = 5.0  # s between two reports of the scheduler's refusals in the log
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
+    """A managed node: configure loads and warms up the model (minutes with TensorRT),
+    activate starts planning and publishing chunks, deactivate stops both (a plan in flight
+    is dropped), cleanup releases the model. With `autostart` (the default, and what the launch
+    files give) it configures and activates itself; a model that fails to load is then a
+    start-up error."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("wam_policy", **kwargs)
         s = self.settings = declare_settings(
             self, PolicySettings, live=self._apply_live,
             live_fields=("sai_s_mid", "latency_margin_s", "task"))
         self.robot = RobotSpec.load(s.robot)
+        self.policy = None
+        self.runner: ChunkRunner | None = None
+        self.worker: ThreadPoolExecutor | None = None
+        self.contract: InputContract | None = None
+        self.meta = None
+        self.inference_threads = 0
+        self._active = False
+        self._configure_error = ""
+        self._published = 0
+        self._refusals_logged: dict[str, int] = {}  # runner refusal counts already logged
+        self.diag = Diagnostics(self, "policy")
+        self.observation_input = self.diag.add_input("observations",
+                                                     dead_after_s=s.input_dead_after_s)
+        self.diag.add_conditions(self._conditions)
+        self._refusals_seen: dict[str, int] = {}  # runner refusals already in diagnostics
+        self.clock_jump = ClockJump()
+        # publishes only while active
+        self.pub = self.create_lifecycle_publisher(ActionChunk, topics.CHUNK_RAW,
+                                                   topics.CHUNK_QOS)
+        # what the model takes, latched: the observation node sizes its output from it
+        self.contract_pub = self.create_publisher(String, topics.POLICY_INPUT,
+                                                  topics.CONTRACT_QOS)
+        # composed bringup: consumers in this process get each Chunk directly
+        self.local_sinks: list[Callable[[Chunk], None]] = []
+        # Observations, ticks and the reset service each get their own group: the executor
+        # never waits on one for another (inference itself is on the worker thread).
+        self.observation_sub = self.create_subscription(
+            ObservationMsg, topics.OBSERVATION, self.on_observation, topics.OBSERVATION_QOS,
+            callback_group=MutuallyExclusiveCallbackGroup())
+        # The smoother reports when each chunk started executing: the hand-off latency the
+        # schedulers plan ahead for (runtime/chunk_runner.py).
+        self.create_subscription(TimeReference, topics.CHUNK_APPLIED, self.on_chunk_applied,
+                                 topics.APPLIED_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        # Finished chunks go out from an executor thread at normal priority, not from the
+        # (niced) inference worker: the worker only queues them and wakes the executor.
+        self._ready: deque[Chunk] = deque()
+        self._ready_signal = OneShot(self, self._publish_ready, MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / TICK_HZ, self.tick,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        services = MutuallyExclusiveCallbackGroup()
+        # off the tick path: counters refresh even while no chunk goes out
+        self.create_timer(1.0, self._diagnostics, callback_group=services)
+        self.create_timer(REFUSAL_LOG_PERIOD_S, self._log_refusals, callback_group=services)
+        self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
+                            callback_group=services)
+        self.create_service(SetBool, topics.RUN_SERVICE, self.on_run, callback_group=services)
+        if s.autostart:
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ConfigError(self._configure_error or "policy: configure failed")
+            self.trigger_activate()
+        else:
+            self.get_logger().info("unconfigured (autostart false): ros2 lifecycle set "
+                                   f"{self.get_fully_qualified_name()} configure, then activate")
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load()
+        except ConfigError as exc:
+            self._configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self.runner is not None
+        self.runner.reset()  # a new episode: memory cleared, planning
+        self._active = True
+        self.get_logger().info("active: planning")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        if self.runner is not None:
+            self.runner.pause()  # a plan in flight is dropped when it finishes
+        self.get_logger().info("inactive: not planning")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _conditions(self, now: float) -> list[tuple[int, str]]:
+        if self.runner is None:
+            why = f": {self._configure_error}" if self._configure_error else ""
+            return [(WARN, f"unconfigured (lifecycle): no model loaded{why}")]
+        if not self._active:
+            return [(WARN, "inactive (lifecycle): not planning")]
+        return []
+
+    def _load(self) -> None:
+        """Load the model, warm it up, announce its input, build the runner (configure)."""
+        s = self.settings
         from wam_ros.runtime import load_policy  # torch: import only when a policy is built
 
         checkpoint = (Path() if s.backend == "remote"
@@ -80,61 +186,37 @@ class PolicyNode(Node):
                     f"{list(self.robot.action_layout)}")
             self.meta = meta
             latency = self._warm_up()
-        self.runner = ChunkRunner.from_settings(self.policy, s, latency)
+        runner = ChunkRunner.from_settings(self.policy, s, latency)
+        runner.pause()  # until activated
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam_inference",
                                          initializer=lower_priority,
                                          initargs=(s.inference_nice,))
         self.inference_threads = len(pool_threads) + 1
-        self._published = 0
-        self._refusals_logged: dict[str, int] = {}  # runner refusal counts already logged
-        self.diag = Diagnostics(self, "policy")
-        self.observation_input = self.diag.add_input("observations",
-                                                     dead_after_s=s.input_dead_after_s)
-        self._refusals_seen: dict[str, int] = {}  # runner refusals already in diagnostics
-        self.clock_jump = ClockJump()
-        self.pub = self.create_publisher(ActionChunk, topics.CHUNK_RAW, topics.CHUNK_QOS)
-        # what the model takes, latched: the observation node sizes its output from it
         h, w = meta.image_size
         self.contract = InputContract(tuple(meta.camera_names), int(h), int(w))
-        self.contract_pub = self.create_publisher(String, topics.POLICY_INPUT,
-                                                  topics.CONTRACT_QOS)
         self.contract_pub.publish(String(data=self.contract.to_json()))
-        # composed bringup: consumers in this process get each Chunk directly
-        self.local_sinks: list[Callable[[Chunk], None]] = []
-        # Observations, ticks and the reset service each get their own group: the executor
-        # never waits on one for another (inference itself is on the worker thread).
-        self.observation_sub = self.create_subscription(
-            ObservationMsg, topics.OBSERVATION, self.on_observation, topics.OBSERVATION_QOS,
-            callback_group=MutuallyExclusiveCallbackGroup())
-        # The smoother reports when each chunk started executing: the hand-off latency the
-        # schedulers plan ahead for (runtime/chunk_runner.py).
-        self.create_subscription(TimeReference, topics.CHUNK_APPLIED, self.on_chunk_applied,
-                                 topics.APPLIED_QOS,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
-        # Finished chunks go out from an executor thread at normal priority, not from the
-        # (niced) inference worker: the worker only queues them and wakes the executor.
-        self._ready: deque[Chunk] = deque()
-        self._ready_signal = OneShot(self, self._publish_ready, MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0 / TICK_HZ, self.tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        services = MutuallyExclusiveCallbackGroup()
-        # off the tick path: counters refresh even while no chunk goes out
-        self.create_timer(1.0, self._diagnostics, callback_group=services)
-        self.create_timer(REFUSAL_LOG_PERIOD_S, self._log_refusals, callback_group=services)
-        self.create_service(Trigger, topics.RESET_SERVICE, self.on_reset,
-                            callback_group=services)
-        self.create_service(SetBool, topics.RUN_SERVICE, self.on_run, callback_group=services)
+        self.runner = runner
+        self._configure_error = ""
         self.get_logger().info(
             f"{checkpoint.name}: backend {s.backend}, memory {s.memory}, mode {s.mode}, "
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "
             f"warm inference {latency * 1e3:.0f} ms; {self.inference_threads} inference "
             f"threads at nice {s.inference_nice}")
 
+    def _unload(self) -> None:
+        """Release the model (cleanup); the node stays up, unconfigured."""
+        self.runner = None
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
+            self.worker = None
+        self.policy = None
+
     def _apply_live(self, settings: PolicySettings) -> None:
         """Parameters changed while running: the instruction, the schedulers' margin, sai's
         speculated share (the next plans use them)."""
         self.settings = settings
-        self.runner.reconfigure(settings.latency_margin_s, settings.sai_s_mid)
+        if self.runner is not None:
+            self.runner.reconfigure(settings.latency_margin_s, settings.sai_s_mid)
         self.get_logger().info(f"live parameters: sai_s_mid {settings.sai_s_mid}, "
                                f"latency_margin_s {settings.latency_margin_s}, "
                                f"task {settings.task!r}")
@@ -171,7 +253,8 @@ class PolicyNode(Node):
         if self.clock_jump.update(now):
             # every stamp the runner holds is of the old clock: start a new episode on the new
             self.get_logger().warning("the clock jumped back: new episode, memory cleared")
-            self.runner.reset(now)
+            if self.runner is not None:
+                self.runner.reset(now)
             self.diag.health.reset_clock(now)
         return now
 
@@ -180,22 +263,30 @@ class PolicyNode(Node):
         if self.settings.task and not obs.task:
             obs = replace(obs, task=self.settings.task)
         now = self._now()
-        if self.runner.on_observation(obs, now):
+        runner = self.runner
+        if runner is not None and runner.on_observation(obs, now):
             self.observation_input.good(now)
         self.tick()  # a fresh observation may be what the scheduler waits for
 
     def on_chunk_applied(self, msg: TimeReference) -> None:
+        if self.runner is None:
+            return
         self.runner.on_chunk_applied(conversions.to_sec(msg.time_ref),
                                      conversions.to_sec(msg.header.stamp))
         self.tick()  # sai: the speculation for the next chunk may start now
 
     def tick(self) -> None:
-        job = self.runner.poll(self._now())
+        runner, worker = self.runner, self.worker
+        if not self._active or runner is None or worker is None:
+            return
+        job = runner.poll(self._now())
         if job is not None:
-            self.worker.submit(self._run, job)
+            worker.submit(self._run, job)
 
     def _diagnostics(self) -> None:
         now = self._now()
+        if self.runner is None:
+            return
         self.diag.set_counters({k: v for k, v in self.runner.stats().items()
                                 if not isinstance(v, str)})
         self.diag.set_value("published", self._published)
@@ -212,6 +303,8 @@ class PolicyNode(Node):
     def _log_refusals(self) -> None:
         """The runner's refusals (stale observations, ...), on /diagnostics as counters, in
         the log too: one line per reason that occurred since the last report."""
+        if self.runner is None:
+            return
         for reason, count in list(self.runner.refusals.items()):
             new = count - self._refusals_logged.get(reason, 0)
             if new > 0:
@@ -220,10 +313,13 @@ class PolicyNode(Node):
                 self._refusals_logged[reason] = count
 
     def _run(self, job: Job) -> None:
-        result: JobResult = self.runner.execute(job)
+        runner = self.runner
+        if runner is None:  # cleaned up meanwhile
+            return
+        result: JobResult = runner.execute(job)
         if result.error:
             self.diag.refuse("inference_failed", result.error)
-        chunk = self.runner.finish(result, stamp_sec(self))
+        chunk = runner.finish(result, stamp_sec(self))
         if chunk is not None:
             self._ready.append(chunk)
             self._ready_signal.arm()
@@ -240,6 +336,9 @@ class PolicyNode(Node):
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:
+        if self.runner is None:
+            response.success, response.message = False, "not configured (lifecycle)"
+            return response
         self.runner.reset(stamp_sec(self))
         response.success = True
         response.message = f"episode {self.runner.episode}"
@@ -248,6 +347,9 @@ class PolicyNode(Node):
 
     def on_run(self, request: SetBool.Request, response: SetBool.Response
                ) -> SetBool.Response:
+        if self.runner is None:
+            response.success, response.message = False, "not configured (lifecycle)"
+            return response
         if request.data:
             self.runner.reset(stamp_sec(self))
             response.message = f"running episode {self.runner.episode}"
@@ -259,9 +361,10 @@ class PolicyNode(Node):
         return response
 
     def close(self) -> None:
-        self.worker.shutdown(wait=True, cancel_futures=True)
-        if hasattr(self.policy, "close"):
-            self.policy.close()
+        policy = self.policy
+        self._unload()
+        if hasattr(policy, "close"):
+            policy.close()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from collections import deque
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import Trigger
@@ -41,7 +41,12 @@ from wam_ros.nodes.params import declare_settings
 from wam_ros_msgs.msg import ActionChunk
 
 
-class SmootherNode(Node):
+class SmootherNode(LifecycleNode):
+    """A managed node: active, it commands the arm; inactive (deactivate), it sends nothing
+    and leaves the arm to whatever else commands it (teleop), while still hearing the e-stop
+    and the joint states; activated again, its first commands start at the measured pose, at
+    rest. With `autostart` (the default, and what the launch files give) it activates itself."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("wam_smoother", **kwargs)
         s = self.settings = declare_settings(self, SmootherSettings)
@@ -50,7 +55,8 @@ class SmootherNode(Node):
             timeline=declare_settings(self, TimelineConfig, "timeline"),
             smoothing=declare_settings(self, SmoothingConfig, "smoothing"),
             limits=declare_settings(self, LimitsConfig, "limits",
-                                    live=lambda limits: self.pipeline.set_limits(limits),
+                                    # (the pipeline is built below)
+                                    live=lambda limits: self.pipeline.set_limits(limits),  # noqa: PLW0108
                                     live_fields=("velocity_scale", "acceleration_scale")),
             safety=declare_settings(self, SafetyConfig, "safety"),
         )
@@ -67,6 +73,7 @@ class SmootherNode(Node):
         self.estop_asserted = False  # the last e-stop message said true
         self._upstream_seen: dict[str, float] = {}  # chunk topic -> last time it had a publisher
         self.measured: np.ndarray | None = None
+        self._active = False
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
         # trajectory controllers get the command the robot's lead ahead, then the plan's next
@@ -118,6 +125,9 @@ class SmootherNode(Node):
             f"{self.robot.name}: {len(self.outputs)} controllers at "
             f"{self.robot.control_rate_hz:g} Hz (trajectory lead "
             f"{self.robot.trajectory_lead_s * 1e3:.0f} ms), blend {config.timeline.blend}")
+        if s.autostart:
+            self.trigger_configure()
+            self.trigger_activate()
 
     def _log(self, message: str) -> None:
         self.get_logger().warning(message)
@@ -137,6 +147,9 @@ class SmootherNode(Node):
     def accept_chunk(self, chunk: Chunk) -> None:
         """A decoded, absolute chunk (from the topic, or in-process in the composed form)."""
         now = self._now()
+        if not self._active:  # inactive: the arm is not ours to command
+            self.chunk_input.refuse(now, "inactive", f"chunk {chunk.chunk_id}: not active")
+            return
         if self.episode is not None and chunk.episode_id != self.episode:
             self.pipeline.reset_episode(chunk.episode_id)
         self.episode = chunk.episode_id
@@ -226,6 +239,8 @@ class SmootherNode(Node):
 
     def _tick(self, early: bool) -> bool:
         now = self._now()
+        if not self._active:  # the arm is left to other controllers
+            return False
         try:
             out = self.pipeline.step(now, self.measured, early=early)
         except RuntimeError as exc:  # command guard: latched inside the pipeline
@@ -272,7 +287,29 @@ class SmootherNode(Node):
     def _diagnostics(self) -> None:
         self.diag.set_counters(self.pipeline.diagnostics(self._now()))
 
+    # ---- lifecycle ------------------------------------------------------------------------
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # whatever moved the arm meanwhile, commanding starts where it is, at rest
+        self.pipeline.release()
+        self._active = True
+        self.get_logger().info("active: commanding")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._tick_lock:
+            self._active = False
+            self.pipeline.release()
+        self.get_logger().info("inactive: not commanding; the arm is left to other controllers")
+        return super().on_deactivate(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._tick_lock:
+            self._active = False
+        return TransitionCallbackReturn.SUCCESS
+
     def _conditions(self, now: float) -> list[tuple[int, str]]:
+        if not self._active:
+            return [(WARN, "inactive (lifecycle): not commanding")]
         out = self.pipeline.conditions(now)
         if self.pipeline.monitor.latched is not None:
             release = " release the e-stop, then" if self.estop_asserted else ""
