@@ -71,8 +71,8 @@ PY="$VENV/bin/python"
 PIP_LOG="$STAMPS/pip.log"
 # pip's warnings about local index folders that do not exist on this machine are noise.
 pip_install() {
-  "$PY" -m pip install --quiet --disable-pip-version-check "$@" > "$PIP_LOG" 2>&1
-  local rc=$?
+  local rc=0
+  "$PY" -m pip install --quiet --disable-pip-version-check "$@" > "$PIP_LOG" 2>&1 || rc=$?
   grep -v 'is ignored: it is neither' "$PIP_LOG" >&2 || true
   return "$rc"
 }
