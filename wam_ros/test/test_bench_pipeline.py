@@ -86,6 +86,7 @@ def test_dds_profiles_of_the_bench(monkeypatch):
     (["--graph", "launched,bogus"], "unknown graph 'bogus'"),
     (["--dds-profile", "nope"], "unknown DDS profile 'nope'"),
     (["--rounds", "0"], "--rounds 0"),
+    (["--sessions", "launch,shared"], "unknown sessions 'shared'"),
 ])
 def test_bad_bench_choices_are_refused_before_anything_starts(tmp_path, capsys, argv, says):
     out = tmp_path / "pipeline.json"

@@ -18,8 +18,12 @@ observation node assembled, frames the fake robot sent, frames that reached the 
 node, frames its synchroniser dropped (/diagnostics of both). `--dds-profile none` runs every
 process with Fast DDS's defaults (FASTDDS_DEFAULT_PROFILES_FILE unset: 512 KiB shared-memory
 segment), `graph-only` the graph with the launch's profile and the cameras without (camera
-drivers started outside the launch). Several graphs / profiles in one run are measured in
-alternating rounds (`--rounds`), so load from elsewhere falls on all of them.
+drivers started outside the launch). The processes stay in this process's session, as ros2
+launch leaves its nodes (`--sessions own`: each in a session of its own, as the bench did
+before; Linux then shares the CPU per process before nice values apply, so the policy's
+lowered inference threads no longer yield to the other nodes). Several graphs / profiles /
+sessions in one run are measured in alternating rounds (`--rounds`), so load from elsewhere
+falls on all of them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ CAMERA_SIZES = ("model", "robot")
 # unless FASTDDS_DEFAULT_PROFILES_FILE is set); none: Fast DDS defaults everywhere; graph-only:
 # the launch's profile for the graph, defaults for the cameras
 DDS_PROFILES = ("launch", "none", "graph-only")
+SESSIONS = ("launch", "own")
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 FASTRTPS_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # the name Fast DDS 2 (Humble, Jazzy) reads
 
@@ -75,6 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "apply, unless FASTDDS_DEFAULT_PROFILES_FILE is set), none (Fast DDS "
                         "defaults in every process), graph-only (the launch's profile for the "
                         "graph, defaults for the fake robot's cameras)")
+    p.add_argument("--sessions", default="launch",
+                   help="comma-separated: launch (every process in this one's session, as "
+                        "ros2 launch starts nodes), own (each process in a session of its own: "
+                        "the kernel then shares CPU per process before nice values apply)")
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat every graph x profile this many times, alternating")
     p.add_argument("--inference-nice", type=int, default=None,
@@ -161,7 +170,7 @@ def _environment(env: dict[str, str | None]):
 
 def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str,
                     memory: str, scheduler: str, composed: bool, camera_size: str,
-                    image_size: tuple[int, int], dds_profile: str,
+                    image_size: tuple[int, int], dds_profile: str, sessions: str,
                     policy_params: dict | None, realtime_priority: int, tag: str) -> list:
     """The fake robot and the graph as the launch files start it (graph.build_graph's
     NodeSpecs, each its own process, or the composed bringup), each process with its Fast DDS
@@ -179,15 +188,18 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
                {"camera_width": w, "camera_height": h})
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.sim.fake_robot", {"robot": robot, **cameras})
     graph_env, camera_env = dds_env(dds_profile)
+    own = sessions == "own"
     procs = []
     try:
         with _environment(camera_env):
-            procs.append(NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log")))
+            procs.append(NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log"),
+                                     own_session=own))
         with _environment(graph_env):
             for spec in graph:
                 procs.append(NodeProcess(spec.command(),
                                          env={RT_PRIORITY_ENV: str(realtime_priority)},
-                                         log_path=str(workdir / f"{tag}_{spec.name}.log")))
+                                         log_path=str(workdir / f"{tag}_{spec.name}.log"),
+                                         own_session=own))
     except BaseException:
         for p in procs:
             p.stop()
@@ -234,7 +246,8 @@ def _camera_window(start: dict[str, tuple[float, dict[str, str]]],
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
             duration: float, workdir: Path, composed: bool = True,
             policy_params: dict | None = None, realtime_priority: int = 0,
-            camera_size: str = "model", dds_profile: str = "launch", tag: str = "") -> dict:
+            camera_size: str = "model", dds_profile: str = "launch", sessions: str = "launch",
+            tag: str = "") -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
@@ -251,6 +264,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     procs = start_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
                             scheduler=scheduler, composed=composed, camera_size=camera_size,
                             image_size=tuple(cfg.image_size), dds_profile=dds_profile,
+                            sessions=sessions,
                             policy_params=policy_params, realtime_priority=realtime_priority,
                             tag=tag or scheduler)
 
@@ -459,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
         schedulers = _choices(args.schedulers, SCHEDULERS, "scheduler")
         graphs = _choices(args.graph, GRAPHS, "graph")
         profiles = _choices(args.dds_profile, DDS_PROFILES, "DDS profile")
+        session_kinds = _choices(args.sessions, SESSIONS, "sessions")
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
@@ -481,28 +496,31 @@ def run(args: argparse.Namespace) -> int:
                 # shipped, read-only one, and the bench leaves no files behind
                 checkpoint = Path(shutil.copytree(checkpoint, workdir / "ckpt"))
             export_onnx(checkpoint)
-        for rnd, (graph, profile) in itertools.product(range(args.rounds),
-                                                       itertools.product(graphs, profiles)):
+        for rnd, (graph, profile, sessions) in itertools.product(
+                range(args.rounds), itertools.product(graphs, profiles, session_kinds)):
             cameras = args.cameras or ("robot" if graph == "launched" else "model")
             per = {}
             for s in schedulers:
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} {graph} (cameras "
-                      f"{cameras}, DDS profile {profile}) {args.robot} {args.backend} "
+                      f"{cameras}, DDS profile {profile}, sessions {sessions}) {args.robot} "
+                      f"{args.backend} "
                       f"{args.memory} {s}: {args.duration:g} s ...", flush=True)
                 per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
                                  args.duration, workdir, composed=graph == "composed",
                                  policy_params=params or None,
                                  realtime_priority=args.realtime_priority,
                                  camera_size=cameras, dds_profile=profile,
-                                 tag=f"r{rnd}_{graph}_{profile}_{s}")
+                                 sessions=sessions, tag=f"r{rnd}_{graph}_{profile}_{s}")
             runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
-                         "round": rnd + 1, **_summary(per)})
+                         "sessions": sessions, "round": rnd + 1, **_summary(per)})
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     first = runs[0]
     # each graph x profile across the rounds (async, else the first scheduler)
     by_variant = {}
     for r in runs:
-        v = by_variant.setdefault(f"{r['graph']}/{r['dds_profile']}", {
+        name = f"{r['graph']}/{r['dds_profile']}" + (
+            f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "")
+        v = by_variant.setdefault(name, {
             "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [], "sets_per_s": [],
             "frames_lost_fraction": [], "camera_to_observation_ms_p99": []})
         v["stack_overhead_ms_p50"].append(r["stack_overhead_ms"]["p50"])
@@ -513,12 +531,14 @@ def run(args: argparse.Namespace) -> int:
         v["camera_to_observation_ms_p99"].append(ref["stages_ms_p99"]["camera_to_observation"])
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
-        "graph": args.graph, "dds_profile": args.dds_profile, "rounds": args.rounds,
+        "graph": args.graph, "dds_profile": args.dds_profile, "sessions": args.sessions,
+        "rounds": args.rounds,
         "inference_nice": args.inference_nice, "policy_params": params,
         "realtime_priority": args.realtime_priority, "duration_s": args.duration,
         "machine": machine,
         # the first run's figures at the top (one graph, one profile: the only run)
-        **{k: v for k, v in first.items() if k not in ("graph", "dds_profile", "round")},
+        **{k: v for k, v in first.items() if k not in ("graph", "dds_profile", "sessions",
+                                                        "round")},
         "by_variant": by_variant,
         "runs": runs,
     }

@@ -29,13 +29,18 @@ class NodeProcess:
     """A child process (a node) whose output is kept for the failure message."""
 
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None,
-                 log_path: str | None = None) -> None:
+                 log_path: str | None = None, own_session: bool = True) -> None:
+        """own_session False: the child stays in this process's session (in a process group
+        of its own, so a terminal's Ctrl-C still reaches only us), as ros2 launch starts
+        nodes. Linux shares CPU between sessions first (autogroup) and applies nice values
+        only within one, so the policy's lowered inference threads yield to the other nodes
+        only when they share a session."""
         self.cmd = cmd
         self.log_path = log_path
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=own_session, process_group=None if own_session else 0,
         )
 
     def alive(self) -> bool:
