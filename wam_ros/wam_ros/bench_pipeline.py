@@ -355,7 +355,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         observations = obs_count[0] - obs_start
         smoother_stats.clear()
         counters.clear()
-        end = now() + 2.5  # the last diagnostics of the window
+        end = now() + 5.0  # the last diagnostics of the window (1 s apart; late when loaded)
         while now() < end and ("observed_s" not in smoother_stats
                                or not counted <= counters.keys()):
             executor.spin_once(timeout_sec=0.05)
