@@ -55,6 +55,10 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
     if data["per_scheduler"]["async"]["chunks"]:  # a loaded machine may put none in 4 s
         for key in ("p50", "p99"):
             assert math.isfinite(data["stack_overhead_ms"][key])
+    # CPU per process over the window, by node name (fake robot and the four nodes)
+    cpu = data["per_scheduler"]["async"]["cpu_ms_per_s"]
+    assert set(cpu) == {"fake", "wam_observation", "wam_policy", "wam_decoder", "wam_smoother"}
+    assert all(v > 0 for v in cpu.values()), cpu
     variant = data["by_variant"]["launched/launch"]
     assert len(variant["stack_overhead_ms_p99"]) == 1 and len(variant["sets_per_s"]) == 1
 

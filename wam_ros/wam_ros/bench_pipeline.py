@@ -207,6 +207,16 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
     return procs
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process used so far; nan once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _camera_window(start: dict[str, tuple[float, dict[str, str]]],
                    end: dict[str, tuple[float, dict[str, str]]], cameras: list[str],
                    in_sets: list[str], rate_hz: float) -> dict[str, float]:
@@ -261,12 +271,13 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
 
     spec = RobotSpec.load(robot)
     cfg, _ = read_checkpoint_config(checkpoint)
+    run_tag = tag or scheduler
     procs = start_processes(workdir, robot, checkpoint, backend=backend, memory=memory,
                             scheduler=scheduler, composed=composed, camera_size=camera_size,
                             image_size=tuple(cfg.image_size), dds_profile=dds_profile,
                             sessions=sessions,
                             policy_params=policy_params, realtime_priority=realtime_priority,
-                            tag=tag or scheduler)
+                            tag=run_tag)
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -347,12 +358,18 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             executor.spin_once(timeout_sec=0.05)
         idle_start = dict(smoother_stats)
         counters_start = dict(counters)
+        cpu_start = [_cpu_seconds(p.proc.pid) for p in procs]
         t_start = now()
         first_chunk = len(joint_rx)
         obs_start = obs_count[0]
         while now() - t_start < duration:
             executor.spin_once(timeout_sec=0.05)
         observations = obs_count[0] - obs_start
+        # CPU each process used over the window: where the two cores went, whatever the load
+        elapsed = now() - t_start
+        cpu_ms_per_s = {Path(p.log_path).stem[len(run_tag) + 1:]:  # <tag>_<node>.log
+                        round((_cpu_seconds(p.proc.pid) - c0) / elapsed * 1e3, 1)
+                        for p, c0 in zip(procs, cpu_start)}
         smoother_stats.clear()
         counters.clear()
         end = now() + 5.0  # the last diagnostics of the window (1 s apart; late when loaded)
@@ -410,6 +427,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     cameras["probe_sets_per_s"] = observations / duration  # what reached this probe
     return {
         "cameras": cameras,
+        "cpu_ms_per_s": cpu_ms_per_s,
         "chunks": len(e2e),
         "end_to_end_ms": {"p50": _pct(ms(e2e), 50), "p99": _pct(ms(e2e), 99)},
         "stack_overhead_ms": {"p50": _pct(ms(overhead), 50), "p99": _pct(ms(overhead), 99)},
