@@ -66,6 +66,7 @@ class Rig:
         self.mode, self.once = "pass", ""
         self.offset = 0.0
         self.sent = 0
+        self.answers: list[str] = []  # of /wam/enable
         n = self.node
         n.create_subscription(JointState, topics.COMMANDED, lambda m: self.commanded.append(
             (conversions.to_sec(m.header.stamp), np.array(m.position))), 200)
@@ -131,6 +132,7 @@ class Rig:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             response = self.call_enable()
+            self.answers.append(response.message)
             if response.success:
                 return False
             if reason in response.message:
@@ -204,8 +206,10 @@ def test_fault_campaigns_against_the_graph(rclpy_context, tmp_path, tiny_checkpo
                      enable: bool = False) -> Row:
             row, start, rig.sent = Row(name), rig.now(), 0
             inject()
-            assert rig.wait_level(component, expected, start, 6.0), (
-                f"{name}: {component} never reached level {expected}\n{rig.logs()}")
+            assert rig.wait_level(component, expected, start, 15.0), (
+                f"{name}: {component} never reached level {expected}; its last reports: "
+                f"{[d for d in rig.diagnostics if d[1] == f'wam_ros/{component}'][-4:]}\n"
+                f"{rig.logs()}")
             row.level = {ERROR: "ERROR", WARN: "WARN"}[rig.worst_level(component, start)]
             back = rig.now()  # good input is back from here (or from the enable)
             if restore is not None:
@@ -247,7 +251,7 @@ def test_fault_campaigns_against_the_graph(rclpy_context, tmp_path, tiny_checkpo
             # the relay has passed on 100 rad readings only, in order, from here
             assert rig.until(lambda: rig.sent >= 10, 20.0)
             rig.estop_pubs["default"].publish(Bool(data=False))
-            assert rig.refused_until("out_of_limits")
+            assert rig.refused_until("out_of_limits"), (rig.answers[-3:], rig.logs())
 
         def good_joints() -> None:
             rig.mode = "pass"

@@ -109,11 +109,12 @@ def run_nodes(factories: list[Callable[[], Node]], args: list[str] | None = None
     simulator's reset, the recorder's writes) put that work in callback groups of its own.
 
     fast_exit: once the nodes are closed and rclpy is shut down, end the process at once
-    (os._exit) instead of returning into the interpreter's teardown. For processes that hold
-    torch: its teardown took 1.5-5 s on a loaded 2-core machine, past the 5 s launch waits
-    after SIGINT before it escalates to SIGTERM and reports the node as died (exit -15).
-    Only for a node's main(): nothing after it runs. (A crash still unwinds normally, with
-    its traceback.)
+    (os._exit) instead of returning into the interpreter's teardown, which launch would
+    otherwise wait for: torch's took 1.5-5 s on a loaded 2-core machine, and even a process
+    without it (the smoother) once outlasted the 5 s launch waits after SIGINT before it
+    escalates to SIGTERM and reports the node as died (exit -15). For the graph's nodes,
+    which write no files; never for the recorder. Only for a node's main(): nothing after it
+    runs. (A crash still unwinds normally, with its traceback.)
     """
     code = _run_nodes(factories, args, threads, link, executor)
     if fast_exit:

@@ -212,7 +212,7 @@ class ObservationNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([ObservationNode], args, executor="auto")
+    return run_nodes([ObservationNode], args, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":

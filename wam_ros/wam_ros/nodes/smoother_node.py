@@ -333,7 +333,7 @@ class SmootherNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([SmootherNode], args, executor="auto")
+    return run_nodes([SmootherNode], args, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _background(h: int, w: int, seed_name: str) -> np.ndarray:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_nodes([FakeRobotNode], args, executor="auto")
+    return run_nodes([FakeRobotNode], args, executor="auto", fast_exit=True)
 
 
 if __name__ == "__main__":
