@@ -54,6 +54,6 @@ if [[ $# == 0 ]]; then
     "test/test_graph_processes.py::test_graph_drives_the_robot_within_limits_and_stops[cobot_magic-sync-multi_threaded]" \
     test/test_graph_processes.py::test_composed_bringup_runs_all_nodes_in_one_process
 fi
-# test/launch holds launch_testing files; the upstream launch stack (../shared/ros-launch) is built
-# for Kilted and not installed here, so they are left out (test_launch_real skips with the reason).
+# test/launch holds launch_testing files; the upstream launch stack (../shared/ros-launch) is
+# installed into .venv only, not here, so they are left out (test_launch_real skips with the reason).
 cd "$ROOT/wam_ros" && exec "$py" -m pytest -p no:cacheprovider --ignore=test/launch "$@"
