@@ -173,3 +173,23 @@ def test_diagnostic_aggregator_analyzers_cover_every_node() -> None:
             name = Health(component, namespace).name
             assert sum(p in name and p in f"{name}/cam_high" for p in parts) == 1, name
     assert Health("policy", "/robot1").name == "robot1/wam_ros/policy"
+
+
+def test_estop_input_copies_on_other_subscriptions_do_not_undo_a_release() -> None:
+    from wam_ros.core.inputs import EstopInput
+
+    estop = EstopInput()
+    # a stop latched before this node started: heard on the transient-local subscription
+    assert estop.offer(True, "latched") and estop.asserted
+    # a reliable publisher: true and false on `reliable`, copies on `best_effort` late
+    assert estop.offer(True, "reliable") and estop.asserted
+    assert estop.offer(False, "reliable") and not estop.asserted
+    assert not estop.offer(True, "best_effort", best_effort_publishers=False)
+    assert not estop.offer(True, "latched")  # a transient-local publisher's live copy
+    assert not estop.asserted
+    # a best-effort publisher speaks on `best_effort`
+    assert estop.offer(True, "best_effort", best_effort_publishers=True) and estop.asserted
+    assert estop.offer(False, "best_effort", best_effort_publishers=True)
+    assert not estop.asserted
+    with pytest.raises(ValueError, match="allowed: latched, reliable, best_effort"):
+        estop.offer(True, "udp")

@@ -117,6 +117,45 @@ def check_image_size(width: int, height: int, max_pixels: int) -> None:
                            f"allowed: <= {max_pixels} (max_image_pixels)")
 
 
+class EstopInput:
+    """Whether the e-stop input asserts a stop, from messages heard on the three e-stop
+    subscriptions (topics.ESTOP_SUBSCRIPTION_QOS): `latched` (transient-local), `reliable`
+    (volatile) and `best_effort`. One message of a reliable publisher arrives on `reliable` and
+    also on `best_effort` (and on `latched` if it is transient-local), in any order across
+    them, and the best-effort copy may be dropped: a late copy of `true` must not re-assert a
+    stop its publisher has since released. So `reliable` speaks for every reliable publisher;
+    `latched` only until `reliable` has heard anything (it exists for the stop latched before
+    this node started); `best_effort` only while a best-effort publisher exists (the caller
+    says). The newest accepted message decides. (The rclpy EventsExecutor cannot hand over
+    message info, which would identify copies by publisher and source timestamp.)"""
+
+    CHANNELS = ("latched", "reliable", "best_effort")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reliable_heard = False
+        self._asserted = False
+
+    def offer(self, value: bool, channel: str, best_effort_publishers: bool = True) -> bool:
+        """A message heard on `channel`; True if it counts (then it decides `asserted`)."""
+        if channel not in self.CHANNELS:
+            raise ValueError(f"e-stop channel {channel!r}; allowed: {', '.join(self.CHANNELS)}")
+        with self._lock:
+            if channel == "latched" and self._reliable_heard:
+                return False
+            if channel == "best_effort" and not best_effort_publishers:
+                return False
+            if channel == "reliable":
+                self._reliable_heard = True
+            self._asserted = bool(value)
+            return True
+
+    @property
+    def asserted(self) -> bool:
+        with self._lock:
+            return self._asserted
+
+
 class ClockJump:
     """Notices a clock that went backwards (simulator reset, bag loop, a restarted /clock):
     `update(now)` is True once per jump of more than `tolerance_s` back from the newest time
@@ -141,5 +180,6 @@ class ClockJump:
             return True
 
 
-__all__ = ["DEFAULT_LIMIT_MARGIN", "DEFAULT_MAX_FUTURE_S", "ClockJump", "InputRefused",
+__all__ = ["DEFAULT_LIMIT_MARGIN", "DEFAULT_MAX_FUTURE_S", "ClockJump", "EstopInput",
+           "InputRefused",
            "JointStateCheck", "check_image_size", "check_stamp", "encoded_image_size"]

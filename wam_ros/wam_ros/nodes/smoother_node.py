@@ -16,18 +16,26 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from functools import partial
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64MultiArray, Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from wam_ros.core.health import ERROR, WARN
-from wam_ros.core.inputs import ClockJump, InputRefused, JointStateCheck, check_stamp
+from wam_ros.core.inputs import (
+    ClockJump,
+    EstopInput,
+    InputRefused,
+    JointStateCheck,
+    check_stamp,
+)
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
 from wam_ros.core.settings import SmootherSettings
@@ -70,7 +78,7 @@ class SmootherNode(LifecycleNode):
         self.chunk_input = self.diag.add_input("chunks", dead_after_s=0.0)
         self.diag.add_conditions(self._conditions)
         self.clock_jump = ClockJump()
-        self.estop_asserted = False  # the last e-stop message said true
+        self.estop_input = EstopInput()
         self._upstream_seen: dict[str, float] = {}  # chunk topic -> last time it had a publisher
         self.measured: np.ndarray | None = None
         self._active = False
@@ -108,10 +116,12 @@ class SmootherNode(LifecycleNode):
         # each publisher is incompatible with some of these subscriptions by design: rclpy's
         # warning about it would be noise
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda _event: None)
-        self.estop_subs = [self.create_subscription(Bool, topics.ESTOP, self.on_estop, qos,
+        self.estop_subs = [self.create_subscription(Bool, topics.ESTOP,
+                                                    partial(self.on_estop, channel), qos,
                                                     callback_group=inputs,
                                                     event_callbacks=quiet)
-                           for qos in topics.ESTOP_SUBSCRIPTION_QOS]
+                           for channel, qos in zip(EstopInput.CHANNELS,
+                                                   topics.ESTOP_SUBSCRIPTION_QOS)]
         self.create_service(Trigger, topics.ENABLE_SERVICE, self.on_enable, callback_group=inputs)
         self.create_service(Trigger, topics.HOME_SERVICE, self.on_home, callback_group=inputs)
         # the control tick has a group of its own: nothing else can delay a command
@@ -191,16 +201,26 @@ class SmootherNode(LifecycleNode):
         self.measured = q
         self.pipeline.offer_observation(now, q)
 
-    def on_estop(self, msg: Bool) -> None:
-        # the same message may arrive on more than one subscription: stopping is idempotent
-        was, self.estop_asserted = self.estop_asserted, bool(msg.data)
-        if msg.data:
+    @property
+    def estop_asserted(self) -> bool:
+        """Some e-stop publisher's newest message says true."""
+        return self.estop_input.asserted
+
+    def on_estop(self, channel: str, msg: Bool) -> None:
+        if msg.data:  # any `true`, from whichever subscription, stops the arm
             first = self.pipeline.monitor.latched is None
             self.pipeline.estop(self._now(), "e-stop topic")
             if first:
                 self.get_logger().error("E-STOP: decelerating to a hold; call "
                                         f"{self._name(topics.ENABLE_SERVICE)} to re-enable")
-        elif was:
+        # whether the input still asserts it (re-enabling waits for its release): copies of
+        # one message on several subscriptions must not undo a release (core.inputs)
+        was = self.estop_input.asserted
+        best_effort = channel == "best_effort" and any(
+            p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+            for p in self.get_publishers_info_by_topic(topics.ESTOP))
+        self.estop_input.offer(bool(msg.data), channel, best_effort)
+        if was and not self.estop_input.asserted:
             self.get_logger().info(f"e-stop released; the stop stays latched until "
                                    f"{self._name(topics.ENABLE_SERVICE)}")
 
