@@ -13,6 +13,9 @@ import pytest
 from wam_ros.dds import profile_environment
 
 PKG_ROOT = Path(__file__).resolve().parents[1]
+# launch_testing files: run by test_launch_real.py through launch_test with their arguments
+# (launch_testing's pytest plugin would collect them on their own, without any)
+collect_ignore = ["launch"]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PKG_ROOT / "config" / "fastdds.xml"))
 # Fast DDS 2 (Jazzy, Humble) reads the profile only from FASTRTPS_DEFAULT_PROFILES_FILE
