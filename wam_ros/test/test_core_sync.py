@@ -118,6 +118,7 @@ def test_stamps_from_the_future_are_dropped_not_remembered_and_reset_starts_over
     assert not sync.add_frame("a", 3602.0, img(), now=2.0)
     assert not sync.add_joint_state(3602.0, np.zeros(3), 2.0)
     assert sync.dropped == {"future": 1, "joint_state_future": 1}
+    assert sync.last_drop == "joint_state_future"  # the reason the node reports
     assert sync.add_frame("a", 2.3, img(), now=2.0)  # within the margin: a skewed clock
     sync.add_joint_state(2.01, np.ones(3), 2.01)
     feed(sync, 2.01, cams=("b",))

@@ -18,7 +18,6 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 OK, WARN, ERROR = 0, 1, 2
-LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,6 @@ class Health:
         ns = namespace.strip("/")
         self.name = f"{ns}/wam_ros/{component}" if ns else f"wam_ros/{component}"
         self.inputs: dict[str, InputHealth] = {}
-        self._conditions: list[tuple[int, str]] = []
 
     def add_input(self, health: InputHealth) -> InputHealth:
         self.inputs[health.name] = health
@@ -148,5 +146,5 @@ class Health:
         return [Status(self.name, worst, message, values), *inputs]
 
 
-__all__ = ["ERROR", "LEVEL_NAMES", "OK", "WARN", "Health", "InputHealth", "Status",
+__all__ = ["ERROR", "OK", "WARN", "Health", "InputHealth", "Status",
            "clock_text"]

@@ -50,6 +50,7 @@ class ApproximateSync:
         self._queue_size = queue_size
         self._lock = threading.Lock()
         self.dropped: Counter[str] = Counter()
+        self.last_drop = ""  # why add_frame / add_joint_state last returned False
         self.reset()
 
     def reset(self) -> None:
@@ -69,14 +70,11 @@ class ApproximateSync:
             if camera not in self._frames:
                 raise KeyError(f"unknown camera {camera!r}; allowed: {', '.join(self.cameras)}")
             if now - stamp > self.max_age:
-                self.dropped["stale"] += 1
-                return False
+                return self._drop("stale")
             if stamp - now > self.max_future:
-                self.dropped["future"] += 1
-                return False
+                return self._drop("future")
             if stamp <= self._last_stamp[camera]:
-                self.dropped["out_of_order"] += 1
-                return False
+                return self._drop("out_of_order")
             self._last_stamp[camera] = stamp
             self._frames[camera].append((stamp, image))
             return True
@@ -84,20 +82,21 @@ class ApproximateSync:
     def add_joint_state(self, stamp: float, positions: np.ndarray, now: float) -> bool:
         with self._lock:
             if not np.all(np.isfinite(positions)):
-                self.dropped["joint_state_nan"] += 1
-                return False
+                return self._drop("joint_state_nan")
             if now - stamp > self.max_age:
-                self.dropped["joint_state_stale"] += 1
-                return False
+                return self._drop("joint_state_stale")
             if stamp - now > self.max_future:
-                self.dropped["joint_state_future"] += 1
-                return False
+                return self._drop("joint_state_future")
             if stamp <= self._last_joint_stamp:
-                self.dropped["joint_state_out_of_order"] += 1
-                return False
+                return self._drop("joint_state_out_of_order")
             self._last_joint_stamp = stamp
             self._joints.append((stamp, positions))
             return True
+
+    def _drop(self, reason: str) -> bool:
+        self.dropped[reason] += 1
+        self.last_drop = reason
+        return False
 
     # ---- output -----------------------------------------------------------------------
     @property

@@ -179,13 +179,11 @@ class ObservationNode(Node):
                ) -> None:
         """Hand a validated message to the synchroniser; one it drops (stale, out of order)
         is a refusal of its input, with the synchroniser's reason."""
-        before = sync.dropped.copy()
         if add():
             source.good(now)
             return
-        reason = next((k for k, v in sync.dropped.items() if v > before.get(k, 0)),
-                      "dropped")
-        self.diag.refuse(reason, f"{source.name}: dropped by the synchroniser", source, now)
+        self.diag.refuse(sync.last_drop, f"{source.name}: dropped by the synchroniser", source,
+                         now)
 
     def _emit(self) -> None:
         sync = self.sync
