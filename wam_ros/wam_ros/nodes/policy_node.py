@@ -287,9 +287,6 @@ class PolicyNode(LifecycleNode):
         now = self._now()
         if self.runner is None:
             return
-        if self.contract is not None:  # latched, and again each second: an observation node
-            # that missed it (a busy executor, a restart) still gets it
-            self.contract_pub.publish(String(data=self.contract.to_json()))
         self.diag.set_counters({k: v for k, v in self.runner.stats().items()
                                 if not isinstance(v, str)})
         self.diag.set_value("published", self._published)
