@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,58 @@ _domains = itertools.count((os.getpid() % 40) * 2)
 
 def next_domain_id() -> int:
     return 20 + next(_domains) % 80
+
+
+# Every process a test starts carries this mark in its environment (inherited by its own
+# children, orphaned or not), so what a test left running can be found and ended.
+TEST_MARK_ENV = "WAM_ROS_TEST_MARK"
+_marks = itertools.count(1)
+LEFT_RUNNING: list[str] = []
+
+
+def _marked_processes(mark: str) -> list[int]:
+    needle = f"{TEST_MARK_ENV}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_running(request: pytest.FixtureRequest,
+                            monkeypatch: pytest.MonkeyPatch):
+    """After each test, the processes it started (and theirs) must have ended: a node left
+    running keeps publishing on a domain a later test reuses, and takes CPU from it. Any
+    still there 5 s after the test are killed (they are this test's own, found by the mark)
+    and listed at the end of the run."""
+    mark = f"{os.getpid()}-{next(_marks)}"
+    monkeypatch.setenv(TEST_MARK_ENV, mark)
+    yield
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + 5.0
+    while (pids := _marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        LEFT_RUNNING.append(f"{request.node.nodeid}: pid {pid}: {cmd[:160]}")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if LEFT_RUNNING:
+        terminalreporter.section("processes left running by tests (killed)")
+        for line in LEFT_RUNNING:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

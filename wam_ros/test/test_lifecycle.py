@@ -13,12 +13,12 @@ rclpy = pytest.importorskip("rclpy")
 
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.common import PoolExecutor  # noqa: E402
 from wam_ros.nodes.decoder_node import DecoderNode  # noqa: E402
 from wam_ros.nodes.observation_node import ObservationNode  # noqa: E402
 from wam_ros.nodes.policy_node import PolicyNode  # noqa: E402
@@ -45,7 +45,7 @@ def test_every_transition_of_the_policy_and_the_smoother(rclpy_context, tiny_che
     smoother = SmootherNode(context=rclpy_context, parameter_overrides=[robot, manual])
     client = rclpy.create_node("lifecycle_client", context=rclpy_context)
     nodes = (fake, observation, policy, decoder, smoother, client)
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    executor = PoolExecutor(num_threads=4, context=rclpy_context)
     for n in nodes:
         executor.add_node(n)
     chunks: list[float] = []

@@ -9,7 +9,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import TimeReference  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -20,6 +19,7 @@ from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.core.types import Observation  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.common import PoolExecutor  # noqa: E402
 from wam_ros.nodes.decoder_node import DecoderNode  # noqa: E402
 from wam_ros.nodes.policy_node import PolicyNode  # noqa: E402
 from wam_ros.nodes.process import spin_until  # noqa: E402
@@ -37,7 +37,7 @@ def test_observations_become_raw_and_decoded_chunks(rclpy_context, tiny_checkpoi
     policy = PolicyNode(context=rclpy_context, parameter_overrides=params)
     decoder = DecoderNode(context=rclpy_context, parameter_overrides=params[:2])
     probe = rclpy.create_node("probe", context=rclpy_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    executor = PoolExecutor(num_threads=4, context=rclpy_context)
     for n in (policy, decoder, probe):
         executor.add_node(n)
     raw: list[ActionChunk] = []
@@ -108,7 +108,7 @@ def test_refused_observations_reach_diagnostics_without_any_chunk(rclpy_context,
         Parameter("robot", value=spec.name), Parameter("checkpoint", value=str(ckpt)),
         Parameter("max_observation_age_s", value=0.05)])
     probe = rclpy.create_node("probe", context=rclpy_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    executor = PoolExecutor(num_threads=4, context=rclpy_context)
     for n in (policy, probe):
         executor.add_node(n)
     raw: list[ActionChunk] = []

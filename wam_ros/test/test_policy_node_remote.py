@@ -11,7 +11,6 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from wam_ros.core.config import ConfigError  # noqa: E402
@@ -19,6 +18,7 @@ from wam_ros.core.robot import RobotSpec  # noqa: E402
 from wam_ros.core.types import Observation  # noqa: E402
 from wam_ros.model.checkpoint import read_checkpoint_config  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
+from wam_ros.nodes.common import PoolExecutor  # noqa: E402
 from wam_ros.nodes.policy_node import PolicyNode  # noqa: E402
 from wam_ros.nodes.process import spin_until  # noqa: E402
 from wam_ros.runtime.serve import checkpoint_server  # noqa: E402
@@ -45,7 +45,7 @@ def test_remote_policy_node_holds_while_the_server_is_down_then_follows_it(
               Parameter("server_timeout_s", value=30.0), Parameter("scheduler", value="async")]
     policy = PolicyNode(context=rclpy_context, parameter_overrides=params)
     probe = rclpy.create_node("probe", context=rclpy_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    executor = PoolExecutor(num_threads=4, context=rclpy_context)
     for n in (policy, probe):
         executor.add_node(n)
     raw: list[ActionChunk] = []

@@ -34,7 +34,6 @@ def _cpu_seconds(pid: int) -> float:
 
 def bench_record(robot: str, seconds: float, workdir: Path, flush_s: float) -> dict[str, Any]:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import Image, JointState
     from std_srvs.srv import Trigger
 
@@ -42,6 +41,7 @@ def bench_record(robot: str, seconds: float, workdir: Path, flush_s: float) -> d
     from wam_ros.data.bag import open_bag
     from wam_ros.data.teleop import LeaderMap
     from wam_ros.nodes import conversions, topics
+    from wam_ros.nodes.common import PoolExecutor
     from wam_ros.nodes.process import NodeProcess, python_module_cmd, spin_until
 
     spec = RobotSpec.load(robot)
@@ -87,7 +87,7 @@ def bench_record(robot: str, seconds: float, workdir: Path, flush_s: float) -> d
 
     node.create_timer(1.0 / spec.cameras[0].rate_hz, cameras)
     node.create_timer(1.0 / spec.control_rate_hz, joints)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = PoolExecutor(num_threads=2)
     executor.add_node(node)
     result: dict[str, Any] = {"robot": robot, "seconds": seconds, "flush_interval_s": flush_s,
                               "cameras": [f"{c.width}x{c.height} {c.encoding} "

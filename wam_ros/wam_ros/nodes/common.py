@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ConditionReachedException,
+    Executor,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    ShutdownException,
+    TimeoutException,
+)
 from rclpy.node import Node
 
 from wam_ros.core.config import ConfigError
@@ -47,13 +55,54 @@ def graph_executor() -> str:
     return "events" if events_executor_available() else "multi_threaded"
 
 
+class PoolExecutor(MultiThreadedExecutor):
+    """rclpy's MultiThreadedExecutor without its busy loop: after handing a callback to the
+    thread pool, the spin thread waits until a worker has started it.
+
+    rclpy's executor (9.1.2 and Jazzy 7.1.6) offers every task that has not started yet as
+    ready work again, so while a submitted callback waits in the pool's queue the spin thread
+    neither blocks in the wait set nor lets go of the GIL for long: it resubmits the same
+    task in a loop, and the workers it waits for get ever less time (rclpy issue 1452). On a
+    loaded 2-core machine that fed itself: the processes spun at 94 % CPU and stopped
+    handling messages altogether (the multi-threaded graph test, the recorder, the lifecycle
+    test hung in full `make test` runs, never alone). Waiting for the start costs nothing
+    while a worker is free, and while none is, no callback could run sooner anyway."""
+
+    # how often a spin thread waiting for a free worker checks for shutdown
+    START_POLL_S = 0.1
+
+    def _spin_once_impl(self, timeout_sec: Any = None,
+                        wait_condition: Callable[[], bool] = lambda: False) -> None:
+        try:
+            handler, _entity, _node = self.wait_for_ready_callbacks(
+                timeout_sec, None, wait_condition)
+        except (ExternalShutdownException, ShutdownException, TimeoutException,
+                ConditionReachedException):
+            return
+        started = threading.Event()
+
+        def run() -> None:
+            started.set()
+            handler()
+
+        self._executor.submit(run)
+        self._futures.append(handler)
+        while not started.wait(self.START_POLL_S):
+            if self._is_shutdown or not self._context.ok():
+                break
+        for future in self._futures[:]:
+            if future.done():
+                self._futures.remove(future)
+                future.result()  # raise what the callback raised
+
+
 def make_executor(kind: str, threads: int = 4, context: Any = None) -> Executor:
     if kind == "events":
         from rclpy.experimental import EventsExecutor
 
         return EventsExecutor(context=context)
     if kind == "multi_threaded":
-        return MultiThreadedExecutor(num_threads=threads, context=context)
+        return PoolExecutor(num_threads=threads, context=context)
     raise ValueError(f"executor {kind!r}; allowed: {', '.join(EXECUTORS)}")
 
 
