@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "dataset": "wam_ros.cli_dataset",
     "replay": "wam_ros.cli_replay",
     "serve": "wam_ros.cli_serve",
+    "interfaces": "wam_ros.nodes.interfaces",
 }
 
 

@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--out", required=True, help="dataset directory to create")
     m.add_argument("--robot", required=True, help="robot config the data is for")
     m.add_argument("--map", help="key map YAML: features -> joints, grippers, cameras "
-                   "(data/DATASET.md)")
+                   "(docs/dataset.md)")
     m.add_argument("--image-size", type=_size, help="stored image size, N or HxW "
                    "(default: the source's)")
     m.add_argument("--resize", choices=("center_crop", "resize"), default="center_crop")

@@ -1,7 +1,7 @@
 """Episode dataset: the format the recorder / bag converter / scripted expert write, a writer,
 a reader and the torch Dataset the trainer samples windows from. ROS-free, no pickle.
 
-Layout (see DATASET.md for the full description):
+Layout (see docs/dataset.md for the full description):
 
     ROOT/index.json                          dataset header + one entry per episode
     ROOT/episodes/<name>/part_0000.safetensors  frames [0, n0), part_0001 [n0, n0+n1), ...

@@ -24,7 +24,7 @@ episode_index / index / task_index. Files roll over at LeRobot's default sizes.
 
 Import reads LeRobotDataset v3.0 and v2.1 directories (parquet + mp4, or images stored in the
 parquet) into our format, mapping features to the robot's joints, grippers and cameras with a
-key map (`DatasetMap`, YAML; see DATASET.md). Both directions write into a temporary
+key map (`DatasetMap`, YAML; see docs/dataset.md). Both directions write into a temporary
 directory renamed onto OUT at the end: a failure leaves nothing behind.
 """
 

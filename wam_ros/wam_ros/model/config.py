@@ -67,7 +67,7 @@ class ModelConfig:
     history_noise_min: float = 0.5  # s_aug ~ U[history_noise_min, 1]
     step_cache_threshold: float = 0.99  # DiT step caching; > 1 disables
     # inference: scale of the flow's starting noise (1 = the learned distribution; lower
-    # samples nearer its modes: smoother chunks, see MODEL.md); runtime settings may override
+    # samples nearer its modes: smoother chunks, see docs/model.md); runtime settings may override
     noise_scale: float = 1.0
     # ---- privileged object head (training only) ------------------------------------------
     # outputs of a head that predicts the scene's object poses from the observation tokens
@@ -124,7 +124,7 @@ class TrainConfig:
     # the start of an episode.
     rest_tail_tolerance: float = 0.0
     # Weight of the privileged object loss (0: off): a head on the observation tokens must
-    # predict the object poses a simulated dataset records (DATASET.md `objects`). The action
+    # predict the object poses a simulated dataset records (docs/dataset.md `objects`). The action
     # loss alone let the AgiBot G1 policy learn the mean reach and not where the cube is.
     object_loss: float = 0.0
     # Exponential moving average of the weights (0: off): the checkpoint's model.safetensors

@@ -1,5 +1,5 @@
 """Training episodes from the simulator: the scripted expert's rollouts, recorded in the dataset
-format of `wam_ros.data.dataset` (DATASET.md).
+format of `wam_ros.data.dataset` (docs/dataset.md).
 
 Per frame (one per action, dt = 1 / action_rate_hz): every camera rendered at the model's input
 size, `state` = measured joint positions in action units (grippers 0..1), `action` = the
@@ -404,7 +404,7 @@ def generate_dataset(robot: str, task: str, episodes: int, out: str | Path,
     appended to); returns counts and speed. With `recovery`, recovery episodes from that
     checkpoint's states instead (`Recovery`); with `disturbance`, disturbed expert episodes
     (`Disturbance`); with `miss`, missed-grasp episodes (`Miss`). `image_format`: raw or
-    jpeg (data/DATASET.md)."""
+    jpeg (docs/dataset.md)."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.sim.tasks import task_class
 
