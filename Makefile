@@ -1,6 +1,7 @@
 # wam_ros: two commands do everything on a fresh machine.
 #   make demo   set up (if needed) and run the simulated robot with the full node graph
 #   make test   set up (if needed) and run the test suite, then the ROS 2 Jazzy tier
+#   make test-fast   the unit tier only
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 VENV := $(ROOT)/.venv
@@ -19,7 +20,7 @@ PYTEST_ARGS ?=
 JAZZY ?= 1
 JAZZY_PYTEST_ARGS ?=
 
-.PHONY: setup test test-jazzy lint demo clean
+.PHONY: setup test test-fast test-jazzy lint demo clean
 
 setup:
 	@bash $(ROOT)/tools/setup.sh
@@ -29,6 +30,10 @@ test: setup
 	cd $(ROOT) && $(PY) -m pytest wam_ros/test $(PYTEST_ARGS)
 	@if [ "$(JAZZY)" = 1 ]; then $(MAKE) --no-print-directory test-jazzy; \
 	else echo "[jazzy] not run (JAZZY=$(JAZZY))"; fi
+
+# The unit tier (wam_ros/test/unit: no ROS, no processes): about a minute.
+test-fast: setup
+	cd $(ROOT) && $(PY) -m pytest wam_ros/test/unit $(PYTEST_ARGS)
 
 # The ROS tier against ROS 2 Jazzy (rclpy 7.1.6) in its own venv; skipped with the reason where
 # Jazzy's wheels cannot be installed.

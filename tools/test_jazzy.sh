@@ -45,14 +45,14 @@ echo "[jazzy] environment ready in $((SECONDS - start)) s: $("$py" -c 'from impo
 if [[ $# == 0 ]]; then
   # Named one by one: a renamed test fails here loudly instead of silently leaving the tier.
   set -- \
-    test/test_dds.py test/test_messages.py test/test_node_common.py test/test_observation_node.py \
-    test/test_policy_node.py test/test_policy_node_remote.py test/test_smoother_node.py \
-    test/test_sim_node.py \
-    test/test_sim_pace.py::test_sim_node_slows_down_for_a_late_graph \
-    test/test_core_inputs.py::test_compressed_images_never_raise_anything_but_image_errors \
-    "test/test_graph_processes.py::test_graph_drives_the_robot_within_limits_and_stops[cobot_magic-async-]" \
-    "test/test_graph_processes.py::test_graph_drives_the_robot_within_limits_and_stops[cobot_magic-sync-multi_threaded]" \
-    test/test_graph_processes.py::test_composed_bringup_runs_all_nodes_in_one_process
+    test/system/test_dds.py test/ros/test_messages.py test/ros/test_node_common.py test/ros/test_observation_node.py \
+    test/ros/test_policy_node.py test/ros/test_policy_node_remote.py test/ros/test_smoother_node.py \
+    test/ros/test_sim_node.py \
+    test/system/test_sim_pace.py::test_sim_node_slows_down_for_a_late_graph \
+    test/unit/test_core_inputs.py::test_compressed_images_never_raise_anything_but_image_errors \
+    "test/system/test_graph_processes.py::test_graph_drives_the_robot_within_limits_and_stops[cobot_magic-async-]" \
+    "test/system/test_graph_processes.py::test_graph_drives_the_robot_within_limits_and_stops[cobot_magic-sync-multi_threaded]" \
+    test/system/test_graph_processes.py::test_composed_bringup_runs_all_nodes_in_one_process
 fi
 # test/launch holds launch_testing files; the upstream launch stack (../shared/ros-launch) is
 # installed into .venv only, not here, so they are left out (test_launch_real skips with the reason).

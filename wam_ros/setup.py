@@ -39,13 +39,13 @@ setup(
     entry_points={
         "console_scripts": [
             "wam-ros = wam_ros.cli:main",
-            # one executable per node; keep in sync with wam_ros.graph.NODE_EXECUTABLES
+            # one executable per node; keep in sync with wam_ros.bringup.graph.NODE_EXECUTABLES
             "wam_observation_node = wam_ros.nodes.observation_node:main",
             "wam_policy_node = wam_ros.nodes.policy_node:main",
             "wam_decoder_node = wam_ros.nodes.decoder_node:main",
             "wam_smoother_node = wam_ros.nodes.smoother_node:main",
             "wam_bringup = wam_ros.nodes.bringup:main",
-            "wam_sim_node = wam_ros.sim.sim_node:main",
+            "wam_sim_node = wam_ros.nodes.sim_node:main",
             # recording and replay (not part of the on-robot graph)
             "wam_recorder_node = wam_ros.nodes.recorder_node:main",
             "wam_teleop_node = wam_ros.nodes.teleop_node:main",

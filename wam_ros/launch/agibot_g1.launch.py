@@ -3,8 +3,8 @@
     ros2 launch wam_ros agibot_g1.launch.py checkpoint:=/path/to/ckpt scheduler:=async
 """
 
-from wam_ros.graph import build_graph
-from wam_ros.launch_support import generate
+from wam_ros.bringup.graph import build_graph
+from wam_ros.bringup.launch_support import generate
 
 
 def generate_launch_description():

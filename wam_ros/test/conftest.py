@@ -77,6 +77,19 @@ def no_process_left_running(request: pytest.FixtureRequest,
         LEFT_RUNNING.append(f"{request.node.nodeid}: pid {pid}: {cmd[:160]}")
 
 
+TIERS = ("unit", "ros", "system")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Each test is marked with its tier, the folder it is in (test/unit, test/ros,
+    test/system): `-m unit` runs the unit tier."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        tier = next((t for t in TIERS if t in parts[-2:-1]), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if LEFT_RUNNING:
         terminalreporter.section("processes left running by tests (killed)")
@@ -119,7 +132,7 @@ def tiny_checkpoint(tmp_path_factory):
     def make(robot: str = "cobot_magic", action_space: str = "delta") -> Path:
         key = f"{robot}_{action_space}"
         if key not in made:
-            from wam_ros.model.testing import make_tiny_checkpoint
+            from wam_ros.testing.checkpoints import make_tiny_checkpoint
 
             out = tmp_path_factory.mktemp(f"ckpt_{key}")
             made[key] = make_tiny_checkpoint(out, robot, action_space=action_space)

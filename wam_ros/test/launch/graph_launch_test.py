@@ -35,7 +35,7 @@ def _robot_side(context):
     if LaunchConfiguration("launch_file").perform(context) == "sim.launch.py":
         return []  # the simulator is part of that launch
     robot = LaunchConfiguration("robot").perform(context)
-    return [ExecuteProcess(cmd=[sys.executable, "-m", "wam_ros.sim.fake_robot", "--ros-args",
+    return [ExecuteProcess(cmd=[sys.executable, "-m", "wam_ros.nodes.fake_robot", "--ros-args",
                                 "-p", f"robot:={robot}", "-p", "camera_scale:=0.25"],
                            name="fake_robot", output="screen")]
 

@@ -12,11 +12,15 @@ from dataclasses import dataclass, fields
 from wam_ros.core.config import ConfigError
 from wam_ros.core.image import RESIZE_MODES
 
-# remote: a policy server of the openpi websocket protocol (runtime/remote.py)
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "remote")
-MEMORIES = ("kv", "ttt")
-SCHEDULERS = ("sync", "async", "sai")
-MODES = ("joint", "fast", "two_stage")
+# The registries of the policy's choices: every CLI choice, launch argument and validation
+# imports them from here (the lowest layer, so model/ and runtime/, which implement them, can).
+# Local backends run the model in-process (runtime/backends.py); remote: a policy server of the
+# openpi websocket protocol (runtime/remote.py).
+LOCAL_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = (*LOCAL_BACKENDS, "remote")
+MEMORIES = ("kv", "ttt")  # model/memory.py, model/ttt.py
+SCHEDULERS = ("sync", "async", "sai")  # runtime/scheduler.py
+MODES = ("joint", "fast", "two_stage")  # model/wam.py
 
 
 # (class name, field) -> (minimum, maximum, choices): the bounds validate() checks, recorded as

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from wam_ros.core.config import ConfigError, Section, load_yaml
+from wam_ros.core.settings import MEMORIES, MODES
 
 ENCODERS = ("conv", "conv_keypoints", "efficientnet_lite0")
 TRAINABLE_ENCODERS = ("conv", "conv_keypoints")
 ACTION_SPACES = ("absolute", "delta", "latent")
-MEMORIES = ("kv", "ttt")
-MODES = ("joint", "fast", "two_stage")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wam_ros.core.settings import MEMORIES, MODES
 from wam_ros.model.checkpoint import load_model
 from wam_ros.model.wam import WorldActionModel
 
@@ -132,13 +133,6 @@ def export_onnx(ckpt_dir: str | Path, log=print) -> Path:
     return out
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (and TensorRT engines)")
-    p.add_argument("checkpoint", help="checkpoint directory")
-    p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
-    p.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         export_onnx(args.checkpoint)
@@ -164,8 +158,8 @@ def build_tensorrt(ckpt_dir: str | Path) -> None:
     from wam_ros.core.types import Observation
     from wam_ros.runtime.policy import load_policy
 
-    for memory in ("kv", "ttt"):
-        for mode in ("joint", "fast", "two_stage"):
+    for memory in MEMORIES:
+        for mode in MODES:
             policy = load_policy(ckpt_dir, backend="tensorrt", memory=memory, mode=mode,
                                  device="cuda")
             h, w = policy.meta.image_size

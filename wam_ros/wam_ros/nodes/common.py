@@ -199,6 +199,11 @@ def _run_nodes(factories: list[Callable[[], Node]], args: list[str] | None, thre
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT while the nodes were being made (a respawned node stopped with the launch):
+        # rcl refuses to create entities on the shut-down context; that is the end, not a fault
+        if rclpy.ok():
+            raise
     finally:
         if spinner is not None:
             spinner.shutdown(timeout_sec=1.0)

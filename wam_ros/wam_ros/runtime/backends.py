@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy
 
+from wam_ros.core.settings import LOCAL_BACKENDS as BACKENDS
 from wam_ros.model.config import ModelConfig
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 Weights = tuple[np.ndarray, ...]
 

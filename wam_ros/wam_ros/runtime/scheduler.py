@@ -40,6 +40,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from wam_ros.core.settings import SCHEDULERS
 from wam_ros.core.types import Chunk
 
 
@@ -320,15 +321,16 @@ class SpeculativeScheduler(Scheduler):
         self._have_chunk = True
 
 
-SCHEDULERS: dict[str, type[Scheduler]] = {
+SCHEDULER_CLASSES: dict[str, type[Scheduler]] = {
     cls.name: cls for cls in (SyncScheduler, AsyncScheduler, SpeculativeScheduler)
 }
+assert tuple(SCHEDULER_CLASSES) == SCHEDULERS, "core.settings.SCHEDULERS names these classes"
 
 
 def make_scheduler(name: str, config: SchedulerConfig | None = None) -> Scheduler:
-    if name not in SCHEDULERS:
+    if name not in SCHEDULER_CLASSES:
         raise ValueError(f"unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name](config)
+    return SCHEDULER_CLASSES[name](config)
 
 
 @dataclass(frozen=True)
@@ -399,6 +401,6 @@ def simulate(scheduler: Scheduler, *, latency_s: float, horizon: int, action_dt:
 
 
 __all__ = [
-    "SCHEDULERS", "AsyncScheduler", "Decision", "Scheduler", "SchedulerConfig",
+    "SCHEDULER_CLASSES", "AsyncScheduler", "Decision", "Scheduler", "SchedulerConfig",
     "SimulationResult", "SpeculativeScheduler", "SyncScheduler", "make_scheduler", "simulate",
 ]

@@ -7,7 +7,7 @@ joints (`ChunkDecoder`, as the decoder node does) and executes its first `execut
 action rate through the same mock controllers the sim node drives; the sim waits for the model
 (latency only as `delay` models it), so this measures what the policy does, not how fast the
 stack is.
-The ROS graph's own episodes are `wam_ros.closed_loop`; a checkpoint that fails here will not
+The ROS graph's own episodes are `wam_ros.apps.closed_loop`; a checkpoint that fails here will not
 succeed there.
 
     result = stack_rollout(sim, policy, seed=3, scheduler="async", latency_s=0.1)

@@ -1,0 +1,1 @@
+"""Applications that orchestrate the node graph: the demo, eval's closed loop, benchmarks."""

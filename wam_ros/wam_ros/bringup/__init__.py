@@ -1,0 +1,1 @@
+"""The node graph the launch files start, and what the launch files share."""

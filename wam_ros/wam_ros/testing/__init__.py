@@ -1,0 +1,1 @@
+"""Harnesses and fakes for tests and benchmarks: node processes, tiny checkpoints."""
