@@ -187,7 +187,11 @@ class ClosedLoop:
             if tag is not None:
                 self._tags.append((tag, t))
             if self.trace is not None:
-                self.trace.commanded.append((t, np.array(msg.position)))
+                try:  # by name: a message that does not carry every joint is not plotted
+                    q = conversions.joint_positions(msg, self.spec.action_layout)
+                except (KeyError, ValueError):
+                    return
+                self.trace.commanded.append((t, q))
 
         def on_frame(msg: Image) -> None:
             if self.trace is None:
