@@ -17,8 +17,8 @@ from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from wam_ros.core.pipeline import PipelineState  # noqa: E402
 from wam_ros.core.robot import RobotSpec  # noqa: E402
-from wam_ros.core.safety import PipelineState  # noqa: E402
 from wam_ros.core.types import ActionSpace, Chunk  # noqa: E402
 from wam_ros.nodes import conversions, topics  # noqa: E402
 from wam_ros.nodes.fake_robot import FakeRobotNode  # noqa: E402

@@ -6,19 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wam_ros.core.pipeline import (
+    CommandPipeline,
+    PipelineConfig,
+    PipelineOutput,
+    PipelineState,
+    thresholds_per_joint,
+)
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.safety import (
     DEVIATION,
     ESTOP,
     WATCHDOG_CHUNK,
     WATCHDOG_OBSERVATION,
-    CommandPipeline,
-    PipelineConfig,
-    PipelineOutput,
-    PipelineState,
     SafetyConfig,
     SafetyMonitor,
-    thresholds_per_joint,
 )
 from wam_ros.core.smoothing import SmoothingConfig
 from wam_ros.core.timeline import Rejection, TimelineConfig

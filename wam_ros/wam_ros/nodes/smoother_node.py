@@ -36,8 +36,9 @@ from wam_ros.core.inputs import (
     JointStateCheck,
     check_stamp,
 )
+from wam_ros.core.pipeline import CommandPipeline, PipelineConfig
 from wam_ros.core.robot import RobotSpec
-from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
+from wam_ros.core.safety import SafetyConfig
 from wam_ros.core.settings import SmootherSettings
 from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import TimelineConfig

@@ -32,8 +32,9 @@ import numpy as np
 import yaml
 
 from wam_ros.core.decoding import ChunkDecoder
+from wam_ros.core.pipeline import CommandPipeline, PipelineConfig
 from wam_ros.core.robot import RobotSpec
-from wam_ros.core.safety import CommandPipeline, PipelineConfig, SafetyConfig
+from wam_ros.core.safety import SafetyConfig
 from wam_ros.core.settings import PolicySettings
 from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import TimelineConfig
