@@ -156,7 +156,7 @@ def build_tensorrt(ckpt_dir: str | Path) -> None:
 
     from wam_ros.core.robot import RobotSpec
     from wam_ros.core.types import Observation
-    from wam_ros.runtime.policy import load_policy
+    from wam_ros.runtime.loading import load_policy
 
     for memory in MEMORIES:
         for mode in MODES:

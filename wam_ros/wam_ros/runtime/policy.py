@@ -35,8 +35,7 @@ surrogate context and integrates the remaining steps. With s_mid = 0 the result 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,8 +43,9 @@ import numpy as np
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import ActionSpace, Chunk, Observation
 from wam_ros.model.config import MEMORIES, MODES, ModelConfig
-from wam_ros.runtime.backends import BACKENDS, make_backend
 from wam_ros.runtime.memory import KVCache, TTTState
+from wam_ros.runtime.speculation import Speculation
+from wam_ros.runtime.step_cache import StepCache
 
 
 @dataclass(frozen=True)
@@ -66,58 +66,10 @@ class PolicyMeta:
     checkpoint: str = ""
 
 
-@dataclass
-class SpeculativeHandle:
-    """State of a flow integration paused at s_mid (returned by `Policy.speculate`)."""
-
-    episode: int
-    chunk_index: int
-    steps_done: int
-    x_lat: np.ndarray | None
-    x_act: np.ndarray
-    skipped: int
-    elapsed: float
-    extras: dict[str, Any] = field(default_factory=dict)
-    noise_act: np.ndarray | None = None  # the actions' starting noise (prefix inpainting)
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    den = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a.ravel(), b.ravel()) / den) if den > 0 else 0.0
-
-
-class _StepCache:
-    """DiT step caching: reuse the last velocity when successive ones barely change."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self.history: list[np.ndarray] = []
-        self.skipped = 0
-        self._just_skipped = False
-
-    def reset(self) -> None:
-        self.history.clear()
-        self._just_skipped = False
-
-    def reuse(self) -> np.ndarray | None:
-        if self._just_skipped or len(self.history) < 2 or self.threshold > 1.0:
-            self._just_skipped = False
-            return None
-        if _cos(self.history[-1], self.history[-2]) > self.threshold:
-            self.skipped += 1
-            self._just_skipped = True
-            return self.history[-1]
-        return None
-
-    def record(self, v: np.ndarray) -> None:
-        self.history.append(v)
-        self._just_skipped = False
-
-
 COMMIT_FRACTION = 0.9  # an observation joins memory this far into a memory stride
 
 
-class Policy:
+class Policy(Speculation):
     def __init__(self, backend: Any, cfg: ModelConfig, stats: dict[str, np.ndarray],
                  memory: str = "kv", mode: str = "joint", flow_steps: int | None = None,
                  step_cache_threshold: float | None = None, seed: int = 0,
@@ -207,7 +159,7 @@ class Policy:
         t_flow = time.perf_counter()
         x_lat, x_act = self._noise()
         known = self._inpaint_target(obs.stamp, state_act, prefix_s, x_act)
-        cache = _StepCache(self.step_cache_threshold)
+        cache = StepCache(self.step_cache_threshold)
         x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, None, cache, known)
         parts["flow_s"] = time.perf_counter() - t_flow
         chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act, cache.skipped,
@@ -216,102 +168,7 @@ class Policy:
         chunk.extras.update(parts)
         return chunk
 
-    def speculate(self, s_mid: float = 0.5, at: float | None = None) -> SpeculativeHandle:
-        """Pre-integrate the next chunk from s=0 to s_mid on the surrogate context.
-
-        at: when the real observation is expected (the stamp `complete` will get); the
-        surrogate context stands for that instant (`_surrogate`). None: one chunk after the
-        last observation, the time the predicted latent stands for; an observation taken
-        while the plan still runs (async, sai) comes earlier.
-        """
-        if not 0.0 <= s_mid <= 1.0:
-            raise ValueError(f"s_mid must be within [0, 1], got {s_mid}")
-        if at is not None and not np.isfinite(at):
-            raise ValueError(f"speculate: at must be a finite stamp or None, got {at!r}")
-        t0 = time.perf_counter()
-        x_lat, x_act = self._noise()
-        noise_act = x_act.copy()
-        n_spec = round(s_mid * self.flow_steps)
-        cache = _StepCache(self.step_cache_threshold)
-        if n_spec > 0:
-            if self._last_obs_tokens is None:
-                raise RuntimeError("speculate() needs a previous chunk in this episode; call "
-                                   "infer() first (or speculate with s_mid=0)")
-            surrogate, state = self._surrogate(at)
-            prefix = self._context(surrogate, state, self._task(self._last_task),
-                                   commit=False)
-            x_lat, x_act = self._integrate(prefix, x_lat, x_act, 0, n_spec, cache)
-        return SpeculativeHandle(self.episode_id, self.chunk_index, n_spec, x_lat, x_act,
-                                 cache.skipped, time.perf_counter() - t0,
-                                 {"s_mid": float(s_mid)}, noise_act)
-
-    def complete(self, handle: SpeculativeHandle, obs: Observation,
-                 prefix_s: float = 0.0) -> Chunk:
-        """Swap in the real observation (long-term memory updated) and integrate s_mid -> 1;
-        prefix_s as in `infer` (the inpainting starts at s_mid)."""
-        if handle.episode != self.episode_id or handle.chunk_index != self.chunk_index:
-            raise ValueError("stale speculative handle: the policy was reset or advanced since "
-                             "speculate()")
-        t0 = time.perf_counter()
-        obs_tok, state_act, prefix, parts = self._observe(obs)
-        t_flow = time.perf_counter()
-        noise = handle.noise_act if handle.noise_act is not None else handle.x_act
-        known = self._inpaint_target(obs.stamp, state_act, prefix_s, noise)
-        cache = _StepCache(self.step_cache_threshold)  # history from the surrogate is stale
-        x_lat, x_act = self._integrate(prefix, handle.x_lat, handle.x_act, handle.steps_done,
-                                       None, cache, known)
-        parts["flow_s"] = time.perf_counter() - t_flow  # the steps left after the speculation
-        chunk = self._finish(obs, obs_tok, state_act, x_lat, x_act,
-                             handle.skipped + cache.skipped, prefix["committed"], known)
-        chunk.blocking_time = time.perf_counter() - t0
-        chunk.inference_time = chunk.blocking_time + handle.elapsed
-        chunk.extras.update(parts)
-        chunk.extras["speculative_steps"] = float(handle.steps_done)
-        chunk.extras["s_mid"] = handle.extras["s_mid"]
-        return chunk
-
     # ---- internals ----------------------------------------------------------------------
-    def _surrogate(self, at: float | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Observation tokens and state (action convention) standing in for the observation
-        expected at `at` (None: one chunk after the last observation, the predicted latent's
-        time; see `speculate`).
-
-        The state is the last measured state with the arms moved by what the last plan
-        commands between the two instants, not the commanded position itself: the measured
-        state trails the command (tracking lag), and a gripper closed on an object stays open
-        by the object's width however hard it is commanded shut. Grippers keep their last
-        measured opening: moved by the plan too, a release commanded from a blocked grip
-        reads as already open (on AgiBot G1 at s_mid 0.75 the arm then turned back while
-        dropping the cube beside the bin). On the shipped CobotMagic checkpoint and held-out
-        expert frames 10 actions apart, the commanded gripper was 0.81 from the measured one,
-        the last measured 0.025; a chunk planned entirely from the surrogate came 0.017 from
-        the chunk planned from the real observation, against 0.053 with the commanded state
-        at the plan's end (mean absolute difference; another noise seed: 0.001).
-        """
-        obs_tok, pred = self._last_obs_tokens, self._pred_latent
-        chunk_s = self.cfg.horizon * self.cfg.dt
-        if self._last_stamp is None:  # nothing planned yet (speculate refuses)
-            return (pred if pred is not None else obs_tok), None
-        at = self._last_stamp + chunk_s if at is None else at
-        frac = float(np.clip((at - self._last_stamp) / chunk_s, 0.0, 1.0))
-        tokens = obs_tok if pred is None else \
-            ((1.0 - frac) * obs_tok + frac * pred).astype(np.float32)
-        state = self._last_state
-        if self._plan is not None and state is not None:
-            plan_stamp, plan = self._plan
-            t = np.clip((at - plan_stamp) / self.cfg.dt, 0.0, len(plan) - 1.0)
-            moved = self._plan_at(plan, t) - plan[0]  # the plan starts at the observation
-            state = np.where(self._gripper_mask, state, state + moved)
-        return tokens, (None if state is None else state.astype(np.float32))
-
-    @staticmethod
-    def _plan_at(plan: np.ndarray, t: float | np.ndarray) -> np.ndarray:
-        """The plan (H, A) at fractional step(s) t in [0, H - 1], linearly interpolated:
-        (A,) for a scalar t, (n, A) for n steps."""
-        t = np.asarray(t, np.float64)
-        i = np.minimum(np.floor(t).astype(int), len(plan) - 2)
-        f = (t - i)[..., None]
-        return (1.0 - f) * plan[i] + f * plan[i + 1]
 
     def _observe(self, obs: Observation,
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, float]]:
@@ -422,7 +279,7 @@ class Policy:
                 "two_stage": ["latent", "action"]}[self.mode]
 
     def _integrate(self, prefix: dict[str, Any], x_lat: np.ndarray | None, x_act: np.ndarray,
-                   start: int, stop: int | None, cache: _StepCache,
+                   start: int, stop: int | None, cache: StepCache,
                    known: tuple[np.ndarray, np.ndarray] | None = None,
                    ) -> tuple[np.ndarray | None, np.ndarray]:
         """Euler steps [start, stop) over the concatenated phases' step sequence.
@@ -552,23 +409,3 @@ class Policy:
         return chunk
 
 
-def load_policy(checkpoint_dir: str | Path, backend: str = "torch", memory: str = "kv",
-                mode: str = "joint", flow_steps: int | None = 4, device: str = "cpu",
-                step_cache_threshold: float | None = None, seed: int = 0,
-                compile: bool = False, memory_stride: float | None = None,
-                noise_scale: float | None = None, threads: int = 0) -> Policy:
-    """A ready policy. Unknown backend / memory / mode names raise ValueError listing choices.
-    flow_steps / noise_scale None: the checkpoint's (model.flow_steps, model.noise_scale).
-    threads: the backend's intra-op threads (0: its default)."""
-    from wam_ros.model.checkpoint import load_stats, read_checkpoint_config
-
-    for what, value, allowed in (("backend", backend, BACKENDS), ("memory", memory, MEMORIES),
-                                 ("mode", mode, MODES)):
-        if value not in allowed:
-            raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
-    cfg, _ = read_checkpoint_config(checkpoint_dir)
-    be = make_backend(backend, checkpoint_dir, device, compile=compile, threads=threads)
-    return Policy(be, cfg, load_stats(checkpoint_dir), memory=memory, mode=mode,
-                  flow_steps=flow_steps, step_cache_threshold=step_cache_threshold, seed=seed,
-                  checkpoint=str(checkpoint_dir), memory_stride=memory_stride,
-                  noise_scale=noise_scale)
