@@ -111,7 +111,7 @@ def test_init_fine_tunes_a_checkpoint_with_its_statistics(trained, data, tmp_pat
 def test_init_refuses_data_its_statistics_do_not_cover(trained) -> None:
     """Keeping a checkpoint's normalisation on data far outside it (a joint its data never
     moved) would blow the losses up: refused with the joint's name, unless --new-stats."""
-    from wam_ros.model.train import check_stats_cover
+    from wam_ros.model.stats import check_stats_cover
 
     model = trained["model"]
     same = {f"{k}_{s}": getattr(model, f"{k}_{s}").clone()
@@ -128,7 +128,7 @@ def test_init_refuses_data_its_statistics_do_not_cover(trained) -> None:
 
 
 def test_weight_ema_ramps_its_decay_and_lends_the_average() -> None:
-    from wam_ros.model.train import WeightEMA
+    from wam_ros.model.ema import WeightEMA
 
     layer = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():

@@ -12,16 +12,12 @@ import numpy as np
 import pytest
 
 from wam_ros.data.dataset import EpisodeReader
-from wam_ros.sim.experts import (
-    PlanningError,
-    execute_plan,
-    grasp_rotation,
-    make_expert,
-    pre_grasp,
-    run_expert,
-)
+from wam_ros.sim.expert_rollout import execute_plan, run_expert
+from wam_ros.sim.experts import make_expert
 from wam_ros.sim.generate import Disturbance, Miss, Recovery, generate_dataset
+from wam_ros.sim.ik import grasp_rotation
 from wam_ros.sim.mujoco_sim import Simulator
+from wam_ros.sim.planning import PlanningError, pre_grasp
 
 
 @pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
@@ -404,7 +400,7 @@ def test_expert_operator_drives_a_teleop_episode_and_replaces_unplannable_scenes
     """The operator of `wam-ros record --sim mujoco --teleop expert`: a seeded reset plans on a
     fresh scene, actions are looked up by episode time (any teleop rate), a reset without seed
     keeps the plan, and a scene the expert cannot plan for is replaced by the next seed's."""
-    from wam_ros.sim.experts import ExpertOperator, PlanningError
+    from wam_ros.sim.expert_rollout import ExpertOperator
 
     with Simulator("cobot_magic", "pick_place") as sim:
         seeds: list[int | None] = []

@@ -88,7 +88,7 @@ def test_stats_of_keypoint_tokens_are_fixed_not_measured(tmp_path) -> None:
     feature statistics are mean 0 / std 0.5; state and action statistics come from the data."""
     from wam_ros.core.robot import RobotSpec
     from wam_ros.data.dataset import EpisodeReader, WindowDataset, make_synthetic_dataset
-    from wam_ros.model.train import compute_stats
+    from wam_ros.model.stats import compute_stats
 
     model = tiny_model(encoder="conv_keypoints", keypoints=8, encoder_trainable=True)
     root = make_synthetic_dataset(tmp_path / "data", RobotSpec.load("cobot_magic"),

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
         def make_teleop() -> Any:
             operator = _expert_operator(sim_holder[0]) if args.teleop == "expert" else None
-            name = "wam_ros.sim.experts:ExpertOperator" if operator else args.teleop
+            name = "wam_ros.sim.expert_rollout:ExpertOperator" if operator else args.teleop
             node = TeleopNode(operator, parameter_overrides=params(
                 robot=args.robot, operator=name, seed=args.seed,
                 drive_follower=args.sim != "none", use_sim_time=sim_time))
@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _expert_operator(sim_node: Any) -> Any:
     """The task's scripted expert as the operator; its episodes reset the sim node's scene."""
-    from wam_ros.sim.experts import ExpertOperator, make_expert
+    from wam_ros.sim.expert_rollout import ExpertOperator
+    from wam_ros.sim.experts import make_expert
 
     def new_episode(seed: int | None) -> Any:
         result = sim_node.reset_episode(seed)

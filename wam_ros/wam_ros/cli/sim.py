@@ -223,8 +223,9 @@ def run_check(args: argparse.Namespace) -> int:
     _env()
     from tqdm import tqdm
 
-    from wam_ros.sim.experts import PlanningError, run_expert
+    from wam_ros.sim.expert_rollout import run_expert
     from wam_ros.sim.mujoco_sim import Simulator
+    from wam_ros.sim.planning import PlanningError
 
     sim = Simulator(args.robot, args.task, args.seed)
     results = []

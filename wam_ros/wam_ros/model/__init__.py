@@ -5,7 +5,11 @@
     wam.py             WorldActionModel: MoT backbone, joint flow-matching losses, inference pieces
     ttt.py             Dual-State TTT memory (closed-form inner gradient)
     checkpoint.py      safetensors + YAML checkpoints (never pickle)
-    train.py           `wam-ros train` (tqdm, validation per head, resume, DDP)
+    train.py           `wam-ros train`: the training loop (tqdm, validation per head, resume, DDP)
+    batches.py         a batch's tensors, action / object targets, normalised inputs
+    stats.py           normalisation statistics (measured; coverage check for fine-tuning)
+    ema.py             WeightEMA: exponential moving average of the weights
+    train_state.py     the resumable optimizer state (train_state/, never pickle)
     export.py          `wam-ros export --format onnx|tensorrt`
     latent_decoder.py  Motus-style latent actions: autoencoder on random motions + decoder
     testing.py         tiny checkpoints and fake observations for tests

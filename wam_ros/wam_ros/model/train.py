@@ -1,7 +1,7 @@
 """`wam-ros train`: train the reference WAM on an episode dataset (data/dataset.py format).
 
     wam-ros train --data DATA_DIR --config tiny|default|my.yaml --out CKPT_DIR [--resume]
-    torchrun --nproc_per_node 4 -m wam_ros.model.train --data ... --out ...   (DDP)
+    torchrun --nproc_per_node 4 -m wam_ros.cli.train --data ... --out ...   (DDP)
 
 Each step samples windows of `train_chunks` consecutive chunks, computes the joint
 flow-matching losses (future latent + action chunk, decoupled timesteps) and alternates the
@@ -14,255 +14,39 @@ exponential moving average of the trained ones (validation reports the average t
 train_state/ keeps the raw weights that resume continues from. Each validation rewrites
 CKPT_DIR/history.csv (step, learning rate, training loss per head, validation losses) and
 CKPT_DIR/curves.png (model/curves.py).
+
+This module is the training loop; a batch's tensors and targets are model/batches.py, the
+normalisation statistics model/stats.py, the weight average model/ema.py and the resumable
+optimizer state model/train_state.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.settings import MEMORIES
 from wam_ros.data.dataset import WindowDataset, interface, open_dataset, split_episodes
+from wam_ros.model.batches import collate, prepare
 from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
 from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot
 from wam_ros.model.curves import TrainCurves
+from wam_ros.model.ema import WeightEMA
+from wam_ros.model.stats import check_stats_cover, compute_stats
+from wam_ros.model.train_state import RAW_WEIGHTS, load_train_state, save_train_state
 from wam_ros.model.wam import WorldActionModel
 
 MEMORY_SCHEDULE = MEMORIES
-
-
-# ---- batches -------------------------------------------------------------------------------
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    batch = {
-        "images": torch.from_numpy(np.stack([i["images"] for i in items])),
-        "state": torch.from_numpy(np.stack([i["state"] for i in items])),
-        "actions": torch.from_numpy(np.stack([i["actions"] for i in items])),
-        "task": [i["task"] for i in items],
-    }
-    if "objects" in items[0]:
-        batch["objects"] = torch.from_numpy(np.stack([i["objects"] for i in items]))
-    return batch
-
-
-def object_targets(objects: torch.Tensor) -> torch.Tensor:
-    """(..., 4K) recorded poses (x, y, z, yaw per object) -> (..., 5K) what the object head
-    predicts: x, y, z, sin 4yaw, cos 4yaw (a cube's yaw only matters modulo a quarter turn,
-    and the pair is continuous where the recorded yaw wraps)."""
-    poses = objects.unflatten(-1, (-1, 4))
-    yaw = 4 * poses[..., 3:]
-    return torch.cat([poses[..., :3], torch.sin(yaw), torch.cos(yaw)], -1).flatten(-2)
-
-
-def gripper_mask(cfg: ModelConfig) -> torch.Tensor:
-    """(D,) bool, True for the gripper entries of the action layout (none if the robot
-    config is unknown here)."""
-    from wam_ros.core.config import ConfigError
-    from wam_ros.core.robot import RobotSpec
-
-    try:
-        spec = RobotSpec.load(cfg.robot)
-    except (ConfigError, FileNotFoundError):
-        return torch.zeros(cfg.action_dim, dtype=torch.bool)
-    if tuple(spec.action_layout) != tuple(cfg.action_layout):
-        return torch.zeros(cfg.action_dim, dtype=torch.bool)
-    return torch.as_tensor(spec.gripper_mask(), dtype=torch.bool)
-
-
-def model_actions(cfg: ModelConfig, actions: torch.Tensor, state: torch.Tensor,
-                  latent_encoder: Any = None) -> torch.Tensor:
-    """Absolute actions (B, C, H, D) -> what the flow head learns (before normalisation)."""
-    if cfg.action_space == "absolute":
-        return actions
-    delta = actions - state[:, :, None]
-    if cfg.action_space == "delta":
-        # Grippers stay absolute openings (0 closed .. 1 open), joints become offsets: the
-        # convention core.decoding.ChunkDecoder decodes (DecoderConfig.delta_grippers False).
-        grippers = gripper_mask(cfg).to(actions.device)
-        return torch.where(grippers, actions, delta)
-    if latent_encoder is None:
-        raise ValueError("action_space latent needs the latent-action encoder")
-    b, c = delta.shape[:2]
-    with torch.no_grad():
-        lat = latent_encoder.encode(delta.flatten(0, 1), state.flatten(0, 1))
-    return lat.view(b, c, cfg.horizon, -1)
-
-
-def prepare(model: WorldActionModel, batch: dict[str, Any], device: torch.device,
-            latent_encoder: Any = None) -> tuple[Any, ...]:
-    """feats, state, actions (normalised), task vectors and the normalised object targets
-    (None without an object head or object poses in the batch)."""
-    cfg = model.cfg
-    images = batch["images"].to(device, torch.float32)  # (B, C+1, ncam, 3, H, W)
-    b, c1 = images.shape[:2]
-    grad = cfg.encoder_trainable and model.training
-    with torch.set_grad_enabled(grad):
-        feats = model.encode(images.flatten(0, 1)).view(b, c1, cfg.n_obs_tokens, -1)
-    state = batch["state"].to(device)
-    acts = model_actions(cfg, batch["actions"].to(device), state, latent_encoder)
-    state_n = (state - model.state_mean) / model.state_std
-    acts_n = (acts - model.action_mean) / model.action_std
-    objects = None
-    if model.object_head is not None and "objects" in batch:
-        objects = (object_targets(batch["objects"].to(device)) - model.object_mean) / (
-            model.object_std)
-    return feats, state_n, acts_n, model.task_vector(batch["task"]), objects
-
-
-def compute_stats(model: WorldActionModel, data: WindowDataset, n: int, device: torch.device,
-                  latent_encoder: Any = None) -> dict[str, torch.Tensor]:
-    feats, states, acts, objects = [], [], [], []
-    step = max(1, len(data) // n)
-    with torch.no_grad():
-        for i in range(0, min(len(data), n * step), step):
-            batch = collate([data[i]])
-            if not model.bounded_tokens:
-                img = batch["images"].to(device, torch.float32).flatten(0, 1)
-                f = model.raw_tokens(img.flatten(0, 1))
-                feats.append(f.reshape(-1, f.shape[-1]))
-            st = batch["state"].to(device)
-            states.append(st.reshape(-1, st.shape[-1]))
-            a = model_actions(model.cfg, batch["actions"].to(device), st, latent_encoder)
-            acts.append(a.reshape(-1, a.shape[-1]))
-            if model.object_head is not None:
-                o = object_targets(batch["objects"].to(device))
-                objects.append(o.reshape(-1, o.shape[-1]))
-
-    def ms(x: list[torch.Tensor], floor: float) -> tuple[torch.Tensor, torch.Tensor]:
-        cat = torch.cat(x)
-        return cat.mean(0), cat.std(0).clamp(min=floor)
-
-    out = {}
-    for name, xs, floor in (("feat", feats, 1e-3), ("state", states, 1e-2),
-                            ("action", acts, 1e-3), ("object", objects, 1e-2)):
-        if xs:
-            mean, std = ms(xs, floor)
-            out[f"{name}_mean"], out[f"{name}_std"] = mean.cpu(), std.cpu()
-    if model.bounded_tokens:
-        # coordinates in [-1, 1] whose spread the training itself sets: statistics of the
-        # untrained encoder would only distort them
-        out["feat_mean"] = torch.zeros(model.feature_dim)
-        out["feat_std"] = torch.full((model.feature_dim,), 0.5)
-    return out
-
-
-def check_stats_cover(model: WorldActionModel, stats: dict[str, torch.Tensor], ckpt: str,
-                      limit: float = 10.0) -> None:
-    """Fine-tuning keeps the checkpoint's normalisation; refuse data whose states or actions
-    it would blow up: a dimension spread (or off-centre) by more than `limit` of the
-    checkpoint's standard deviation (an arm that never moved in its data, say)."""
-    names = list(model.cfg.action_layout)
-    for kind in ("state", "action"):
-        mean, std = getattr(model, f"{kind}_mean"), getattr(model, f"{kind}_std")
-        spread = torch.maximum(stats[f"{kind}_std"] / std,
-                               (stats[f"{kind}_mean"] - mean).abs() / std)
-        worst = int(spread.argmax())
-        if float(spread[worst]) > limit:
-            label = names[worst] if spread.numel() == len(names) else f"#{worst}"
-            raise ConfigError(
-                f"--init {ckpt}: the data's {kind} {label} spreads {float(spread[worst]):.0f}x "
-                f"the checkpoint's standard deviation ({float(std[worst]):.3g}); its "
-                "normalisation does not fit this data: pass --new-stats")
-
-
-# ---- weight averaging ----------------------------------------------------------------------
-class WeightEMA:
-    """Exponential moving average of a model's trainable parameters.
-
-    After update n (1-based) each average moves towards the parameter by 1 - d with
-    d = min(decay, (1 + n) / (10 + n)): early updates follow the weights closely, later ones
-    average over about 1 / (1 - decay) steps. Buffers (normalisation statistics) are not
-    averaged; `applied` lends the model the averages for evaluating or saving."""
-
-    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema decay: got {decay}; allowed: 0 < decay < 1")
-        self.decay, self.updates = float(decay), int(updates)
-        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters()
-                       if p.requires_grad}
-
-    def rate(self) -> float:
-        """The decay the next update uses."""
-        n = self.updates + 1
-        return min(self.decay, (1.0 + n) / (10.0 + n))
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        d = self.rate()
-        self.updates += 1
-        for name, p in model.named_parameters():
-            if name in self.shadow:
-                self.shadow[name].lerp_(p.detach(), 1.0 - d)
-
-    @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module,
-                weights: dict[str, torch.Tensor] | None = None) -> None:
-        """Write the averages (or `weights`, same names) into the model's parameters."""
-        params = dict(model.named_parameters())
-        for n, v in (self.shadow if weights is None else weights).items():
-            params[n].copy_(v)
-
-    @contextmanager
-    def applied(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """The model with the averaged weights inside the block, its own ones after."""
-        params = dict(model.named_parameters())
-        saved = {n: params[n].detach().clone() for n in self.shadow}
-        self.copy_to(model)
-        try:
-            yield model
-        finally:
-            self.copy_to(model, saved)
-
-
-# ---- optimizer state without pickle ------------------------------------------------------
-RAW_WEIGHTS = "weights.safetensors"  # train_state/: the trained (not averaged) weights
-
-
-def save_train_state(out: Path, opt: torch.optim.Optimizer, step: int,
-                     history: list[dict[str, float]],
-                     model: torch.nn.Module | None = None) -> None:
-    """Optimizer state, step and history; `model`: also its raw weights (a run whose
-    checkpoint holds averaged ones resumes from these)."""
-    d = out / "train_state"
-    d.mkdir(parents=True, exist_ok=True)
-    if model is not None:
-        raw = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(raw, str(d / (RAW_WEIGHTS + ".tmp")))
-        os.replace(d / (RAW_WEIGHTS + ".tmp"), d / RAW_WEIGHTS)
-    sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.detach().cpu().contiguous()
-               for i, st in sd["state"].items() for k, v in st.items()
-               if isinstance(v, torch.Tensor)}
-    save_file(tensors, str(d / "optimizer.safetensors.tmp"))
-    os.replace(d / "optimizer.safetensors.tmp", d / "optimizer.safetensors")
-    meta = {"step": step, "param_groups": sd["param_groups"], "history": history}
-    (d / "state.json.tmp").write_text(json.dumps(meta))
-    os.replace(d / "state.json.tmp", d / "state.json")
-
-
-def load_train_state(out: Path, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-    d = out / "train_state"
-    meta = json.loads((d / "state.json").read_text())
-    tensors = load_file(str(d / "optimizer.safetensors"))
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"]), list(meta.get("history", []))
 
 
 # ---- training --------------------------------------------------------------------------

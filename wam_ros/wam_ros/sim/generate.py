@@ -93,7 +93,9 @@ class _Recorder:
 
 def record_episode(sim, seed: int, image_size: tuple[int, int]) -> EpisodeRecord:
     """One expert rollout on `sim` (a Simulator) with every frame recorded."""
-    from wam_ros.sim.experts import PlanningError, make_expert, run_expert
+    from wam_ros.sim.expert_rollout import run_expert
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.planning import PlanningError
 
     start = time.perf_counter()
     recorder = _Recorder(sim, image_size)
@@ -160,7 +162,8 @@ def _expert_takes_over(sim, expert, recorder: _Recorder, seed: int, start: float
     """The expert plans from the simulator's present state (measured joints, the objects
     where they are now) and finishes the task, every step recorded by `recorder`; `source`
     adds to the episode's index entry. `start`: the attempt's perf_counter start."""
-    from wam_ros.sim.experts import PlanningError, execute_plan
+    from wam_ros.sim.expert_rollout import execute_plan
+    from wam_ros.sim.planning import PlanningError
 
     def skipped(reason: str) -> EpisodeRecord:
         return EpisodeRecord(seed, False, reason, sim.task.instruction,
@@ -226,7 +229,9 @@ class Disturbance:
 def record_disturbed(sim, seed: int, image_size: tuple[int, int],
                      disturbance: Disturbance) -> EpisodeRecord:
     """One disturbed expert episode (`Disturbance`) on `sim`, recorded from its descent on."""
-    from wam_ros.sim.experts import Plan, PlanningError, execute_plan, make_expert
+    from wam_ros.sim.expert_rollout import execute_plan
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.planning import Plan, PlanningError
 
     start = time.perf_counter()
     sim.reset(seed)
@@ -290,14 +295,9 @@ class Miss:
 
 def record_missed(sim, seed: int, image_size: tuple[int, int], miss: Miss) -> EpisodeRecord:
     """One missed-grasp episode (`Miss`) on `sim`, recorded from the missed grasp on."""
-    from wam_ros.sim.experts import (
-        OPEN,
-        Plan,
-        PlanBuilder,
-        PlanningError,
-        execute_plan,
-        make_expert,
-    )
+    from wam_ros.sim.expert_rollout import execute_plan
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.planning import OPEN, Plan, PlanBuilder, PlanningError
 
     start = time.perf_counter()
     sim.reset(seed)
