@@ -29,7 +29,8 @@ def _size(path: Path) -> int:
 
 def _windows_per_s(data: Path, batches: int = 20) -> float:
     """Training windows (tiny config: 4 chunks of 8) read and decoded per second."""
-    from wam_ros.data.dataset import WindowDataset, open_dataset
+    from wam_ros.data.dataset_reader import open_dataset
+    from wam_ros.data.windows import WindowDataset
 
     reader = open_dataset(data)
     ds = WindowDataset(reader, list(range(len(reader))), horizon=8, chunks=4,
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--work", help="folder for the JPEG copy and runs (default: a temporary one)")
     args = p.parse_args(argv)
-    from wam_ros.data.dataset import EpisodeReader, recode_dataset
+    from wam_ros.data.dataset_reader import EpisodeReader
+    from wam_ros.data.dataset_writer import recode_dataset
 
     raw = Path(args.data)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_storage_"))

@@ -21,8 +21,9 @@ import pytest
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.dataset import EpisodeReader, make_synthetic_dataset
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.data.lerobot import ExportOptions, export_lerobot, import_lerobot
+from wam_ros.data.synthetic_dataset import make_synthetic_dataset
 from wam_ros.data.video import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[3]

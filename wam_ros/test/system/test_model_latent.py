@@ -10,7 +10,8 @@ import torch
 
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import ActionSpace
-from wam_ros.data.dataset import EpisodeReader, make_synthetic_dataset
+from wam_ros.data.dataset_reader import EpisodeReader
+from wam_ros.data.synthetic_dataset import make_synthetic_dataset
 from wam_ros.model.config import load_config
 from wam_ros.model.latent_decoder import (
     LatentActionConfig,

@@ -12,7 +12,7 @@ import yaml
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.dataset import make_synthetic_dataset
+from wam_ros.data.synthetic_dataset import make_synthetic_dataset
 from wam_ros.model.checkpoint import load_model, read_checkpoint_config
 from wam_ros.model.config import load_config
 from wam_ros.model.train import train
@@ -247,7 +247,7 @@ def test_trained_policy_predicts_demonstrated_actions(trained, data, memory, mod
     holding still (an untrained model is worse than holding still: ~1.3x; 400 steps: ~0.45x)."""
     from wam_ros.core.decoding import ChunkDecoder
     from wam_ros.core.types import Observation
-    from wam_ros.data.dataset import EpisodeReader
+    from wam_ros.data.dataset_reader import EpisodeReader
 
     spec = RobotSpec.load("cobot_magic")
     decoder = ChunkDecoder(spec)  # what the decoder node runs: grippers absolute, joints delta

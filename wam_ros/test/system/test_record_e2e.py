@@ -24,8 +24,8 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from wam_ros.cli import main as cli_main  # noqa: E402
-from wam_ros.data.bag import open_bag  # noqa: E402
-from wam_ros.data.dataset import EpisodeReader  # noqa: E402
+from wam_ros.data.bag_reader import open_bag  # noqa: E402
+from wam_ros.data.dataset_reader import EpisodeReader  # noqa: E402
 from wam_ros.nodes import topics  # noqa: E402
 from wam_ros.testing.process import NodeProcess, python_module_cmd, spin_until  # noqa: E402
 

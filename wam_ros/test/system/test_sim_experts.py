@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from wam_ros.data.dataset import EpisodeReader
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.sim.expert_rollout import execute_plan, run_expert
 from wam_ros.sim.experts import make_expert
 from wam_ros.sim.generate import Disturbance, Miss, Recovery, generate_dataset

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wam_ros.data.convert import BuildOptions, build_dataset
-from wam_ros.data.dataset import EpisodeReader
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.data.replay import ReplayOptions, replay
 from wam_ros.data.synthetic import IMAGE, JOINT_STATE, image_cdr, joint_state_cdr
 
@@ -29,7 +29,7 @@ def arm(t: float, side: int) -> np.ndarray:
 def write_agilex_bag(path: Path) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from wam_ros.data.bag import typestore
+    from wam_ros.data.cdr import typestore
 
     store = typestore()
     events = []

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.dataset import EpisodeReader
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.data.hdf5 import import_hdf5
 
 h5py = pytest.importorskip("h5py")

@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.dataset import (
-    DatasetInfo,
-    DatasetWriter,
-    EpisodeReader,
-    make_synthetic_dataset,
-    recode_dataset,
-)
+from wam_ros.data.dataset import DatasetInfo
+from wam_ros.data.dataset_reader import EpisodeReader
+from wam_ros.data.dataset_writer import DatasetWriter, recode_dataset
+from wam_ros.data.synthetic_dataset import make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

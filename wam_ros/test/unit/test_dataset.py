@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.dataset import (
-    ConcatReader,
-    DatasetInfo,
-    DatasetWriter,
-    EpisodeReader,
-    PartRows,
-    WindowDataset,
-    make_synthetic_dataset,
-    open_dataset,
-    rest_tail_start,
-    split_episodes,
-)
+from wam_ros.data.dataset import DatasetInfo
+from wam_ros.data.dataset_reader import ConcatReader, EpisodeReader, PartRows, open_dataset
+from wam_ros.data.dataset_writer import DatasetWriter
+from wam_ros.data.synthetic_dataset import make_synthetic_dataset
+from wam_ros.data.windows import WindowDataset, rest_tail_start, split_episodes
 
 
 def _info() -> DatasetInfo:
@@ -199,14 +192,14 @@ def test_part_rows_read_exactly_what_safetensors_holds(tmp_path) -> None:
 
 def test_reader_reads_unsorted_rows_across_parts_and_bounds_open_files(tmp_path, monkeypatch
                                                                        ) -> None:
-    from wam_ros.data import dataset
+    from wam_ros.data import dataset_reader
 
     writer = DatasetWriter(tmp_path / "ds", _info(), part_frames=4)
     for e in range(3):
         with writer.new_episode("t") as ep:
             for t in range(10):
                 ep.add(t * 0.1, *_frame(t + 100 * e))
-    monkeypatch.setattr(dataset, "MAX_OPEN_PARTS", 2)
+    monkeypatch.setattr(dataset_reader, "MAX_OPEN_PARTS", 2)
     reader = EpisodeReader(tmp_path / "ds")
     idx = np.array([9, 0, 1, 2, 3, 4, 8, 8, 5])  # crosses parts, repeats, goes back
     for e in range(3):

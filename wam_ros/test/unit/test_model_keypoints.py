@@ -87,7 +87,9 @@ def test_stats_of_keypoint_tokens_are_fixed_not_measured(tmp_path) -> None:
     """The untrained encoder's coordinate statistics would only distort what training sets:
     feature statistics are mean 0 / std 0.5; state and action statistics come from the data."""
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.data.dataset import EpisodeReader, WindowDataset, make_synthetic_dataset
+    from wam_ros.data.dataset_reader import EpisodeReader
+    from wam_ros.data.synthetic_dataset import make_synthetic_dataset
+    from wam_ros.data.windows import WindowDataset
     from wam_ros.model.stats import compute_stats
 
     model = tiny_model(encoder="conv_keypoints", keypoints=8, encoder_trainable=True)

@@ -15,14 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from wam_ros.data.bag import (
-    EpisodeBagWriter,
-    deserialize,
-    header_stamp_ns,
-    open_bag,
-    update_custom_data,
-    with_header_stamp,
-)
+from wam_ros.data.bag_reader import open_bag
+from wam_ros.data.bag_writer import EpisodeBagWriter, update_custom_data
+from wam_ros.data.cdr import deserialize, header_stamp_ns, with_header_stamp
 from wam_ros.data.recorder import Recorder, RecorderConfig, RecordingRefused
 from wam_ros.data.synthetic import image_cdr, joint_state_cdr, write_synthetic_episode
 
@@ -69,7 +64,7 @@ def test_segments_roll_on_the_flush_interval_and_always_read_back(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, time, numpy as np
-    from wam_ros.data.bag import EpisodeBagWriter
+    from wam_ros.data.bag_writer import EpisodeBagWriter
     from wam_ros.data.synthetic import image_cdr, joint_state_cdr
     w = EpisodeBagWriter(sys.argv[1], flush_interval_s=0.2, fsync=True)
     w.add_topic("/joint_states", "sensor_msgs/msg/JointState")
@@ -248,7 +243,7 @@ def test_zstd_chunked_mcap_as_ros2_bag_record_writes_it(tmp_path):
     a directory, and so does one cut short (its writer killed: no summary, no footer)."""
     from mcap.writer import CompressionType, Writer
 
-    from wam_ros.data.bag import message_definition
+    from wam_ros.data.cdr import message_definition
 
     path = tmp_path / "ros2bag" / "ros2bag_0.mcap"
     path.parent.mkdir()

@@ -13,7 +13,7 @@ import yaml
 from wam_ros.cli import main as cli_main
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.convert import BuildOptions, build_dataset, find_bags, stream_stats
-from wam_ros.data.dataset import EpisodeReader
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.data.synthetic import frame_of, write_synthetic_episode
 
 ROBOTS_DIR = Path(__file__).resolve().parents[2] / "config" / "robots"
@@ -100,7 +100,7 @@ def test_follower_fallback_incomplete_and_skips(tmp_path):
     ep = EpisodeReader(tmp_path / "d").episode(0)
     assert s.action_source == "follower"
     assert np.array_equal(ep["action"][:-1], ep["state"][1:])  # where the robot went next
-    from wam_ros.data.bag import update_custom_data
+    from wam_ros.data.bag_writer import update_custom_data
 
     update_custom_data(bag, complete=False, success=False)
     summaries = build_dataset([bag], tmp_path / "d2", BuildOptions(

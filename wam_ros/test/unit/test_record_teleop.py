@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.bag import deserialize, header_stamp_ns, open_bag
+from wam_ros.data.bag_reader import open_bag
+from wam_ros.data.cdr import deserialize, header_stamp_ns
 from wam_ros.data.keys import parse_keys
 from wam_ros.data.playback import Playback, PlaybackSettings
 from wam_ros.data.recorder import RecorderNodeSettings, parse_key_bindings

@@ -37,7 +37,7 @@ def bench_record(robot: str, seconds: float, workdir: Path, flush_s: float) -> d
     from std_srvs.srv import Trigger
 
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.data.bag import open_bag
+    from wam_ros.data.bag_reader import open_bag
     from wam_ros.data.teleop import LeaderMap
     from wam_ros.nodes import conversions, topics
     from wam_ros.nodes.common import PoolExecutor

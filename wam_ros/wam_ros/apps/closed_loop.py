@@ -85,7 +85,8 @@ def _film_frame(raw: bytes) -> np.ndarray:
     """A raw sensor_msgs/Image -> RGB VIDEO_HEIGHT pixels high (FilmWorker's thread)."""
     import cv2
 
-    from wam_ros.data.bag import deserialize, image_to_rgb
+    from wam_ros.data.cdr import deserialize
+    from wam_ros.data.image_decode import image_to_rgb
 
     rgb = image_to_rgb(deserialize(raw, IMAGE_TYPE))
     width = max(2, round(rgb.shape[1] * VIDEO_HEIGHT / rgb.shape[0]))
@@ -220,7 +221,7 @@ class ClosedLoop:
             if (self._video_count - 1) % VIDEO_EVERY or \
                     len(self._video_raw) < len(self.spec.cameras):
                 return
-            from wam_ros.data.bag import header_stamp_ns
+            from wam_ros.data.cdr import header_stamp_ns
 
             latency = (self._tags[-1][1] - self._tags[-1][0]) * 1e3 if self._tags else None
             stamp = header_stamp_ns(raw, IMAGE_TYPE)

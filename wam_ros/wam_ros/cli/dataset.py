@@ -190,7 +190,7 @@ def run_import_hdf5(args: argparse.Namespace) -> int:
 
 
 def run_recode(args: argparse.Namespace) -> int:
-    from wam_ros.data.dataset import recode_dataset
+    from wam_ros.data.dataset_writer import recode_dataset
 
     try:
         recode_dataset(args.data, args.out, args.image_format, args.quality,
@@ -202,7 +202,7 @@ def run_recode(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from wam_ros.data.bag import open_bag
+    from wam_ros.data.bag_reader import open_bag
     from wam_ros.data.convert import find_bags
 
     try:

@@ -33,7 +33,8 @@ import numpy as np
 from wam_ros.core.config import ConfigError, load_yaml
 from wam_ros.core.image import RESIZE_MODES, prepare_image
 from wam_ros.data.atomic import atomic_directory
-from wam_ros.data.dataset import DatasetInfo, DatasetWriter
+from wam_ros.data.dataset import DatasetInfo
+from wam_ros.data.dataset_writer import DatasetWriter
 
 MAP_KEYS = ("state", "action", "cameras", "joints", "grippers", "objects", "stamp", "fps",
             "task")

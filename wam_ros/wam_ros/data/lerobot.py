@@ -40,7 +40,8 @@ import numpy as np
 
 from wam_ros.core.config import ConfigError
 from wam_ros.data.atomic import atomic_directory
-from wam_ros.data.dataset import DatasetInfo, EpisodeReader
+from wam_ros.data.dataset import DatasetInfo
+from wam_ros.data.dataset_reader import EpisodeReader
 from wam_ros.data.keymap import KeyMap, SourceEpisode, resolve_indices, to_layout, write_dataset
 from wam_ros.data.video import DATASET_CODECS, VideoWriter, codec_family, pick_codec
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from wam_ros.data.bag import Bag, header_stamp_ns, with_header_stamp
+from wam_ros.data.bag_reader import Bag
+from wam_ros.data.cdr import header_stamp_ns, with_header_stamp
 
 
 @dataclass(frozen=True)

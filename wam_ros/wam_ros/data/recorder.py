@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.bag import (
+from wam_ros.data.bag_writer import (
     EpisodeBagWriter,
     RecordingRefused,
     check_destination,
-    header_stamp_ns,
     update_custom_data,
 )
+from wam_ros.data.cdr import header_stamp_ns
 
 RECORDER_FORMAT = "wam_ros.episode/1"
 

@@ -34,9 +34,11 @@ import numpy as np
 from wam_ros.core.image import prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Observation
-from wam_ros.data.bag import deserialize, header_stamp_ns, image_to_rgb, open_bag
+from wam_ros.data.bag_reader import open_bag
+from wam_ros.data.cdr import deserialize, header_stamp_ns
 from wam_ros.data.convert import _interp, _read_streams, camera_topics
 from wam_ros.data.follower import FollowerStates
+from wam_ros.data.image_decode import image_to_rgb
 from wam_ros.data.run_video import overlay_lines
 from wam_ros.data.teleop import LeaderMap
 from wam_ros.runtime.stack import StackTrace

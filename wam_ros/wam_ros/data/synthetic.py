@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from wam_ros.core.robot import RobotSpec
-from wam_ros.data.bag import EpisodeBagWriter, serialize, typestore
+from wam_ros.data.bag_writer import EpisodeBagWriter
+from wam_ros.data.cdr import serialize, typestore
 from wam_ros.data.recorder import recorded_topics
 from wam_ros.data.teleop import LeaderMap, ScriptedOperator
 

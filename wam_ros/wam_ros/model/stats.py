@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from wam_ros.core.config import ConfigError
-from wam_ros.data.dataset import WindowDataset
+from wam_ros.data.windows import WindowDataset
 from wam_ros.model.batches import collate, model_actions, object_targets
 from wam_ros.model.wam import WorldActionModel
 

@@ -36,7 +36,9 @@ from tqdm import tqdm
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.settings import MEMORIES
-from wam_ros.data.dataset import WindowDataset, interface, open_dataset, split_episodes
+from wam_ros.data.dataset import interface
+from wam_ros.data.dataset_reader import open_dataset
+from wam_ros.data.windows import WindowDataset, split_episodes
 from wam_ros.model.batches import collate, prepare
 from wam_ros.model.checkpoint import read_checkpoint_config, save_checkpoint
 from wam_ros.model.config import ModelConfig, TrainConfig, load_config, with_robot

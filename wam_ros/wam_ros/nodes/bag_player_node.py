@@ -19,7 +19,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from wam_ros.core.config import ConfigError
-from wam_ros.data.bag import open_bag
+from wam_ros.data.bag_reader import open_bag
 from wam_ros.data.playback import Playback, PlaybackSettings
 from wam_ros.nodes import topics
 from wam_ros.nodes.common import run_nodes

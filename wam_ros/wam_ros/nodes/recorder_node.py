@@ -2,7 +2,7 @@
 
 Records, from raw subscriptions (exact CDR bytes, never deserialised), the robot config's
 cameras, follower joint states and teleop topics (leader arms / command topic), plus any
-`extra_topics`, through data.recorder.Recorder (crash-safe MCAP segments, see data/bag.py).
+`extra_topics`, through data.recorder.Recorder (crash-safe MCAP segments, see data/bag_writer.py).
 
 Episode control, all equivalent:
   terminal keys (keyboard or foot pedal; `keys` parameter): space / pagedown start or stop-and-

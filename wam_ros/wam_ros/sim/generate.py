@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.data.dataset import DatasetInfo, DatasetWriter
+from wam_ros.data.dataset import DatasetInfo
+from wam_ros.data.dataset_writer import DatasetWriter
 
 
 @dataclass

@@ -1,6 +1,5 @@
-"""rosbag2 bags without ROS: crash-safe episode writing (MCAP segments), reading any rosbag2 bag
-(MCAP or sqlite3, Humble..Kilted, also a recorder's unfinished segment), and the CDR facts we
-need without deserialising (header stamps).
+"""rosbag2 bags without ROS, writing: crash-safe episode bags of MCAP segments, and the check
+that a destination can take an episode.
 
 Crash safety by segments. rosbags' and mcap's writers only produce a readable MCAP file once
 they close it (the summary and footer come last), so the episode writer closes its file every
@@ -14,113 +13,34 @@ they close it (the summary and footer come last), so the episode writer closes i
     EPISODE/EPISODE_7.mcap.partial   the segment being written (not listed in metadata.yaml)
 
 After a SIGKILL (or a power cut, with fsync on) the bag opens with any rosbag2 reader (rosbags,
-`ros2 bag info/play`) and holds every message up to the last closed segment; `open_bag` also
-reads what reached the disk of the `.partial` segment (`include_partial=True`).
+`ros2 bag info/play`) and holds every message up to the last closed segment;
+`data.bag_reader.open_bag` also reads what reached the disk of the `.partial` segment
+(`include_partial=True`).
 
 Messages are stored exactly as they arrived (raw CDR from `raw=True` subscriptions); the
-schemas come from rosbags' ROS2_KILTED typestore, whose type hashes match the Kilted wheels.
+schemas come from rosbags' ROS2_KILTED typestore (data.cdr).
 """
 
 from __future__ import annotations
 
-import heapq
 import os
 import shutil
-import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
+
+from wam_ros.data.cdr import message_definition
 
 BAG_VERSION = 9  # rosbag2 metadata version (Jazzy and later; rosbags reads 1..9)
 PARTIAL_SUFFIX = ".partial"
-# Types whose CDR starts with std_msgs/Header: stamps can be read (and patched) in place.
-HEADER_TYPES = frozenset({
-    "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/JointState",
-    "trajectory_msgs/msg/JointTrajectory",
-})
 
 
 class RecordingRefused(RuntimeError):
     """The destination cannot take an episode (unwritable, not enough free space)."""
-
-
-# ---- types and CDR ---------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def typestore() -> Any:
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
-@cache
-def message_definition(msgtype: str) -> tuple[str, str]:
-    """(ros2msg definition text, RIHS01 hash) of a message type, as `ros2 bag` stores them."""
-    store = typestore()
-    if msgtype not in store.types:
-        raise KeyError(f"unknown message type {msgtype!r}")
-    text, _ = store.generate_msgdef(msgtype, ros_version=2)
-    return text, store.hash_rihs01(msgtype)
-
-
-def header_stamp_ns(raw: bytes | memoryview, msgtype: str) -> int | None:
-    """header.stamp of a serialised message in ns, or None for types without a header."""
-    if msgtype not in HEADER_TYPES or len(raw) < 12:
-        return None
-    endian = "<" if raw[1] == 1 else ">"  # CDR encapsulation: 0x0001 little, 0x0000 big
-    sec, nanosec = struct.unpack_from(endian + "iI", raw, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
-def with_header_stamp(raw: bytes, msgtype: str, stamp_ns: int) -> bytes:
-    """A copy of a serialised message with header.stamp replaced (same size, same layout)."""
-    if msgtype not in HEADER_TYPES:
-        return raw
-    endian = "<" if raw[1] == 1 else ">"
-    out = bytearray(raw)
-    struct.pack_into(endian + "iI", out, 4, stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000)
-    return bytes(out)
-
-
-def deserialize(raw: bytes | memoryview, msgtype: str) -> Any:
-    return typestore().deserialize_cdr(raw, msgtype)
-
-
-def serialize(msg: Any, msgtype: str) -> bytes:
-    return bytes(typestore().serialize_cdr(msg, msgtype))
-
-
-def stamp_of(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """A deserialised sensor_msgs Image (rgb8 | bgr8 | mono8) or CompressedImage (jpeg | png)
-    -> (H, W, 3) uint8 RGB; ValueError names what is wrong."""
-    import cv2
-
-    if hasattr(msg, "format"):  # CompressedImage
-        bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"could not decode {len(msg.data)} bytes as {msg.format!r}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"unsupported encoding {msg.encoding!r}; allowed: rgb8, bgr8, mono8")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, np.uint8)
-    if h == 0 or w == 0 or step < w * channels or data.size != step * h:
-        raise ValueError(f"image {w}x{h} step {step} with {data.size} bytes is inconsistent")
-    rows = data.reshape(h, step)[:, : w * channels]
-    if channels == 1:
-        return np.repeat(rows.reshape(h, w, 1), 3, axis=2)
-    img = rows.reshape(h, w, 3)
-    return np.ascontiguousarray(img[:, :, ::-1]) if msg.encoding == "bgr8" else img
 
 
 # ---- the destination ------------------------------------------------------------------
@@ -375,195 +295,8 @@ def update_custom_data(bag: str | Path, **values: object) -> dict[str, str]:
     return custom
 
 
-# ---- reading ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BagMessage:
-    topic: str
-    msgtype: str
-    timestamp: int  # ns, the bag's (receive) time
-    data: bytes  # raw CDR
-
-
-@dataclass
-class Bag:
-    """Any rosbag2 bag opened for reading (see open_bag)."""
-
-    path: Path
-    topics: dict[str, str]  # name -> msgtype
-    counts: dict[str, int]
-    custom: dict[str, str]
-    storage: str  # mcap | sqlite3
-    partial_messages: int = 0  # read from an unfinished segment
-    indexed_range: tuple[int, int] | None = None  # first / last timestamp from the index
-    _sources: list[Callable[[set[str] | None], Iterator[BagMessage]]] = field(
-        default_factory=list, repr=False)
-
-    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-        """All messages (of `topics`) in timestamp order, across segments / files."""
-        wanted = set(topics) if topics is not None else None
-        streams = [src(wanted) for src in self._sources]
-        if len(streams) == 1:
-            yield from streams[0]
-        else:
-            yield from heapq.merge(*streams, key=lambda m: m.timestamp)
-
-    @property
-    def message_count(self) -> int:
-        return sum(self.counts.values())
-
-    def time_range(self) -> tuple[int, int]:
-        """First and last message timestamp (ns): from the bag's index when it has one (no
-        message read), else by a scan."""
-        if self.indexed_range is not None:
-            return self.indexed_range
-        first = last = None
-        for m in self.messages():
-            first = m.timestamp if first is None else first
-            last = m.timestamp
-        if first is None:
-            raise ValueError(f"{self.path}: the bag holds no messages")
-        return first, last
-
-
-def _rosbags_source(path: Path) -> tuple[dict[str, str], dict[str, int], dict[str, str], str,
-                                         Callable[[set[str] | None], Iterator[BagMessage]]]:
-    from rosbags.rosbag2 import Reader
-
-    with Reader(path) as reader:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-        counts: dict[str, int] = {}
-        for c in reader.connections:
-            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
-        custom: dict[str, str] = {}
-        if path.is_dir():
-            doc = yaml.safe_load((path / "metadata.yaml").read_text())
-            custom = dict(doc["rosbag2_bagfile_information"].get("custom_data") or {})
-        storage = "sqlite3" if any(p.suffix == ".db3" for p in _storage_files(path)) else "mcap"
-
-    def stream(wanted: set[str] | None) -> Iterator[BagMessage]:
-        with Reader(path) as r:
-            conns = [c for c in r.connections if wanted is None or c.topic in wanted]
-            if not conns:
-                return
-            for conn, ts, data in r.messages(connections=conns):
-                yield BagMessage(conn.topic, conn.msgtype, ts, bytes(data))
-
-    return topics, counts, custom, storage, stream
-
-
-def _storage_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-
-    def order(p: Path) -> tuple[int, str]:
-        stem = p.name.split(".")[0]
-        tail = stem.rsplit("_", 1)[-1]
-        return (int(tail) if tail.isdigit() else 0, p.name)
-
-    return sorted((p for p in path.iterdir() if p.suffix in (".mcap", ".db3")), key=order)
-
-
-def _partial_source(path: Path) -> tuple[dict[str, str], list[BagMessage]]:
-    """Messages that reached the disk of an unfinished MCAP file (up to its last complete
-    chunk or record); everything after a truncation is ignored."""
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
-
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
-    out: list[BagMessage] = []
-    with open(path, "rb") as f:
-        reader = StreamReader(f, skip_magic=False)
-        try:
-            for record in reader.records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record.name
-                elif isinstance(record, Channel):
-                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    topic, msgtype = channels[record.channel_id]
-                    out.append(BagMessage(topic, msgtype, record.log_time, bytes(record.data)))
-        except Exception:  # truncated at the kill: keep what parsed
-            pass
-    return {t: m for t, m in channels.values()}, out
-
-
-def _list_source(msgs: list[BagMessage]) -> Callable[[set[str] | None], Iterator[BagMessage]]:
-    ordered = sorted(msgs, key=lambda m: m.timestamp)
-
-    def stream(wanted: set[str] | None) -> Iterator[BagMessage]:
-        return (m for m in ordered if wanted is None or m.topic in wanted)
-
-    return stream
-
-
-def open_bag(path: str | Path, include_partial: bool = False) -> Bag:
-    """A rosbag2 bag directory (metadata.yaml + .mcap / .db3 files), a directory whose
-    metadata.yaml is missing (a `ros2 bag record` that was killed), or a single .mcap / .db3
-    file. include_partial: also read an unfinished `.partial` segment left by a killed
-    recorder."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such bag")
-    sources: list[Callable[[set[str] | None], Iterator[BagMessage]]] = []
-    topics: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    custom: dict[str, str] = {}
-    storage = "mcap"
-    from rosbags.rosbag2 import ReaderError
-
-    indexed: tuple[int, int] | None = None
-    if path.is_file() or (path / "metadata.yaml").is_file():
-        topics, counts, custom, storage, stream = _rosbags_source(path)
-        sources.append(stream)
-        indexed = _indexed_range(path)
-    else:
-        files = _storage_files(path)
-        if not files and not list(path.glob(f"*{PARTIAL_SUFFIX}")):
-            raise FileNotFoundError(f"{path}: not a rosbag2 bag (no metadata.yaml, .mcap or .db3)")
-        for f in files:
-            try:
-                t, c, _, storage, stream = _rosbags_source(f)
-            except ReaderError:
-                if f.suffix != ".mcap":
-                    raise
-                # an MCAP file whose writer was killed (no summary / footer): read what
-                # reached the disk, record by record
-                t, msgs = _partial_source(f)
-                c = {}
-                for m in msgs:
-                    c[m.topic] = c.get(m.topic, 0) + 1
-                stream = _list_source(msgs)
-            topics.update(t)
-            for k, v in c.items():
-                counts[k] = counts.get(k, 0) + v
-            sources.append(stream)
-    partial_count = 0
-    if include_partial and path.is_dir():
-        for part in sorted(path.glob(f"*{PARTIAL_SUFFIX}")):
-            t, msgs = _partial_source(part)
-            topics.update({k: v for k, v in t.items() if k not in topics})
-            for m in msgs:
-                counts[m.topic] = counts.get(m.topic, 0) + 1
-            partial_count += len(msgs)
-            sources.append(_list_source(msgs))
-    if partial_count:
-        indexed = None  # the unfinished segment may extend the range
-    return Bag(path, topics, counts, custom, storage, partial_count, indexed, sources)
-
-
-def _indexed_range(path: Path) -> tuple[int, int] | None:
-    from rosbags.rosbag2 import Reader
-
-    with Reader(path) as r:
-        if r.message_count == 0:
-            return None
-        return r.start_time, r.end_time - 1  # rosbags' end_time is one past the last
-
 
 __all__ = [
-    "HEADER_TYPES", "Bag", "BagMessage", "EpisodeBagWriter", "RecordingRefused",
-    "check_destination", "deserialize", "header_stamp_ns", "image_to_rgb",
-    "message_definition", "open_bag", "serialize", "stamp_of", "typestore",
-    "update_custom_data", "with_header_stamp",
+    "BAG_VERSION", "PARTIAL_SUFFIX", "EpisodeBagWriter", "RecordingRefused",
+    "check_destination", "update_custom_data",
 ]
