@@ -157,6 +157,7 @@ def test_splice_report_follows_the_plans_first_command(rclpy_context):
     try:
         smoother.timer.cancel()  # ticks only when the test says
         smoother.applied_pub, smoother.commanded_pub = Recorder("applied"), Recorder("command")
+        smoother.started_pub = Recorder("started")
         smoother.measured = spec.home_vector()
         assert smoother.tick()
         time.sleep(smoother.period)  # the next command may go out at once
@@ -166,13 +167,14 @@ def test_splice_report_follows_the_plans_first_command(rclpy_context):
                       names=spec.action_layout, chunk_id=1)
         smoother.accept_chunk(chunk)  # spliced, and its first command right away
         kinds = [k for k, _ in sent]
-        assert kinds == ["command", "command", "applied"], kinds
-        first, report = sent[1][1], sent[2][1]
-        assert conversions.parse_stamp_tag(first.header.frame_id) == pytest.approx(now, abs=2e-6)
+        assert kinds == ["command", "command", "started", "applied"], kinds
+        first, started, report = sent[1][1], sent[2][1], sent[3][1]
+        assert conversions.to_sec(started.time_ref) == pytest.approx(now, abs=2e-6)
+        assert started.header.stamp == first.header.stamp  # names exactly that command
         assert conversions.to_sec(report.time_ref) == pytest.approx(now, abs=2e-6)
         assert conversions.to_sec(report.header.stamp) <= conversions.to_sec(first.header.stamp)
         time.sleep(smoother.period)
-        assert smoother.tick() and [k for k, _ in sent[3:]] == ["command"]  # no second report
+        assert smoother.tick() and [k for k, _ in sent[4:]] == ["command"]  # no second report
     finally:
         smoother.destroy_node()
 

@@ -11,7 +11,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
@@ -160,13 +160,11 @@ def test_composed_bringup_runs_all_nodes_in_one_process(rclpy_context, tmp_path,
     node.create_subscription(ActionChunk, topics.CHUNK_JOINT, chunks.append, topics.CHUNK_QOS)
     tags: list[float] = []
 
-    def on_commanded(m: JointState) -> None:
-        commanded.append(np.array(m.position))
-        tag = conversions.parse_stamp_tag(m.header.frame_id)
-        if tag is not None:
-            tags.append(tag)
-
-    node.create_subscription(JointState, topics.COMMANDED, on_commanded, 50)
+    node.create_subscription(JointState, topics.COMMANDED,
+                             lambda m: commanded.append(np.array(m.position)), 50)
+    node.create_subscription(TimeReference, topics.PLAN_STARTED,
+                             lambda m: tags.append(conversions.to_sec(m.time_ref)),
+                             topics.APPLIED_QOS)
     try:
         def tagged_plans_seen() -> bool:
             # The first command of each plan names the observation the plan came from. Count

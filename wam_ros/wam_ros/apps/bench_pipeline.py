@@ -218,7 +218,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             tag: str = "") -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import JointState
+    from sensor_msgs.msg import JointState, TimeReference
 
     from wam_ros.core.robot import RobotSpec
     from wam_ros.model.checkpoint import read_checkpoint_config
@@ -274,13 +274,14 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     first_command: list[tuple[float, float]] = []  # (plan's observation stamp, command time)
 
     def on_commanded(m: JointState) -> None:
-        t = conversions.to_sec(m.header.stamp)
-        commanded.append((t, np.array(m.position)))
-        tag = conversions.parse_stamp_tag(m.header.frame_id)
-        if tag is not None:
-            first_command.append((tag, t))
+        commanded.append((conversions.to_sec(m.header.stamp), np.array(m.position)))
 
     node.create_subscription(JointState, topics.COMMANDED, on_commanded, 100)
+    node.create_subscription(
+        TimeReference, topics.PLAN_STARTED,
+        lambda m: first_command.append((conversions.to_sec(m.time_ref),
+                                        conversions.to_sec(m.header.stamp))),
+        topics.APPLIED_QOS)
 
     camera_names = [c.name for c in spec.cameras]  # the fake robot sends every one
     counted = {"wam_ros/fake_robot", "wam_ros/observation",

@@ -200,13 +200,13 @@ def round_trip(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 # ---- 2. async against a slow server --------------------------------------------------------
 def async_run(url: str, args: argparse.Namespace, latency_ms: float) -> dict[str, Any]:
     from wam_ros.core.robot import RobotSpec
-    from wam_ros.core.settings import PolicySettings
+    from wam_ros.core.settings import PolicySettings, settings_from
     from wam_ros.core.timeline import ActionTimeline
     from wam_ros.core.types import Observation
     from wam_ros.runtime.chunk_runner import ChunkRunner, JobResult
     from wam_ros.runtime.remote import RemotePolicy
     from wam_ros.runtime.server_mapping import ServerMapping
-    from wam_ros.runtime.stack import default_pipeline_config, node_params, settings_from
+    from wam_ros.runtime.stack import default_pipeline_config, node_params
 
     spec = RobotSpec.load(args.robot)
     policy = RemotePolicy(ServerMapping.load("wam_ros"), spec, url, timeout_s=10.0,

@@ -85,8 +85,8 @@ def _film_frame(raw: bytes) -> np.ndarray:
     """A raw sensor_msgs/Image -> RGB VIDEO_HEIGHT pixels high (FilmWorker's thread)."""
     import cv2
 
+    from wam_ros.core.image import message_to_rgb as image_to_rgb
     from wam_ros.data.cdr import deserialize
-    from wam_ros.data.image_decode import image_to_rgb
 
     rgb = image_to_rgb(deserialize(raw, IMAGE_TYPE))
     width = max(2, round(rgb.shape[1] * VIDEO_HEIGHT / rgb.shape[0]))
@@ -124,7 +124,7 @@ class ClosedLoop:
         to every camera, so that `episode(video_path=...)` can film an episode."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from sensor_msgs.msg import Image, JointState
+        from sensor_msgs.msg import Image, JointState, TimeReference
         from std_msgs.msg import String
         from std_srvs.srv import SetBool, Trigger
 
@@ -182,11 +182,12 @@ class ClosedLoop:
             if self.trace is not None:
                 self.trace.measured.append((conversions.to_sec(msg.header.stamp), q))
 
+        def on_started(msg: TimeReference) -> None:
+            self._tags.append((conversions.to_sec(msg.time_ref),
+                               conversions.to_sec(msg.header.stamp)))
+
         def on_commanded(msg: JointState) -> None:
             t = conversions.to_sec(msg.header.stamp)
-            tag = conversions.parse_stamp_tag(msg.header.frame_id)
-            if tag is not None:
-                self._tags.append((tag, t))
             if self.trace is not None:
                 try:  # by name: a message that does not carry every joint is not plotted
                     q = conversions.joint_positions(msg, self.spec.action_layout)
@@ -231,18 +232,16 @@ class ClosedLoop:
                               None if stamp is None else stamp * 1e-9)
 
         if video:
-            from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-            # best effort as the cameras publish, 10 deep: frames wait while the probe is busy
-            film_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
             for i, cam in enumerate(self.spec.cameras):
                 self.node.create_subscription(
-                    Image, cam.topic, lambda raw, i=i: on_video_frame(i, raw), film_qos,
+                    Image, cam.topic, lambda raw, i=i: on_video_frame(i, raw), topics.FILM_QOS,
                     raw=True)
         self.node.create_subscription(String, topics.SIM_STATUS, on_status, 10)
         self.node.create_subscription(JointState, self.spec.joint_state_topic, on_joints,
                                       topics.SENSOR_QOS)
         self.node.create_subscription(JointState, topics.COMMANDED, on_commanded, 100)
+        self.node.create_subscription(TimeReference, topics.PLAN_STARTED, on_started,
+                                      topics.APPLIED_QOS)
         self.node.create_subscription(Image, self.spec.cameras[0].topic, on_frame,
                                       topics.SENSOR_QOS)
         self.sim_reset = self.node.create_client(Trigger, topics.SIM_RESET)

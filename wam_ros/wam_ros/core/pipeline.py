@@ -8,8 +8,10 @@ from __future__ import annotations
 import copy
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +71,20 @@ class PipelineConfig:
                 f"PipelineConfig.control_dt: got {self.control_dt!r}; allowed: > 0 seconds or "
                 "None (robot's control rate)"
             )
+
+# The smoother's parameter groups (config/wam_ros.yaml: `timeline.*`, ...) -> their settings.
+PIPELINE_GROUPS: dict[str, type] = {"timeline": TimelineConfig, "smoothing": SmoothingConfig,
+                                    "limits": LimitsConfig, "safety": SafetyConfig}
+
+
+def pipeline_config(group_settings: Callable[[str, type], Any],
+                    control_dt: float | None = None) -> PipelineConfig:
+    """The one pipeline builder: a PipelineConfig from `group_settings(group, settings class)`
+    per parameter group (the smoother node declares them as ROS parameters; the simulated
+    stack reads them from config/wam_ros.yaml)."""
+    return PipelineConfig(**{group: group_settings(group, cls)
+                             for group, cls in PIPELINE_GROUPS.items()}, control_dt=control_dt)
+
 
 @dataclass(frozen=True)
 class ReenableResult:
@@ -490,5 +506,5 @@ def thresholds_per_joint(spec: RobotSpec, arm: float, gripper: float) -> tuple[f
     return tuple(gripper if g else arm for g in spec.gripper_mask())
 
 
-__all__ = ["CommandPipeline", "PipelineConfig", "PipelineOutput", "PipelineState",
-           "ReenableResult", "thresholds_per_joint"]
+__all__ = ["PIPELINE_GROUPS", "CommandPipeline", "PipelineConfig", "PipelineOutput",
+           "PipelineState", "ReenableResult", "pipeline_config", "thresholds_per_joint"]

@@ -7,7 +7,9 @@ lives here, so a bad value fails at start-up with the field, the value and what 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
+from typing import Any
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.image import RESIZE_MODES
@@ -241,3 +243,27 @@ class SmootherSettings(_Settings):
         _check(n, "trajectory_preview_s", self.trajectory_preview_s, minimum=0.0)
         _check(n, "max_future_s", self.max_future_s, minimum=0.0)
         _check(n, "upstream_dead_after_s", self.upstream_dead_after_s, positive=True)
+
+
+def settings_from(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:
+    """A settings dataclass from parameter values (`prefix.` selects a group): the one mapping
+    of parameters to settings, used by the nodes (nodes/params.declare_settings, with the
+    values they declared) and by the simulated stack (with config/wam_ros.yaml's). Lists
+    become tuples, integers given for float fields floats; `overrides` win; names the class
+    lacks are ignored; the dataclass's validation refuses bad values."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, given in params.items():
+        if prefix and not key.startswith(prefix + "."):
+            continue
+        name = key[len(prefix) + 1:] if prefix else key
+        if name not in fields:
+            continue
+        kind, value = str(fields[name].type), given
+        if kind.startswith("tuple") or isinstance(value, list):
+            value = tuple(value or ())
+        elif kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        values[name] = value
+    values.update({k: v for k, v in overrides.items() if k in fields})
+    return cls(**values)

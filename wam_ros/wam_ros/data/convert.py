@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 
 from wam_ros.core.image import RESIZE_MODES, prepare_image
+from wam_ros.core.image import message_to_rgb as image_to_rgb
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag_reader import Bag, open_bag
 from wam_ros.data.cdr import deserialize, header_stamp_ns
 from wam_ros.data.dataset import IMAGE_FORMATS, DatasetInfo
 from wam_ros.data.dataset_writer import DatasetWriter
 from wam_ros.data.follower import FollowerStates, message_values
-from wam_ros.data.image_decode import image_to_rgb
 from wam_ros.data.teleop import LeaderMap
 
 ACTION_SOURCES = ("auto", "teleop", "follower")

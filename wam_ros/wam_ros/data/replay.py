@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from wam_ros.core.image import message_to_rgb as image_to_rgb
 from wam_ros.core.image import prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Observation
@@ -38,7 +39,6 @@ from wam_ros.data.bag_reader import open_bag
 from wam_ros.data.cdr import deserialize, header_stamp_ns
 from wam_ros.data.convert import _interp, _read_streams, camera_topics
 from wam_ros.data.follower import FollowerStates
-from wam_ros.data.image_decode import image_to_rgb
 from wam_ros.data.run_video import overlay_lines
 from wam_ros.data.teleop import LeaderMap
 from wam_ros.runtime.stack import StackTrace
@@ -97,9 +97,9 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
     """One bag through the policy; (metrics, trace for the plot). `video`
     (data.run_video.RunVideo): a frame of the cameras at every observation, with the time and
     the newest plan's latency."""
-    from wam_ros.core.settings import ObservationSettings
+    from wam_ros.core.settings import ObservationSettings, settings_from
     from wam_ros.core.sync import ApproximateSync
-    from wam_ros.runtime.stack import SimulatedStack, node_params, settings_from
+    from wam_ros.runtime.stack import SimulatedStack, node_params
 
     bag = open_bag(bag_path, include_partial=options.include_partial)
     meta = policy.meta

@@ -15,7 +15,6 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from wam_ros.core.config import ConfigError
@@ -25,10 +24,6 @@ from wam_ros.nodes import topics
 from wam_ros.nodes.common import run_nodes
 from wam_ros.nodes.params import declare_settings
 from wam_ros.nodes.recorder_node import declare_string_array, end_process, message_class
-
-# Reliable matches reliable and best-effort subscribers alike.
-PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                          reliability=ReliabilityPolicy.RELIABLE)
 
 
 class BagPlayerNode(Node):
@@ -42,9 +37,9 @@ class BagPlayerNode(Node):
             raise ConfigError(f"bag player: {exc}") from exc
         bag = self.playback.bag
         wanted = s.topics or tuple(bag.topics)
-        self.pubs = {t: self.create_publisher(message_class(bag.topics[t]), t, PLAYBACK_QOS)
+        self.pubs = {t: self.create_publisher(message_class(bag.topics[t]), t, topics.PLAYBACK_QOS)
                      for t in wanted}
-        self.clock_pub = (self.create_publisher(Clock, topics.CLOCK, PLAYBACK_QOS)
+        self.clock_pub = (self.create_publisher(Clock, topics.CLOCK, topics.PLAYBACK_QOS)
                           if s.clock_hz > 0 else None)
         self.published: dict[str, int] = {t: 0 for t in wanted}
         self.done = threading.Event()

@@ -13,21 +13,19 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from wam_ros.core.inputs import InputRefused, check_image_size, encoded_image_size
+# the image decoder is core.image's (shared with the bags); the nodes reach it through here
+from wam_ros.core.image import (  # noqa: F401
+    RAW_ENCODINGS,
+    ImageError,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from wam_ros.core.types import ActionSpace, Chunk, Observation
 from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
-
-RAW_ENCODINGS = ("rgb8", "bgr8", "mono8")
-
-
-class ImageError(InputRefused):
-    """An image message that cannot be turned into RGB pixels; `reason` names the kind
-    (bad_image unless a more precise one applies: empty, too_large, undecodable)."""
-
-    def __init__(self, message: str, reason: str = "bad_image") -> None:
-        super().__init__(reason, message)
 
 
 # ---- time ----------------------------------------------------------------------------
@@ -40,85 +38,61 @@ def to_time(seconds: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def stamp_tag(seconds: float) -> str:
-    """A stamp as text (microseconds; float seconds of wall time carry no finer digits)."""
-    return f"stamp {seconds:.6f}"
-
-
-def parse_stamp_tag(text: str) -> float | None:
-    if not text.startswith("stamp "):
-        return None
-    try:
-        return float(text[6:])
-    except ValueError:
-        return None
-
-
 def to_duration(seconds: float) -> Duration:
     ns = round(seconds * 1e9)
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+# ---- controller commands ---------------------------------------------------------------
+# The robot config's controllers (config/robots/*.yaml): a joint_trajectory_controller takes a
+# JointTrajectory on ~/joint_trajectory, a forward_command_controller a Float64MultiArray on
+# ~/commands. The smoother and the teleop node encode with these; the simulator and the fake
+# robot decode with them.
+def controller_msg_type(controller) -> type:
+    return JointTrajectory if controller.type == "joint_trajectory" else Float64MultiArray
+
+
+def controller_command(controller, rows: np.ndarray, point_times: list[Duration],
+                       stamp: Time | None = None, velocities: np.ndarray | None = None):
+    """One command for `controller`: `rows` (P, J) positions of its joints, the first being
+    the command itself. A trajectory controller gets one point per row at `point_times`
+    (time_from_start), stamped `stamp` (the time the command is for; None: zero, "on
+    receipt"), with `velocities` (P, J) on every point or none; a forward controller the
+    first row."""
+    if controller.type != "joint_trajectory":
+        return Float64MultiArray(data=[float(x) for x in rows[0]])
+    msg = trajectory_msg(controller.joints, rows, point_times, stamp)
+    if velocities is not None:
+        for point, v in zip(msg.points, velocities):
+            point.velocities = [float(x) for x in v]
+    return msg
+
+
+def trajectory_msg(names, rows: np.ndarray, point_times: list[Duration] | None = None,
+                   stamp: Time | None = None) -> JointTrajectory:
+    """A JointTrajectory of `names` with one point per row of `rows` (time_from_start from
+    `point_times`; None: zero)."""
+    msg = JointTrajectory(joint_names=list(names))
+    if stamp is not None:
+        msg.header.stamp = stamp
+    times = point_times if point_times is not None else [Duration()] * len(rows)
+    msg.points = [JointTrajectoryPoint(positions=[float(x) for x in r], time_from_start=t)
+                  for r, t in zip(rows, times)]
+    return msg
+
+
+def trajectory_arrays(msg: JointTrajectory
+                      ) -> tuple[list[str], float, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(joint names, header stamp s, point times s (P,), positions (P, J), velocities (P, J)
+    or None unless every point carries them) of a JointTrajectory."""
+    times = np.array([to_sec(p.time_from_start) for p in msg.points])
+    pos = np.array([list(p.positions) for p in msg.points])
+    has_vel = all(len(p.velocities) == len(msg.joint_names) for p in msg.points)
+    vel = np.array([list(p.velocities) for p in msg.points]) if has_vel else None
+    return list(msg.joint_names), to_sec(msg.header.stamp), times, pos, vel
+
+
 # ---- images --------------------------------------------------------------------------
-def image_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 | bgr8 | mono8) -> (H, W, 3) uint8 RGB, validated (at most
-    `max_pixels` pixels)."""
-    if max_pixels is not None:
-        _check_size(msg.width, msg.height, max_pixels)
-    if msg.encoding not in RAW_ENCODINGS:
-        raise ImageError(
-            f"unsupported encoding {msg.encoding!r}; allowed: {', '.join(RAW_ENCODINGS)}"
-        )
-    channels = 1 if msg.encoding == "mono8" else 3
-    if msg.height == 0 or msg.width == 0:
-        raise ImageError(f"empty image {msg.width}x{msg.height}", "empty")
-    if msg.step < msg.width * channels:
-        raise ImageError(f"step {msg.step} < width {msg.width} x {channels} channels")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size != msg.step * msg.height:
-        raise ImageError(
-            f"data has {buf.size} bytes, expected step {msg.step} x height {msg.height}"
-        )
-    rows = buf.reshape(msg.height, msg.step)[:, : msg.width * channels]
-    if channels == 1:
-        return np.repeat(rows.reshape(msg.height, msg.width, 1), 3, axis=2)
-    img = rows.reshape(msg.height, msg.width, 3)
-    return img[:, :, ::-1] if msg.encoding == "bgr8" else img
-
-
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int | None = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg | png) -> (H, W, 3) uint8 RGB. With `max_pixels`, the
-    size the header announces is checked before any pixel is decoded (a small file can
-    decode to gigabytes). Every failure is an ImageError, never an OpenCV exception."""
-    fmt = msg.format.lower()
-    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise ImageError(f"unsupported compressed format {msg.format!r}; allowed: jpeg, png")
-    data = bytes(msg.data)
-    if not data:
-        raise ImageError("compressed image with no data", "empty")
-    if max_pixels is not None:
-        try:
-            width, height = encoded_image_size(data)
-        except InputRefused as exc:
-            raise ImageError(str(exc), exc.reason) from exc
-        _check_size(width, height, max_pixels)
-    try:
-        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ImageError(f"could not decode {len(data)} bytes as {msg.format!r}: "
-                         f"{str(exc).strip().splitlines()[-1]}", "undecodable") from exc
-    if bgr is None:
-        raise ImageError(f"could not decode {len(data)} bytes as {msg.format!r}", "undecodable")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    try:
-        check_image_size(width, height, max_pixels)
-    except InputRefused as exc:
-        raise ImageError(str(exc), exc.reason) from exc
-
-
 def rgb_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "") -> Image:
     """(H, W, 3) uint8 RGB -> sensor_msgs/Image rgb8."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

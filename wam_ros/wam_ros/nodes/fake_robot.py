@@ -90,12 +90,7 @@ class FakeRobotNode(Node):
 
     def on_trajectory(self, ctrl: TrajectoryController, msg: JointTrajectory) -> None:
         try:
-            times = np.array([conversions.to_sec(p.time_from_start) for p in msg.points])
-            pos = np.array([list(p.positions) for p in msg.points])
-            has_vel = all(len(p.velocities) == len(msg.joint_names) for p in msg.points)
-            vel = np.array([list(p.velocities) for p in msg.points]) if has_vel else None
-            ctrl.command(list(msg.joint_names), conversions.to_sec(msg.header.stamp), times,
-                         pos, vel, stamp_sec(self))
+            ctrl.command(*conversions.trajectory_arrays(msg), stamp_sec(self))
         except (ControllerError, ValueError) as exc:
             self.rejected += 1
             self.get_logger().warning(f"trajectory rejected: {exc}", once=True)

@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from wam_ros.core.config import ConfigError, field_docs
-from wam_ros.core.settings import settings_bounds
+from wam_ros.core.settings import settings_bounds, settings_from
 
 T = TypeVar("T")
 
@@ -66,14 +66,9 @@ def declare_settings(node: Node, cls: type[T], prefix: str = "",
                                        _descriptor(f, docs, bounds, f.name in live_fields))
             except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
                 raise ConfigError(f"node {node.get_name()}: parameter {name}: {exc}") from exc
-        value = node.get_parameter(name).value
-        if f.type.startswith("tuple"):
-            value = tuple(value or ())
-        elif f.type.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        values[f.name] = value
+        values[name] = node.get_parameter(name).value
     try:
-        settings = cls(**values)
+        settings = settings_from(cls, values, prefix)
     except ConfigError as exc:
         raise ConfigError(f"node {node.get_name()}: {exc}") from exc
     except (TypeError, ValueError) as exc:

@@ -29,7 +29,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -140,14 +140,9 @@ class RecorderNode(Node):
 
     def _subscribe(self, name: str, msgtype: str) -> None:
         cls = message_class(msgtype)
-        # Reliable only when every publisher is: a reliable subscription would not match a
-        # best-effort publisher, a best-effort one matches both.
         infos = self.get_publishers_info_by_topic(name)
-        reliable = bool(infos) and all(
-            i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                         reliability=ReliabilityPolicy.RELIABLE if reliable
-                         else ReliabilityPolicy.BEST_EFFORT)
+        qos = topics.recording_qos(bool(infos) and all(
+            i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos))
         callback = (partial(self._on_message_info, name) if WITH_INFO
                     else partial(self._on_message, name))
         self.create_subscription(cls, name, callback, qos, raw=True,

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -45,7 +44,6 @@ from wam_ros.sim.pace import ADAPT_PERIOD, GraphPace
 if TYPE_CHECKING:
     from wam_ros.sim.mujoco_sim import SimStatus
 
-CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_PERIOD = 0.1  # s sim time between task status messages
 RATE_WINDOW = 5.0  # s wall time over which the achieved real-time factor is measured
 
@@ -89,7 +87,7 @@ class SimNode(Node):
         self.spec = self.sim.robot
         self.clock_dt = max(self.sim.dt, 1.0 / clock_rate)
 
-        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, CLOCK_QOS)
+        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, topics.CLOCK_QOS)
         self.js_pub = self.create_publisher(JointState,
                                             topics.robot_topic(self.spec.joint_state_topic),
                                             topics.SENSOR_QOS)
@@ -130,12 +128,7 @@ class SimNode(Node):
     def on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
         self.pace.on_command(self.sim.time)
         try:
-            times = np.array([conversions.to_sec(p.time_from_start) for p in msg.points])
-            pos = np.array([list(p.positions) for p in msg.points])
-            has_vel = all(len(p.velocities) == len(msg.joint_names) for p in msg.points)
-            vel = np.array([list(p.velocities) for p in msg.points]) if has_vel else None
-            self.sim.command_trajectory(controller, list(msg.joint_names),
-                                        conversions.to_sec(msg.header.stamp), times, pos, vel)
+            self.sim.command_trajectory(controller, *conversions.trajectory_arrays(msg))
         except (ControllerError, ValueError) as exc:
             self.rejected += 1
             self.get_logger().warning(f"trajectory rejected: {exc}", once=True)

@@ -24,9 +24,8 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
-from std_msgs.msg import Bool, Float64MultiArray, Header
+from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from wam_ros.core.health import ERROR, WARN
 from wam_ros.core.inputs import (
@@ -36,12 +35,9 @@ from wam_ros.core.inputs import (
     JointStateCheck,
     check_stamp,
 )
-from wam_ros.core.pipeline import CommandPipeline, PipelineConfig
+from wam_ros.core.pipeline import CommandPipeline, pipeline_config
 from wam_ros.core.robot import RobotSpec
-from wam_ros.core.safety import SafetyConfig
 from wam_ros.core.settings import SmootherSettings
-from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
-from wam_ros.core.timeline import TimelineConfig
 from wam_ros.core.types import Chunk
 from wam_ros.nodes import conversions, topics
 from wam_ros.nodes.common import OneShot, chunk_callback, run_nodes, stamp_sec
@@ -60,15 +56,11 @@ class SmootherNode(LifecycleNode):
         super().__init__("wam_smoother", **kwargs)
         s = self.settings = declare_settings(self, SmootherSettings)
         self.robot = RobotSpec.load(s.robot)
-        config = PipelineConfig(
-            timeline=declare_settings(self, TimelineConfig, "timeline"),
-            smoothing=declare_settings(self, SmoothingConfig, "smoothing"),
-            limits=declare_settings(self, LimitsConfig, "limits",
-                                    # (the pipeline is built below)
-                                    live=lambda limits: self.pipeline.set_limits(limits),  # noqa: PLW0108
-                                    live_fields=("velocity_scale", "acceleration_scale")),
-            safety=declare_settings(self, SafetyConfig, "safety"),
-        )
+        # speed scaling changes live (the pipeline is built below)
+        live = {"limits": {"live": lambda limits: self.pipeline.set_limits(limits),  # noqa: PLW0108
+                           "live_fields": ("velocity_scale", "acceleration_scale")}}
+        config = pipeline_config(lambda group, cls: declare_settings(
+            self, cls, group, **live.get(group, {})))
         self.pipeline = CommandPipeline(self.robot, config, logger=self._log)
         self._tick_lock = threading.Lock()
         self.diag = Diagnostics(self, "smoother")
@@ -96,11 +88,13 @@ class SmootherNode(LifecycleNode):
         self.outputs = []
         for c in self.robot.controllers:
             idx = [self.robot.action_layout.index(j) for j in c.joints]
-            msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
+            msg_type = conversions.controller_msg_type(c)
             self.outputs.append((c, idx, self.create_publisher(msg_type,
                                                                topics.robot_topic(c.topic),
                                                                topics.COMMAND_QOS)))
         self.applied_pub = self.create_publisher(TimeReference, topics.CHUNK_APPLIED,
+                                                 topics.APPLIED_QOS)
+        self.started_pub = self.create_publisher(TimeReference, topics.PLAN_STARTED,
                                                  topics.APPLIED_QOS)
         self.commanded_pub = (self.create_publisher(JointState, topics.COMMANDED, 50)
                               if s.publish_commanded else None)
@@ -108,7 +102,8 @@ class SmootherNode(LifecycleNode):
         self.chunk_sub = self.create_subscription(
             ActionChunk, topics.CHUNK_JOINT, chunk_callback(self.diag, self.accept_chunk),
             topics.CHUNK_QOS, callback_group=inputs)
-        self._first_of: str = ""  # tag of the chunk whose first command goes out next
+        # observation stamp of the plan whose first command goes out next (PLAN_STARTED)
+        self._first_of: float | None = None
         # splice reports waiting for the new plan's first command (then they go out)
         self._applied: deque[TimeReference] = deque()
         self.create_subscription(JointState, topics.robot_topic(self.robot.joint_state_topic),
@@ -176,7 +171,7 @@ class SmootherNode(LifecycleNode):
         self._applied.append(TimeReference(
             header=Header(stamp=conversions.to_time(now)),
             time_ref=conversions.to_time(chunk.stamp), source=self.get_name()))
-        self._first_of = conversions.stamp_tag(chunk.stamp)
+        self._first_of = chunk.stamp
         wait = self.pipeline.early_step_wait(now)
         if wait == 0.0:
             # act on the new plan now instead of at the next tick (up to a period later)
@@ -274,33 +269,26 @@ class SmootherNode(LifecycleNode):
         ahead = self.pipeline.preview(now, self.preview_steps)
         stamp = conversions.to_time(now)
         for controller, idx, pub in self.outputs:
-            q = out.positions[idx]
-            if controller.type == "joint_trajectory":
-                # Stamped with the time the command is for, not zero ("on receipt"): the
-                # controller reaches the first point the robot's trajectory lead after that,
-                # however long the message took (as the demonstrations' commands were
-                # reached), interpolating between our ticks. The next tick replaces the rest
-                # before it is reached.
-                rows = np.vstack([q[None, :], ahead[:, idx]])
-                msg = JointTrajectory(joint_names=list(controller.joints))
-                msg.header.stamp = stamp
-                msg.points = [JointTrajectoryPoint(positions=r.tolist(), time_from_start=t)
-                              for r, t in zip(rows, self._point_times)]
-                if self.settings.trajectory_velocities:  # on all points or none
-                    v = np.vstack([out.velocities[idx][None, :],
-                                   np.diff(rows, axis=0) / self.period])
-                    for point, vk in zip(msg.points, v):
-                        point.velocities = vk.tolist()
-            else:
-                msg = Float64MultiArray(data=q.tolist())
-            pub.publish(msg)
+            # A trajectory is stamped with the time the command is for, not zero ("on
+            # receipt"): the controller reaches the first point the robot's trajectory lead
+            # after that, however long the message took (as the demonstrations' commands were
+            # reached), interpolating between our ticks. The next tick replaces the rest
+            # before it is reached.
+            rows = np.vstack([out.positions[idx][None, :], ahead[:, idx]])
+            velocities = (np.vstack([out.velocities[idx][None, :],
+                                     np.diff(rows, axis=0) / self.period])
+                          if self.settings.trajectory_velocities else None)
+            pub.publish(conversions.controller_command(controller, rows, self._point_times,
+                                                       stamp, velocities))
         if self.commanded_pub is not None:
-            msg = conversions.make_joint_state(self.robot.action_layout, out.positions, now,
-                                               out.velocities)
-            # the first command of a new plan names it (the observation stamp the plan was
-            # computed from): end-to-end latency is measured on exactly this command
-            msg.header.frame_id, self._first_of = self._first_of, ""
-            self.commanded_pub.publish(msg)
+            self.commanded_pub.publish(conversions.make_joint_state(
+                self.robot.action_layout, out.positions, now, out.velocities))
+        if self._first_of is not None:
+            # the first command of a new plan: end-to-end latency is measured on exactly it
+            self.started_pub.publish(TimeReference(
+                header=Header(stamp=conversions.to_time(now)),
+                time_ref=conversions.to_time(self._first_of), source=self.get_name()))
+            self._first_of = None
         while self._applied:
             self.applied_pub.publish(self._applied.popleft())
         return True

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.core.config import ConfigError
 from wam_ros.core.robot import RobotSpec
@@ -66,7 +65,7 @@ class TeleopNode(Node):
         if s.drive_follower:
             for c in self.robot.controllers:
                 idx = [self.robot.action_layout.index(j) for j in c.joints]
-                msg_type = JointTrajectory if c.type == "joint_trajectory" else Float64MultiArray
+                msg_type = conversions.controller_msg_type(c)
                 self.controller_pubs.append(
                     (c, idx, self.create_publisher(msg_type, c.topic, topics.COMMAND_QOS)))
         self.create_subscription(JointState, self.robot.joint_state_topic, self.on_joints,
@@ -118,9 +117,8 @@ class TeleopNode(Node):
             if src.type == "joint_state":
                 msg = conversions.make_joint_state(src.names, v, now)
             else:
-                msg = JointTrajectory(joint_names=list(src.names), points=[
-                    JointTrajectoryPoint(positions=[float(x) for x in v])])
-                msg.header.stamp = conversions.to_time(now)
+                msg = conversions.trajectory_msg(src.names, np.asarray(v)[None, :],
+                                                 stamp=conversions.to_time(now))
             self.leader_pubs[src.name].publish(msg)
 
     def _command_follower(self, target: np.ndarray) -> None:
@@ -129,16 +127,11 @@ class TeleopNode(Node):
         self.command = self.command + np.clip(target - self.command, -self.step_limit,
                                               self.step_limit)
         for controller, idx, pub in self.controller_pubs:
-            q = [float(x) for x in self.command[idx]]
-            if controller.type == "joint_trajectory":
-                # one point the robot's trajectory lead ahead, as the smoother sends them: the
-                # arm follows the operator as it will follow the policy
-                msg = JointTrajectory(joint_names=list(controller.joints), points=[
-                    JointTrajectoryPoint(positions=q, time_from_start=conversions.to_duration(
-                        self.robot.trajectory_lead_s))])
-            else:
-                msg = Float64MultiArray(data=q)
-            pub.publish(msg)
+            # one point the robot's trajectory lead ahead, as the smoother sends them: the arm
+            # follows the operator as it will follow the policy
+            pub.publish(conversions.controller_command(
+                controller, self.command[idx][None, :],
+                [conversions.to_duration(self.robot.trajectory_lead_s)]))
 
     def close(self) -> None:
         if self.keys is not None:

@@ -25,6 +25,11 @@ CHUNK_JOINT = "wam/chunk/joint"  # decoder output: absolute joint positions, tim
 CHUNK_APPLIED = "wam/chunk/applied"
 ESTOP = "wam/estop"  # std_msgs/Bool, True = stop (latched until re-enabled)
 COMMANDED = "wam/commanded"  # sensor_msgs/JointState: what the smoother sends, for plots/tests
+# sensor_msgs/TimeReference from the smoother with the first command of each new plan:
+# header.stamp = that command's stamp (its /wam/commanded message's), time_ref = the stamp of
+# the observation the plan was computed from. End-to-end latency (camera -> arm) is the
+# difference; demo, eval, the benches and the tests measure it on this topic.
+PLAN_STARTED = "wam/chunk/started"
 DIAGNOSTICS = "/diagnostics"
 CLOCK = "/clock"
 
@@ -98,6 +103,28 @@ CONTRACT_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+# /clock from the simulator: reliable, only the newest time matters.
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+# Bag playback (nodes/bag_player_node.py): reliable matches reliable and best-effort
+# subscribers alike.
+PLAYBACK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                          reliability=ReliabilityPolicy.RELIABLE)
+
+# Frames filmed by the closed loop (apps/closed_loop.py): best effort as the cameras publish,
+# 10 deep, so frames wait while the probe is busy.
+FILM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def recording_qos(reliable: bool) -> QoSProfile:
+    """What the recorder subscribes a topic with: reliable only when every publisher is (a
+    reliable subscription would not match a best-effort publisher; a best-effort one matches
+    both), 100 deep so that a burst waits instead of being lost."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable
+                      else ReliabilityPolicy.BEST_EFFORT)
+
 
 # Recording (nodes/recorder_node.py): std_srvs/Trigger, except MARK (SetBool: true = success).
 RECORD_START = "wam/record/start"

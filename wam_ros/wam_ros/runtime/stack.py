@@ -23,7 +23,6 @@ policy node does from the smoother's.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,12 +31,9 @@ import numpy as np
 import yaml
 
 from wam_ros.core.decoding import ChunkDecoder
-from wam_ros.core.pipeline import CommandPipeline, PipelineConfig
+from wam_ros.core.pipeline import CommandPipeline, PipelineConfig, pipeline_config
 from wam_ros.core.robot import RobotSpec
-from wam_ros.core.safety import SafetyConfig
-from wam_ros.core.settings import PolicySettings
-from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
-from wam_ros.core.timeline import TimelineConfig
+from wam_ros.core.settings import PolicySettings, settings_from
 from wam_ros.core.types import Observation
 from wam_ros.runtime.chunk_runner import ChunkRunner
 from wam_ros.runtime.scheduler import Decision
@@ -54,29 +50,11 @@ def node_params(node: str) -> dict[str, Any]:
     return dict(section.get("ros__parameters") or {})
 
 
-def settings_from(cls: type, params: dict[str, Any], prefix: str = "", **overrides: Any) -> Any:
-    """A settings dataclass from node parameters (`prefix.` selects a group), as the nodes'
-    declare_settings maps them; `overrides` win, names the class lacks are ignored."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in params.items():
-        if prefix and not key.startswith(prefix + "."):
-            continue
-        name = key[len(prefix) + 1:] if prefix else key
-        if name in names:
-            values[name] = tuple(value) if isinstance(value, list) else value
-    values.update({k: v for k, v in overrides.items() if k in names})
-    return cls(**values)
-
-
 def default_pipeline_config() -> PipelineConfig:
-    """The smoother node's PipelineConfig as config/wam_ros.yaml sets it."""
+    """The smoother node's PipelineConfig as config/wam_ros.yaml sets it (the node builds its
+    own the same way, from its declared parameters)."""
     params = node_params("wam_smoother")
-    return PipelineConfig(
-        timeline=settings_from(TimelineConfig, params, "timeline"),
-        smoothing=settings_from(SmoothingConfig, params, "smoothing"),
-        limits=settings_from(LimitsConfig, params, "limits"),
-        safety=settings_from(SafetyConfig, params, "safety"))
+    return pipeline_config(lambda group, cls: settings_from(cls, params, group))
 
 
 @dataclass
@@ -246,4 +224,4 @@ class SimulatedStack:
 
 
 __all__ = ["TICK_HZ", "SimulatedStack", "StackTrace", "default_pipeline_config",
-           "node_params", "settings_from"]
+           "node_params"]
