@@ -73,25 +73,25 @@ def _constraint(descriptor) -> str:
                      if p and not p.startswith(("start-up only", "can be set")))
 
 
+def _own(name: str) -> bool:
+    """A topic or service of the node's own interface (not one every node or every lifecycle
+    node has)."""
+    return not (_STANDARD.search(name) or _LIFECYCLE.search(name))
+
+
 def _describe(node, name: str, module: str) -> NodeInterface:
     from rclpy.lifecycle import LifecycleNode
 
     out = NodeInterface(name=name, module=module, lifecycle=isinstance(node, LifecycleNode))
-    seen: set[tuple] = set()
-    for sub in node.subscriptions:
-        key = ("sub", sub.topic_name, _type_name(sub.msg_type), _qos_text(sub.qos_profile))
-        if _STANDARD.search(sub.topic_name) or _LIFECYCLE.search(sub.topic_name) or key in seen:
-            continue
-        seen.add(key)
-        out.subscribes.append(key[1:])
-    for pub in node.publishers:
-        key = ("pub", pub.topic_name, _type_name(pub.msg_type), _qos_text(pub.qos_profile))
-        if _STANDARD.search(pub.topic_name) or _LIFECYCLE.search(pub.topic_name) or key in seen:
-            continue
-        seen.add(key)
-        out.publishes.append(key[1:])
+    for endpoints, listed in ((node.subscriptions, out.subscribes),
+                              (node.publishers, out.publishes)):
+        for e in endpoints:
+            entry = (e.topic_name, _type_name(e.msg_type), _qos_text(e.qos_profile))
+            if not _own(e.topic_name) or entry in listed:
+                continue
+            listed.append(entry)
     for srv in node.services:
-        if _STANDARD.search(srv.srv_name) or _LIFECYCLE.search(srv.srv_name):
+        if not _own(srv.srv_name):
             continue
         out.services.append((node.resolve_service_name(srv.srv_name),
                              _type_name(srv.srv_type)))
