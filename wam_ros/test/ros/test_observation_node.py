@@ -19,6 +19,21 @@ from wam_ros.testing.process import spin_until  # noqa: E402
 from wam_ros_msgs.msg import Observation as ObservationMsg  # noqa: E402
 
 
+def _rig(context, node, driver, spec, msg_type=Image, suffix="", qos=topics.SENSOR_QOS):
+    """The node and a driver node on one executor: the driver publishes the robot's cameras
+    (`msg_type` on topic + `suffix`) and joint states, and collects the observations."""
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(driver)
+    got: list[ObservationMsg] = []
+    driver.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
+                               topics.OBSERVATION_QOS)
+    cams = {c.name: driver.create_publisher(msg_type, c.topic + suffix, qos)
+            for c in spec.cameras}
+    joints = driver.create_publisher(JointState, spec.joint_state_topic, qos)
+    return executor, got, cams, joints
+
+
 @pytest.mark.parametrize("robot", ["cobot_magic", "agibot_g1"])
 def test_cameras_and_joints_become_observations(rclpy_context, robot):
     spec = RobotSpec.load(robot)
@@ -26,15 +41,7 @@ def test_cameras_and_joints_become_observations(rclpy_context, robot):
         Parameter("robot", value=robot), Parameter("image_width", value=96),
         Parameter("image_height", value=64)])
     fake = rclpy.create_node("fake_robot", context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(fake)
-    got: list[ObservationMsg] = []
-    fake.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
-                             topics.OBSERVATION_QOS)
-    cams = {c.name: fake.create_publisher(Image, c.topic, topics.SENSOR_QOS)
-            for c in spec.cameras}
-    joints = fake.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+    executor, got, cams, joints = _rig(rclpy_context, node, fake, spec)
     assert spin_until(executor, lambda: all(p.get_subscription_count() for p in cams.values())
                       and joints.get_subscription_count() > 0, 10.0)
     try:
@@ -99,15 +106,8 @@ def test_compressed_frames_that_cannot_be_decoded_are_refused_never_fatal(rclpy_
         Parameter("robot", value=str(robot_yaml)), Parameter("image_width", value=32),
         Parameter("image_height", value=32)])
     probe = rclpy.create_node("camera_driver", context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    got: list[ObservationMsg] = []
-    probe.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
-                              topics.OBSERVATION_QOS)
-    cams = {c.name: probe.create_publisher(CompressedImage, c.topic + "/compressed", 10)
-            for c in spec.cameras}
-    joints = probe.create_publisher(JointState, spec.joint_state_topic, 10)
+    executor, got, cams, joints = _rig(rclpy_context, node, probe, spec, CompressedImage,
+                                       "/compressed", 10)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(
@@ -163,15 +163,7 @@ def test_the_policy_input_contract_sizes_the_observations(rclpy_context):
     contract_pub = probe.create_publisher(String, topics.POLICY_INPUT, topics.CONTRACT_QOS)
     node = ObservationNode(context=rclpy_context,
                            parameter_overrides=[Parameter("robot", value=spec.name)])
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    got: list[ObservationMsg] = []
-    probe.create_subscription(ObservationMsg, topics.OBSERVATION, got.append,
-                              topics.OBSERVATION_QOS)
-    cams = {c.name: probe.create_publisher(Image, c.topic, topics.SENSOR_QOS)
-            for c in spec.cameras}
-    joints = probe.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+    executor, got, cams, joints = _rig(rclpy_context, node, probe, spec)
 
     def publish_set() -> None:
         now = probe.get_clock().now().nanoseconds * 1e-9
