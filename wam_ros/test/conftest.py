@@ -3,6 +3,9 @@ profile and a ROS_DOMAIN_ID of its own, so parallel runs and tests never see eac
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import itertools
 import os
 import signal
@@ -53,6 +56,31 @@ def _marked_processes(mark: str) -> list[int]:
     return found
 
 
+def clean_fastdds_shm() -> None:
+    """Fast DDS's own `fastdds shm clean` (the tool its wheels ship, run in-process: its
+    command-line wrapper wants psutil): removes the shared-memory ports and segments whose
+    owner is gone, never one a live process holds. Every node killed with SIGKILL leaves its
+    own behind; piled up by the hundreds, they once made a new participant fail with
+    "open_and_lock_file failed" and lose its traffic (a fault-injection run got no chunks)."""
+    tool = Path(sys.prefix) / "tools" / "fastdds" / "shm" / "clean.py"
+    if not tool.is_file() or not sys.platform.startswith("linux"):
+        return
+    spec = importlib.util.spec_from_file_location("fastdds_shm_clean", tool)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(io.StringIO()):
+            module.Clean().run(force=False)
+    except Exception as exc:  # a tool of another Fast DDS version: the tests run without it
+        print(f"[conftest] fastdds shm clean failed: {exc}", file=sys.stderr)
+
+
+def pytest_sessionstart(session) -> None:
+    clean_fastdds_shm()
+
+
 @pytest.fixture(autouse=True)
 def no_process_left_running(request: pytest.FixtureRequest,
                             monkeypatch: pytest.MonkeyPatch):
@@ -75,6 +103,8 @@ def no_process_left_running(request: pytest.FixtureRequest,
         except OSError:
             continue
         LEFT_RUNNING.append(f"{request.node.nodeid}: pid {pid}: {cmd[:160]}")
+    if "system" in Path(str(request.node.fspath)).parts:  # tests that start (and kill) nodes
+        clean_fastdds_shm()
 
 
 TIERS = ("unit", "ros", "system")
