@@ -72,7 +72,10 @@ def clean_fastdds_shm() -> None:
     try:
         spec.loader.exec_module(module)
         with contextlib.redirect_stdout(io.StringIO()):
-            module.Clean().run(force=False)
+            try:
+                module.Clean().run(force=False)  # Fast DDS 3 (Kilted)
+            except TypeError:
+                module.Clean().run()  # Fast DDS 2 (Jazzy): no force argument
     except Exception as exc:  # a tool of another Fast DDS version: the tests run without it
         print(f"[conftest] fastdds shm clean failed: {exc}", file=sys.stderr)
 
