@@ -85,10 +85,10 @@ def _film_frame(raw: bytes) -> np.ndarray:
     """A raw sensor_msgs/Image -> RGB VIDEO_HEIGHT pixels high (FilmWorker's thread)."""
     import cv2
 
-    from wam_ros.core.image import message_to_rgb as image_to_rgb
+    from wam_ros.core.image import message_to_rgb
     from wam_ros.data.cdr import deserialize
 
-    rgb = image_to_rgb(deserialize(raw, IMAGE_TYPE))
+    rgb = message_to_rgb(deserialize(raw, IMAGE_TYPE))
     width = max(2, round(rgb.shape[1] * VIDEO_HEIGHT / rgb.shape[0]))
     return cv2.resize(rgb, (width, VIDEO_HEIGHT), interpolation=cv2.INTER_AREA)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wam_ros.core.settings import LOCAL_BACKENDS  # noqa: F401  (one registry: see core.settings)
 from wam_ros.model.train import run
 
 

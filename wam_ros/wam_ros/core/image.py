@@ -73,7 +73,7 @@ def image_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     if channels == 1:
         return np.repeat(rows.reshape(msg.height, msg.width, 1), 3, axis=2)
     img = rows.reshape(msg.height, msg.width, 3)
-    return np.ascontiguousarray(img[:, :, ::-1]) if msg.encoding == "bgr8" else img
+    return img[:, :, ::-1] if msg.encoding == "bgr8" else img
 
 
 def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:

@@ -77,13 +77,12 @@ PIPELINE_GROUPS: dict[str, type] = {"timeline": TimelineConfig, "smoothing": Smo
                                     "limits": LimitsConfig, "safety": SafetyConfig}
 
 
-def pipeline_config(group_settings: Callable[[str, type], Any],
-                    control_dt: float | None = None) -> PipelineConfig:
+def pipeline_config(group_settings: Callable[[str, type], Any]) -> PipelineConfig:
     """The one pipeline builder: a PipelineConfig from `group_settings(group, settings class)`
     per parameter group (the smoother node declares them as ROS parameters; the simulated
     stack reads them from config/wam_ros.yaml)."""
     return PipelineConfig(**{group: group_settings(group, cls)
-                             for group, cls in PIPELINE_GROUPS.items()}, control_dt=control_dt)
+                             for group, cls in PIPELINE_GROUPS.items()})
 
 
 @dataclass(frozen=True)

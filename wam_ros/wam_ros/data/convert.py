@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.core.image import RESIZE_MODES, prepare_image
-from wam_ros.core.image import message_to_rgb as image_to_rgb
+from wam_ros.core.image import RESIZE_MODES, message_to_rgb, prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.data.bag_reader import Bag, open_bag
 from wam_ros.data.cdr import deserialize, header_stamp_ns
@@ -332,7 +331,7 @@ def convert_bag(bag_path: str | Path, writer_factory: Callable[[RobotSpec], Data
             progress.update(1)
         if i in last_use[cam]:
             try:
-                rgb = image_to_rgb(deserialize(m.data, m.msgtype))
+                rgb = message_to_rgb(deserialize(m.data, m.msgtype))
                 img = prepare_image(rgb, h, w, options.resize_mode)
             except Exception as exc:  # any undecodable frame: hold the camera's last good one
                 summary.bad_images += 1

@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.core.image import message_to_rgb as image_to_rgb
-from wam_ros.core.image import prepare_image
+from wam_ros.core.image import message_to_rgb, prepare_image
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Observation
 from wam_ros.data.bag_reader import open_bag
@@ -152,7 +151,7 @@ def replay_episode(bag_path: str | Path, policy: Any, options: ReplayOptions,
             stack.joint_state(now)
         else:
             try:
-                rgb = image_to_rgb(deserialize(m.data, m.msgtype))
+                rgb = message_to_rgb(deserialize(m.data, m.msgtype))
             except Exception:  # an undecodable frame is skipped, as the observation node does
                 continue
             sync.add_frame(cam_of[m.topic], stamp,

@@ -62,11 +62,11 @@ class PoolExecutor(MultiThreadedExecutor):
     rclpy's executor (9.1.2 and Jazzy 7.1.6) offers every task that has not started yet as
     ready work again, so while a submitted callback waits in the pool's queue the spin thread
     neither blocks in the wait set nor lets go of the GIL for long: it resubmits the same
-    task in a loop, and the workers it waits for get ever less time (rclpy issue 1452). On a
-    loaded 2-core machine that fed itself: the processes spun at 94 % CPU and stopped
-    handling messages altogether (the multi-threaded graph test, the recorder, the lifecycle
-    test hung in full `make test` runs, never alone). Waiting for the start costs nothing
-    while a worker is free, and while none is, no callback could run sooner anyway."""
+    task in a loop, and the workers it waits for get ever less time (rclpy issue 1452). In full
+    `make test` runs on 2 cores, processes on that executor spun at about 94 % CPU while the
+    multi-threaded graph test, the recorder test and the lifecycle test hung (never alone);
+    with this executor those runs pass. Waiting for the start costs nothing while a worker
+    is free, and while none is, no callback could run sooner anyway."""
 
     # how often a spin thread waiting for a free worker checks for shutdown
     START_POLL_S = 0.1

@@ -52,17 +52,20 @@ def controller_msg_type(controller) -> type:
     return JointTrajectory if controller.type == "joint_trajectory" else Float64MultiArray
 
 
-def controller_command(controller, rows: np.ndarray, point_times: list[Duration],
-                       stamp: Time | None = None, velocities: np.ndarray | None = None):
-    """One command for `controller`: `rows` (P, J) positions of its joints, the first being
-    the command itself. A trajectory controller gets one point per row at `point_times`
-    (time_from_start), stamped `stamp` (the time the command is for; None: zero, "on
-    receipt"), with `velocities` (P, J) on every point or none; a forward controller the
-    first row."""
+def controller_command(controller, q: np.ndarray, point_times: list[Duration],
+                       ahead: np.ndarray | None = None, stamp: Time | None = None,
+                       velocity: np.ndarray | None = None, period: float = 0.0):
+    """One command for `controller`: `q` (J,) positions of its joints. A forward controller
+    gets `q`; a trajectory controller a point at q, then one per row of `ahead` (the
+    commands that follow, `period` apart), at `point_times` (time_from_start), stamped
+    `stamp` (the time the command is for; None: zero, "on receipt"). With `velocity` (J,) at
+    q, every point carries velocities (the later ones from the rows' differences)."""
     if controller.type != "joint_trajectory":
-        return Float64MultiArray(data=[float(x) for x in rows[0]])
+        return Float64MultiArray(data=[float(x) for x in q])
+    rows = q[None, :] if ahead is None else np.vstack([q[None, :], ahead])
     msg = trajectory_msg(controller.joints, rows, point_times, stamp)
-    if velocities is not None:
+    if velocity is not None:
+        velocities = np.vstack([velocity[None, :], np.diff(rows, axis=0) / period])
         for point, v in zip(msg.points, velocities):
             point.velocities = [float(x) for x in v]
     return msg

@@ -79,10 +79,13 @@ def _own(name: str) -> bool:
     return not (_STANDARD.search(name) or _LIFECYCLE.search(name))
 
 
-def _describe(node, name: str, module: str) -> NodeInterface:
+def _describe(node, shown: dict[str, object]) -> NodeInterface:
+    """`shown`: parameters held back for the introspection (autostart), with the default a
+    launch gives them."""
     from rclpy.lifecycle import LifecycleNode
 
-    out = NodeInterface(name=name, module=module, lifecycle=isinstance(node, LifecycleNode))
+    out = NodeInterface(name=node.get_name(), module=type(node).__module__,
+                        lifecycle=isinstance(node, LifecycleNode))
     for endpoints, listed in ((node.subscriptions, out.subscribes),
                               (node.publishers, out.publishes)):
         for e in endpoints:
@@ -100,7 +103,8 @@ def _describe(node, name: str, module: str) -> NodeInterface:
     for pname, descriptor in zip(names, node.describe_parameters(names)):
         param = node.get_parameter(pname)
         out.parameters.append(Param(
-            name=pname, type=param.type_.name.lower(), default=_value_text(param.value),
+            name=pname, type=param.type_.name.lower(),
+            default=_value_text(shown.get(pname, param.value)),
             description=" ".join(descriptor.description.split()),
             constraint=_constraint(descriptor), read_only=descriptor.read_only))
     out.subscribes.sort()
@@ -116,6 +120,7 @@ def graph_interfaces(robot: str = "cobot_magic") -> list[NodeInterface]:
     import rclpy
     from rclpy.parameter import Parameter
 
+    from wam_ros.core.settings import PolicySettings, SmootherSettings
     from wam_ros.nodes.decoder_node import DecoderNode
     from wam_ros.nodes.observation_node import ObservationNode
     from wam_ros.nodes.policy_node import PolicyNode
@@ -123,23 +128,18 @@ def graph_interfaces(robot: str = "cobot_magic") -> list[NodeInterface]:
 
     context = rclpy.context.Context()
     rclpy.init(context=context, args=["--ros-args", "--disable-rosout-logs"])
+    # the lifecycle nodes are built unconfigured (autostart false: nothing loads, nothing is
+    # commanded); the table shows the autostart default the launch files leave them
+    graph = ((ObservationNode, {}), (PolicyNode, {"autostart": PolicySettings.autostart}),
+             (DecoderNode, {}), (SmootherNode, {"autostart": SmootherSettings.autostart}))
     made = []
     try:
-        for cls, extra in ((ObservationNode, []), (PolicyNode, ["autostart"]),
-                           (DecoderNode, []), (SmootherNode, ["autostart"])):
-            overrides = [Parameter("robot", value=robot)]
-            overrides += [Parameter(p, value=False) for p in extra]
-            node = cls(context=context, parameter_overrides=overrides)
-            made.append(node)
         result = []
-        for node in made:
-            module = type(node).__module__
-            iface = _describe(node, node.get_name(), module)
-            # autostart is what the launch files give; shown with its default
-            for p in iface.parameters:
-                if p.name == "autostart":
-                    p.default = "true"
-            result.append(iface)
+        for cls, shown in graph:
+            node = cls(context=context, parameter_overrides=[Parameter("robot", value=robot)]
+                       + [Parameter(name, value=False) for name in shown])
+            made.append(node)
+            result.append(_describe(node, shown))
         return result
     finally:
         for node in made:

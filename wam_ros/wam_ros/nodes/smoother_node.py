@@ -274,12 +274,10 @@ class SmootherNode(LifecycleNode):
             # after that, however long the message took (as the demonstrations' commands were
             # reached), interpolating between our ticks. The next tick replaces the rest
             # before it is reached.
-            rows = np.vstack([out.positions[idx][None, :], ahead[:, idx]])
-            velocities = (np.vstack([out.velocities[idx][None, :],
-                                     np.diff(rows, axis=0) / self.period])
-                          if self.settings.trajectory_velocities else None)
-            pub.publish(conversions.controller_command(controller, rows, self._point_times,
-                                                       stamp, velocities))
+            pub.publish(conversions.controller_command(
+                controller, out.positions[idx], self._point_times, ahead[:, idx], stamp,
+                out.velocities[idx] if self.settings.trajectory_velocities else None,
+                self.period))
         if self.commanded_pub is not None:
             self.commanded_pub.publish(conversions.make_joint_state(
                 self.robot.action_layout, out.positions, now, out.velocities))

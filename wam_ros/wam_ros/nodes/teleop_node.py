@@ -130,7 +130,7 @@ class TeleopNode(Node):
             # one point the robot's trajectory lead ahead, as the smoother sends them: the arm
             # follows the operator as it will follow the policy
             pub.publish(conversions.controller_command(
-                controller, self.command[idx][None, :],
+                controller, self.command[idx],
                 [conversions.to_duration(self.robot.trajectory_lead_s)]))
 
     def close(self) -> None:
