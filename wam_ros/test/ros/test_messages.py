@@ -181,6 +181,22 @@ def test_serialized_images_are_read_in_place_and_refused_when_malformed():
 
     raw = conversions.rgb_to_cdr(rgb, 1796507123.123456, "f")
     back = deserialize_message(raw, Image)  # rclpy reads what rgb_to_cdr writes
+    # ...and it is what rclpy writes, byte for byte but for alignment padding (which rclpy
+    # leaves uninitialised, ours is zero), whatever the padding (frame_id lengths 0-4, odd
+    # sizes, a stamp before 1970)
+    for frame_id, (h, w), stamp in (("", (3, 5), 0.0), ("a", (1, 1), -1.5),
+                                    ("ab", (7, 3), 12.000000001), ("abc", (2, 2), 3.25),
+                                    ("cam_high_optical_frame", (48, 64), 1796507123.123456)):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ours = conversions.rgb_to_cdr(frame, stamp, frame_id)
+        theirs = bytes(serialize_message(conversions.rgb_to_image(frame, stamp, frame_id)))
+        assert len(ours) == len(theirs)
+        differ = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+        # at most 3 padding bytes after frame_id and 3 after is_bigendian, all before pixels
+        assert len(differ) <= 6 and all(ours[i] == 0 and i < len(ours) - h * w * 3
+                                        for i in differ), (frame_id, differ)
+    with pytest.raises(conversions.ImageError):
+        conversions.rgb_to_cdr(rgb[:, :, 0], 1.0)
     assert (back.width, back.height, back.encoding, back.step) == (64, 48, "rgb8", 192)
     assert back.header.frame_id == "f"
     assert conversions.to_sec(back.header.stamp) == pytest.approx(1796507123.123456, abs=1e-6)

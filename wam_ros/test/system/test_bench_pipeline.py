@@ -35,15 +35,23 @@ def test_pipeline_bench_writes_its_json(ros_domain, tmp_path):
 
 def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_domain,
                                                                           tmp_path):
-    """--graph launched: the launch files' processes against 640x480 cameras resized by the
-    observation node; camera throughput and overhead in the JSON, per graph x DDS profile."""
+    """--graph cameras,launched: the camera transport alone, then the launch files' processes
+    against 640x480 cameras resized by the observation node; camera throughput and overhead
+    in the JSON, per graph x DDS profile."""
     out = tmp_path / "launched.json"
     assert main(["bench", "pipeline", "--robot", "cobot_magic", "--config", "tiny",
                  "--backend", "torch", "--schedulers", "async", "--duration", "4",
-                 "--graph", "launched", "--json", str(out)]) == 0
+                 "--graph", "cameras,launched", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [(r["graph"], r["camera_size"], r["dds_profile"]) for r in data["runs"]] == [
-        ("launched", "robot", "launch")]
+        ("cameras", "robot", "launch"), ("launched", "robot", "launch")]
+    # the floor: every camera's frames reached the bare subscriber, whole sets of three
+    floor = data["runs"][0]["camera_transport"]
+    assert floor["frames_per_s"] > 0 and 0 < floor["sets_per_s"] <= floor["frames_per_s"] / 3
+    for key in ("frame_arrival_ms", "set_arrival_ms"):
+        assert 0 < floor[key]["p50"] <= floor[key]["p99"] < 1000
+    assert floor["set_arrival_ms"]["p50"] >= floor["frame_arrival_ms"]["p50"]
+    assert len(data["by_variant"]["cameras/launch"]["set_arrival_ms_p99"]) == 1
     cameras = data["cameras"]
     assert cameras["expected_sets_per_s"] == 30.0
     # the fake robot sent frames, the observation node received and assembled some (how
@@ -91,6 +99,7 @@ def test_dds_profiles_of_the_bench(monkeypatch):
     (["--dds-profile", "nope"], "unknown DDS profile 'nope'"),
     (["--rounds", "0"], "--rounds 0"),
     (["--sessions", "launch,shared"], "unknown sessions 'shared'"),
+    (["--graph", "cameras", "--cameras", "model"], "--graph cameras measures the robot's own"),
 ])
 def test_bad_bench_choices_are_refused_before_anything_starts(tmp_path, capsys, argv, says):
     out = tmp_path / "pipeline.json"

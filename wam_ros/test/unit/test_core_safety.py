@@ -22,7 +22,7 @@ from wam_ros.core.safety import (
     SafetyConfig,
     SafetyMonitor,
 )
-from wam_ros.core.smoothing import SmoothingConfig
+from wam_ros.core.smoothing import LimitsConfig, SmoothingConfig
 from wam_ros.core.timeline import Rejection, TimelineConfig
 from wam_ros.core.types import ActionSpace, Chunk
 
@@ -576,30 +576,37 @@ def test_reenable_does_not_resume_the_old_plan(spec: RobotSpec) -> None:
 def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec: RobotSpec
                                                                         ) -> None:
     """A chunk arriving between ticks is acted on at once (an early command limited over the
-    time actually elapsed); commands are never closer than half a period, and velocity and
-    acceleration hold over the real intervals."""
+    time actually elapsed); commands are never closer than the minimum command interval,
+    and velocity and acceleration hold over the real intervals."""
     rng = np.random.default_rng(5)
     rig = Rig(spec)
     dt = rig.pipe.dt
+    gap = rig.pipe.config.limits.min_command_interval_s
+    assert 0.0 < gap < 0.5 * dt
     times, positions = [rig.now], [rig.outputs[0].positions]
-    assert rig.pipe.early_step_wait(rig.now + 0.4 * dt) == pytest.approx(0.1 * dt)
+    assert rig.pipe.early_step_wait(rig.now + 0.4 * gap) == pytest.approx(0.6 * gap)
     assert CommandPipeline(spec).early_step_wait(rig.now) is None  # nothing commanded yet
-    assert rig.pipe.step(rig.now + 0.4 * dt, rig.measured) is None  # too soon after the last
-    early = 0
+    with pytest.raises(ValueError, match="below the control period"):  # never a tick's gap
+        CommandPipeline(spec, PipelineConfig(limits=LimitsConfig(min_command_interval_s=dt)))
+    assert rig.pipe.step(rig.now + 0.4 * gap, rig.measured) is None  # too soon after the last
+    early = waited = 0
     for k in range(150):
         if k % 7 == 3:  # a plan arrives between two ticks, the tick period restarts there
-            now = rig.now + float(rng.uniform(0.2, 1.0)) * dt
+            # (a third of them sooner than the minimum interval after the last command)
+            now = rig.now + (float(rng.uniform(0.0, gap)) if k % 3 == 0 else
+                             float(rng.uniform(gap, dt)))
             rig.pipe.offer_chunk(rig.sweep_chunk(amplitude=0.6 * float(rng.uniform(-1, 1)),
                                                  stamp=now), now)
             due = rig.pipe.early_step_wait(now) == 0.0
-            assert due == (now - rig.now >= 0.5 * dt)
+            assert due == (now - rig.now >= gap)
             out = rig.pipe.step(now, rig.measured, early=True)
             assert (out is not None) == due
-            if out is None:  # too soon: the plan's first command waits for half a period
+            if out is None:  # too soon: the plan's first command waits for the interval
                 wait = rig.pipe.early_step_wait(now)
-                assert wait is not None and abs(now + wait - (rig.now + 0.5 * dt)) < 1e-12
+                assert wait is not None and abs(now + wait - (rig.now + gap)) < 1e-12
                 assert rig.pipe.step(now + 0.5 * wait, rig.measured, early=True) is None
                 now += wait
+                waited += 1
                 out = rig.pipe.step(now, rig.measured, early=True)
                 assert out is not None
             early += 1
@@ -610,13 +617,13 @@ def test_early_command_on_a_new_plan_respects_limits_over_its_own_interval(spec:
         rig.now, rig.measured = now, out.positions
         times.append(now)
         positions.append(out.positions)
-    assert early > 5
+    assert early > 5 and waited > 0
     t, p = np.array(times), np.array(positions)
     lo, hi = spec.limits_array("lower"), spec.limits_array("upper")
     vmax, amax = spec.limits_array("velocity"), spec.limits_array("acceleration")
     assert np.all(p >= lo - 1e-9) and np.all(p <= hi + 1e-9)
     intervals = np.diff(t)
-    assert intervals.min() >= 0.5 * dt - 1e-12
+    assert intervals.min() >= gap - 1e-12
     v = np.diff(p, axis=0) / intervals[:, None]
     assert np.all(np.abs(v) <= vmax * (1 + 1e-9) + 1e-9)
     acc = np.diff(v, axis=0) / intervals[1:, None]

@@ -205,6 +205,9 @@ def test_scaled_limits_and_validation(spec: RobotSpec) -> None:
     assert enf.dt == pytest.approx(1.0 / spec.control_rate_hz)
     with pytest.raises(ValueError, match=r"LimitsConfig.velocity_scale: got 1.5; allowed"):
         LimitsConfig(velocity_scale=1.5)
+    for gap in (0.0, -0.001, float("nan")):
+        with pytest.raises(ValueError, match=r"LimitsConfig.min_command_interval_s: got"):
+            LimitsConfig(min_command_interval_s=gap)
     with pytest.raises(RuntimeError, match="before reset"):
         LimitEnforcer.from_spec(spec).step(spec.home_vector())
     with pytest.raises(ValueError, match="finite"):

@@ -10,6 +10,10 @@ context pass, flow steps: `<part>_ms`) come from the policy node's runner statis
 fraction (share of control time the arm held for lack of a plan) from the smoother's, over the
 measured window only (/diagnostics).
 
+`--graph cameras` runs no graph: the fake robot's robot-size frames go to a bare subscriber
+in the probe, the floor under every graph's camera -> observation stage, measured in the same
+alternating rounds.
+
 `--graph launched` is what `ros2 launch` starts by default: the NodeSpecs of graph.build_graph
 as separate processes, with no parameter the launch files would not give (the observation node
 sizes its output from the policy's input contract), and the Fast DDS profile the launch files
@@ -44,7 +48,9 @@ import numpy as np
 from wam_ros.core.settings import SCHEDULERS
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
-GRAPHS = ("composed", "processes", "launched")
+# cameras: no graph, the fake robot's frames to a bare subscriber in the probe (the floor
+# under every graph: what the camera driver and DDS take before any node of ours runs)
+GRAPHS = ("composed", "processes", "launched", "cameras")
 CAMERA_SIZES = ("model", "robot")
 # launch: what the launch files give every process (graph.dds_environment: the shipped profile
 # unless FASTDDS_DEFAULT_PROFILES_FILE is set); none: Fast DDS defaults everywhere; graph-only:
@@ -163,6 +169,73 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
             p.stop()
         raise
     return procs
+
+
+def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str = "launch",
+                    sessions: str = "launch", tag: str = "") -> dict:
+    """The camera transport alone: the fake robot's cameras to raw subscriptions in this
+    process that read only each frame's stamp (no decoding, no resize, no node of ours), with
+    the Fast DDS environment of `dds_profile`, after 5 s of discovery and warm-up. Per frame
+    and per set (a set is there when its last camera's frame is: what the observation node
+    waits for before it can assemble one), camera stamp -> receipt."""
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from wam_ros.bringup.graph import NodeSpec
+    from wam_ros.core.robot import RobotSpec
+    from wam_ros.nodes import conversions, topics
+    from wam_ros.nodes.common import graph_executor, make_executor
+    from wam_ros.testing.process import NodeProcess
+
+    spec = RobotSpec.load(robot)
+    fake = NodeSpec("wam_fake_robot", "", "wam_ros.nodes.fake_robot",
+                    {"robot": robot, "camera_scale": 1.0})
+    _, camera_env = dds_env(dds_profile)
+    with _environment(camera_env):
+        proc = NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log"),
+                           own_session=sessions == "own")
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("wam_bench_camera_probe", context=context)
+    executor = make_executor(graph_executor(), context=context)  # as the graph's nodes spin
+    executor.add_node(node)
+    arrivals: dict[int, list[float]] = {}  # stamp (ns) -> receipt - stamp, per camera
+
+    def on_frame(raw: bytes) -> None:
+        now = time.time()
+        stamp = conversions.image_from_cdr(raw).header.stamp
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        arrivals.setdefault(ns, []).append(now - ns * 1e-9)
+
+    for cam in spec.cameras:
+        node.create_subscription(Image, topics.robot_topic(cam.topic), on_frame,
+                                 topics.SENSOR_QOS, raw=True)
+    try:
+        for window in (5.0, duration):  # discovery and warm-up, then the measured window
+            arrivals.clear()
+            cpu0 = _cpu_seconds(proc.proc.pid)
+            end = time.time() + window
+            while time.time() < end:
+                executor.spin_once(timeout_sec=0.05)
+                if not proc.alive():
+                    raise RuntimeError("the fake robot died:\n" + proc.output())
+        cpu = (_cpu_seconds(proc.proc.pid) - cpu0) / duration * 1e3
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
+        proc.stop()
+    frames = [d for per_set in arrivals.values() for d in per_set]
+    sets = [max(per_set) for per_set in arrivals.values() if len(per_set) == len(spec.cameras)]
+    ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
+    return {
+        "frames_per_s": len(frames) / duration,
+        "sets_per_s": len(sets) / duration,
+        "expected_sets_per_s": spec.cameras[0].rate_hz,
+        "frame_arrival_ms": {"p50": _pct(ms(frames), 50), "p99": _pct(ms(frames), 99)},
+        "set_arrival_ms": {"p50": _pct(ms(sets), 50), "p99": _pct(ms(sets), 99)},
+        "cpu_ms_per_s": {"fake": round(cpu, 1)},
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -454,6 +527,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
+    if "cameras" in graphs and args.cameras == "model":
+        print("error: --graph cameras measures the robot's own cameras; allowed with it: "
+              "--cameras robot")
+        return 2
     if args.rounds < 1:
         print(f"error: --rounds {args.rounds}; allowed: 1 or more")
         return 2
@@ -475,7 +552,17 @@ def run(args: argparse.Namespace) -> int:
             export_onnx(checkpoint)
         for rnd, (graph, profile, sessions) in itertools.product(
                 range(args.rounds), itertools.product(graphs, profiles, session_kinds)):
-            cameras = args.cameras or ("robot" if graph == "launched" else "model")
+            cameras = args.cameras or ("robot" if graph in ("launched", "cameras") else "model")
+            if graph == "cameras":
+                print(f"[bench pipeline] round {rnd + 1}/{args.rounds} cameras alone (DDS "
+                      f"profile {profile}, sessions {sessions}) {args.robot}: "
+                      f"{args.duration:g} s ...", flush=True)
+                runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
+                             "sessions": sessions, "round": rnd + 1,
+                             "camera_transport": measure_cameras(
+                                 args.robot, args.duration, workdir, profile, sessions,
+                                 tag=f"r{rnd}_cameras_{profile}")})
+                continue
             per = {}
             for s in schedulers:
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} {graph} (cameras "
@@ -491,12 +578,22 @@ def run(args: argparse.Namespace) -> int:
             runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
                          "sessions": sessions, "round": rnd + 1, **_summary(per)})
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    first = runs[0]
+    # the first graph's figures at the top (the cameras alone have none of them)
+    first = next((r for r in runs if r["graph"] != "cameras"), {})
     # each graph x profile across the rounds (async, else the first scheduler)
     by_variant = {}
     for r in runs:
         name = f"{r['graph']}/{r['dds_profile']}" + (
             f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "")
+        if r["graph"] == "cameras":
+            v = by_variant.setdefault(name, {"set_arrival_ms_p50": [], "set_arrival_ms_p99": [],
+                                             "frame_arrival_ms_p99": [], "sets_per_s": []})
+            t = r["camera_transport"]
+            v["set_arrival_ms_p50"].append(t["set_arrival_ms"]["p50"])
+            v["set_arrival_ms_p99"].append(t["set_arrival_ms"]["p99"])
+            v["frame_arrival_ms_p99"].append(t["frame_arrival_ms"]["p99"])
+            v["sets_per_s"].append(t["sets_per_s"])
+            continue
         v = by_variant.setdefault(name, {
             "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [], "sets_per_s": [],
             "frames_lost_fraction": [], "camera_to_observation_ms_p99": []})

@@ -69,7 +69,8 @@ def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
                         "nodes in one process with in-process hand-off (wam_bringup); "
                         "processes: one process per node, all over DDS; launched: what ros2 "
                         "launch starts by default (one process per node) against robot-size "
-                        "cameras")
+                        "cameras; cameras: no graph, the robot-size frames to a bare "
+                        "subscriber (the transport floor under every graph)")
     p.add_argument("--cameras", default="", choices=("", *CAMERA_SIZES),
                    help="fake robot frame size: model (the checkpoint's input) or robot (the "
                         "robot's cameras, 640x480; the observation node resizes); default: "

@@ -37,8 +37,8 @@ from wam_ros.core.timeline import (
 )
 from wam_ros.core.types import ActionSpace, Chunk
 
-# a command exactly half a period after the last (a timer set by early_step_wait) may differ
-# from it by float rounding of the stamps
+# a command exactly the minimum interval after the last (a timer set by early_step_wait)
+# may differ from it by float rounding of the stamps
 _TIME_EPS = 1e-9
 
 class PipelineState(str, Enum):
@@ -121,6 +121,10 @@ class CommandPipeline:
         self.smoother = ChunkSmoother(self.config.smoothing, spec.gripper_mask())
         self.enforcer = LimitEnforcer.from_spec(spec, self.config.control_dt, self.config.limits)
         self.monitor = SafetyMonitor(self.config.safety, dim, logger, spec.gripper_mask())
+        if self.config.limits.min_command_interval_s >= self.dt:
+            raise ValueError(f"LimitsConfig.min_command_interval_s: got "
+                             f"{self.config.limits.min_command_interval_s!r}; allowed: > 0 "
+                             f"seconds, below the control period ({self.dt:g} s)")
         self._lower = spec.limits_array("lower")
         self._upper = spec.limits_array("upper")
         # One lock for the whole pipeline: chunks arrive on the policy's thread while `step`
@@ -339,20 +343,21 @@ class CommandPipeline:
     # ---- the control tick --------------------------------------------------------------
     def early_step_wait(self, now: float) -> float | None:
         """Seconds until an extra command may be sent between two control ticks (a fresh plan
-        just arrived): commands are at least half a period apart. 0.0: now; None before the
-        first command."""
+        just arrived): commands are at least `limits.min_command_interval_s` apart. 0.0: now;
+        None before the first command."""
         with self._lock:
             return self._wait(now)
 
     def _wait(self, now: float) -> float | None:
         if self._last_step is None or not self.enforcer.initialised:
             return None
-        wait = 0.5 * self.dt - (now - self._last_step)
+        wait = self.config.limits.min_command_interval_s - (now - self._last_step)
         return wait if wait > _TIME_EPS else 0.0
 
     def _interval(self, now: float) -> float | None:
         """Seconds the next command is limited over: the time since the last command, at most
-        a period; None when there is no last command or it went out < half a period ago."""
+        a period; None when there is no last command or it went out less than the minimum
+        command interval ago."""
         if self._wait(now) != 0.0:
             return None
         return min(now - self._last_step, self.dt)
@@ -365,7 +370,7 @@ class CommandPipeline:
         most a period: a late tick never takes a bigger step), so velocity and acceleration
         hold in real time even when ticks jitter. `early`: an extra command between two ticks
         (a fresh plan arrived; the caller then restarts its tick period). Commands are never
-        closer than half a period: a step asked for sooner returns None (see
+        closer than `limits.min_command_interval_s`: a step asked for sooner returns None (see
         `early_step_wait`).
         """
         with self._lock:

@@ -126,12 +126,20 @@ class LimitsConfig:
 
     velocity_scale: float = 1.0  # share of each joint's velocity limit used, (0, 1]; live
     acceleration_scale: float = 1.0  # share of each joint's acceleration limit used; live
+    # commands are at least this far apart (s, below the control period): a fresh plan's
+    # first command goes out this long after the previous command at the soonest, limited
+    # over that interval, instead of waiting for the next control tick
+    min_command_interval_s: float = 0.002
 
     def __post_init__(self) -> None:
         for name in ("velocity_scale", "acceleration_scale"):
             value = getattr(self, name)
             if not (np.isfinite(value) and 0.0 < value <= 1.0):
                 raise ValueError(f"LimitsConfig.{name}: got {value!r}; allowed: (0, 1]")
+        if not (np.isfinite(self.min_command_interval_s) and self.min_command_interval_s > 0):
+            raise ValueError(f"LimitsConfig.min_command_interval_s: got "
+                             f"{self.min_command_interval_s!r}; allowed: > 0 seconds, below "
+                             "the control period")
 
 
 class LimitEnforcer:

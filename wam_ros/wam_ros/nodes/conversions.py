@@ -8,6 +8,7 @@ rather than a numpy array (~75 ms through the generated setter); read it back wi
 from __future__ import annotations
 
 import functools
+import struct
 
 import cv2
 import numpy as np
@@ -135,22 +136,44 @@ def image_from_cdr(raw: bytes):
 
 
 def rgb_to_cdr(rgb: np.ndarray, stamp: float, frame_id: str = "") -> bytes:
-    """(H, W, 3) uint8 RGB -> a serialized sensor_msgs/Image rgb8 (Publisher.publish takes
-    it as is)."""
+    """(H, W, 3) uint8 RGB -> a serialized sensor_msgs/Image rgb8, byte for byte what rclpy's
+    serialize_message writes (Publisher.publish takes it as is). Written directly: the fields
+    before the pixels are fixed per camera, so a 640x480 frame costs one copy of its pixels
+    (~0.1 ms) instead of a generic serializer's ~0.9 ms, as a camera driver in C++ spends."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageError(f"expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    ts = _typestore()
-    types = ts.types
     ns = round(stamp * 1e9)
-    header = types["std_msgs/msg/Header"](
-        stamp=types["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000,
-                                                   nanosec=ns % 1_000_000_000),
-        frame_id=frame_id)
-    msg = types["sensor_msgs/msg/Image"](
-        header=header, height=int(rgb.shape[0]), width=int(rgb.shape[1]), encoding="rgb8",
-        is_bigendian=0, step=int(rgb.shape[1]) * 3,
-        data=np.ascontiguousarray(rgb).reshape(-1))
-    return bytes(ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    sec, nanosec = divmod(ns, 1_000_000_000)
+    return b"".join((_CDR_LE, struct.pack("<iI", sec, nanosec),
+                     _image_cdr_fields(int(rgb.shape[0]), int(rgb.shape[1]), frame_id),
+                     np.ascontiguousarray(rgb).data))
+
+
+_CDR_LE = b"\x00\x01\x00\x00"  # encapsulation: plain CDR, little endian
+
+
+@functools.lru_cache(maxsize=32)
+def _image_cdr_fields(height: int, width: int, frame_id: str) -> bytes:
+    """An rgb8 Image's CDR between the stamp and the pixels (the body's offsets align from
+    after the encapsulation): frame_id, height, width, encoding, is_bigendian, step, and the
+    data sequence's length."""
+    out = bytearray()
+
+    def string(text: str) -> None:
+        raw = text.encode() + b"\x00"
+        out.extend(struct.pack("<I", len(raw)) + raw)
+
+    def align4() -> None:
+        out.extend(b"\x00" * (-(8 + len(out)) % 4))  # 8: the stamp before these fields
+
+    string(frame_id)
+    align4()
+    out.extend(struct.pack("<II", height, width))
+    string("rgb8")
+    out.append(0)  # is_bigendian
+    align4()
+    out.extend(struct.pack("<II", width * 3, height * width * 3))  # step, len(data)
+    return bytes(out)
 
 
 def rgb_to_compressed(rgb: np.ndarray, stamp: float, fmt: str = "jpeg") -> CompressedImage:

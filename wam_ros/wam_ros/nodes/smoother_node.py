@@ -123,8 +123,8 @@ class SmootherNode(LifecycleNode):
         # the control tick has a group of its own: nothing else can delay a command
         control = MutuallyExclusiveCallbackGroup()
         self.timer = self.create_timer(self.period, self._on_timer, callback_group=control)
-        # one-shot: a plan that arrives less than half a period after a command gets its
-        # first command as soon as half a period has passed (not a whole period later)
+        # one-shot: a plan that arrives less than the minimum command interval after a
+        # command gets its first command as soon as that has passed (not at the next tick)
         self._first_command = OneShot(self, self._early_tick, control)
         self.create_timer(1.0, self._diagnostics, callback_group=inputs)
         self.get_logger().info(
@@ -262,8 +262,8 @@ class SmootherNode(LifecycleNode):
         except RuntimeError as exc:  # command guard: latched inside the pipeline
             self.diag.refuse("command_guard", str(exc))
             return False
-        if out is None:  # no joint state yet, or a command went out less than
-            # half a period ago: nothing is commanded
+        if out is None:  # no joint state yet, or a command went out less than the
+            # minimum command interval ago: nothing is commanded
             return False
         # the commands the next ticks would send, in case one is late
         ahead = self.pipeline.preview(now, self.preview_steps)
