@@ -70,6 +70,11 @@ def test_cameras_and_joints_become_observations(rclpy_context, robot):
             assert 0 <= k < 5
         np.testing.assert_allclose(last.joint_positions, home + 0.001 * k * inward)
         assert [m.sequence for m in got] == list(range(len(got)))
+        # when the last frame of each set reached the node: after its newest stamp (this
+        # rig stamps its frames up to 2 ms ahead of its clock), within the test's 2 s
+        for m in got:
+            lag = conversions.to_sec(m.received) - conversions.to_sec(m.header.stamp)
+            assert -0.002 <= lag < 2.0, lag
         assert node.diag.refusals[f"{spec.camera_names[0]}.bad_image"] >= 1
     finally:
         executor.shutdown()

@@ -33,6 +33,7 @@ def test_complete_set_within_slop_is_emitted_once():
     out = sync.poll(1.02)
     assert out is not None and out.stamp == pytest.approx(1.015)
     assert [int(out.images[c][0, 0, 0]) for c in CAMS] == [1, 2, 3]
+    assert out.received == 1.02  # when its last frame arrived (c), not its stamp
     assert sync.poll(1.03) is None  # not emitted twice
 
 

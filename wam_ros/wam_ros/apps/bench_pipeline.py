@@ -5,10 +5,12 @@ robot's own size, 640x480, resized by the observation node) -> observation -> po
 smoother -> controllers, with a probe node in this process that timestamps every stage. For each
 chunk: camera stamp -> observation out -> (wait for the scheduler) -> model -> raw chunk out ->
 decoded chunk out -> first command after it. stack overhead = end-to-end - model compute - the
-scheduler's wait (the part the stack itself adds). Blocking latency and its parts (encoder,
-context pass, flow steps: `<part>_ms`) come from the policy node's runner statistics; the idle
-fraction (share of control time the arm held for lack of a plan) from the smoother's, over the
-measured window only (/diagnostics).
+scheduler's wait, from the camera stamp; graph overhead = the same from the moment the set's
+last frame reached the observation node (Observation.received), chunk by chunk: the part the
+graph itself adds on top of the cameras' own transport (driver, DDS). Blocking latency and
+its parts (encoder, context pass, flow steps: `<part>_ms`) come from the policy node's runner
+statistics; the idle fraction (share of control time the arm held for lack of a plan) from the
+smoother's, over the measured window only (/diagnostics).
 
 `--graph cameras` runs no graph: the fake robot's robot-size frames go to a bare subscriber
 in the probe, the floor under every graph's camera -> observation stage, measured in the same
@@ -319,6 +321,8 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     executor.add_node(node)
     now = time.time  # all processes share the system clock
     obs_rx: dict[int, float] = {}
+    # set stamp -> when its last frame reached the observation node (Observation.received)
+    frames_in: dict[int, float] = {}
     raw: dict[int, tuple[float, float, float]] = {}
     joint_rx: list[tuple[int, float]] = []
     commanded: list[tuple[float, np.ndarray]] = []
@@ -334,6 +338,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     def on_observation(m: ObservationMsg) -> None:
         obs_count[0] += 1
         obs_rx.setdefault(key(m.header.stamp), now())
+        frames_in.setdefault(key(m.header.stamp), conversions.to_sec(m.received))
 
     node.create_subscription(ObservationMsg, topics.OBSERVATION, on_observation,
                              topics.OBSERVATION_QOS)
@@ -420,8 +425,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     cmd_t = np.array([c[0] for c in commanded])
     cmd_q = np.array([c[1] for c in commanded])
     first_stamps = np.array([f[0] for f in first_command])
-    e2e, overhead, model, wait, stages = [], [], [], [], {k: [] for k in (
-        "camera_to_observation", "scheduler_wait", "model", "policy_out", "chunk_to_command")}
+    e2e, overhead, graph_overhead, model, wait, stages = [], [], [], [], [], {k: [] for k in (
+        "camera_to_observation", "camera_transport", "scheduler_wait", "model", "policy_out",
+        "chunk_to_command")}
     boundary_jumps, boundary_ratios = [], []
     vmax = spec.limits_array("velocity")
     for k, _ in joint_rx[first_chunk:]:
@@ -439,6 +445,11 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         model.append(inference)
         wait.append(waited)
         overhead.append(total - inference - waited)
+        # the same, from the moment the set's last frame reached the graph: what the stack
+        # adds on top of the cameras' own transport (driver, DDS), chunk by chunk
+        transport = frames_in[k] - t_cam
+        graph_overhead.append(total - inference - waited - transport)
+        stages["camera_transport"].append(transport)
         # per stage, as this probe sees it (its own receive times; exact: the stamps)
         stages["camera_to_observation"].append(obs_rx[k] - t_cam)
         stages["scheduler_wait"].append(waited)
@@ -463,6 +474,8 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         "chunks": len(e2e),
         "end_to_end_ms": {"p50": _pct(ms(e2e), 50), "p99": _pct(ms(e2e), 99)},
         "stack_overhead_ms": {"p50": _pct(ms(overhead), 50), "p99": _pct(ms(overhead), 99)},
+        "graph_overhead_ms": {"p50": _pct(ms(graph_overhead), 50),
+                              "p99": _pct(ms(graph_overhead), 99)},
         "model_ms": {"p50": _pct(ms(model), 50), "p99": _pct(ms(model), 99)},
         "stages_ms_p50": {k: _pct(ms(v), 50) for k, v in stages.items()},
         "stages_ms_p99": {k: _pct(ms(v), 99) for k, v in stages.items()},
@@ -489,6 +502,7 @@ def _summary(per: dict[str, dict]) -> dict:
     ref = per.get("async") or next(iter(per.values()))
     return {
         "stack_overhead_ms": ref["stack_overhead_ms"],
+        "graph_overhead_ms": ref["graph_overhead_ms"],
         "model_ms": ref["model_ms"],
         "cameras": ref["cameras"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
@@ -595,10 +609,12 @@ def run(args: argparse.Namespace) -> int:
             v["sets_per_s"].append(t["sets_per_s"])
             continue
         v = by_variant.setdefault(name, {
-            "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [], "sets_per_s": [],
+            "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [],
+            "graph_overhead_ms_p50": [], "graph_overhead_ms_p99": [], "sets_per_s": [],
             "frames_lost_fraction": [], "camera_to_observation_ms_p99": []})
-        v["stack_overhead_ms_p50"].append(r["stack_overhead_ms"]["p50"])
-        v["stack_overhead_ms_p99"].append(r["stack_overhead_ms"]["p99"])
+        for name in ("stack_overhead_ms", "graph_overhead_ms"):
+            v[f"{name}_p50"].append(r[name]["p50"])
+            v[f"{name}_p99"].append(r[name]["p99"])
         v["sets_per_s"].append(r["cameras"]["sets_per_s"])
         v["frames_lost_fraction"].append(r["cameras"]["frames_lost_fraction"])
         ref = r["per_scheduler"].get("async") or next(iter(r["per_scheduler"].values()))

@@ -32,6 +32,7 @@ class SyncedSet:
     image_stamps: dict[str, float]
     joint_positions: np.ndarray
     joint_stamp: float
+    received: float = float("nan")  # `now` when the last of its frames to arrive was added
 
 
 class ApproximateSync:
@@ -76,7 +77,7 @@ class ApproximateSync:
             if stamp <= self._last_stamp[camera]:
                 return self._drop("out_of_order")
             self._last_stamp[camera] = stamp
-            self._frames[camera].append((stamp, image))
+            self._frames[camera].append((stamp, image, now))
             return True
 
     def add_joint_state(self, stamp: float, positions: np.ndarray, now: float) -> bool:
@@ -139,6 +140,7 @@ class ApproximateSync:
                 image_stamps={c: chosen[c][0] for c in self.cameras},
                 joint_positions=joints,
                 joint_stamp=joint_stamp,
+                received=max(f[2] for f in chosen.values()),
             )
 
     def _joints_at(self, stamp: float, now: float) -> tuple[float, np.ndarray] | None:

@@ -213,8 +213,9 @@ def make_joint_state(names, positions, stamp: float, velocities=None) -> JointSt
 # ---- observation ---------------------------------------------------------------------
 def observation_to_msg(
     obs: Observation, joint_names, image_stamps: dict[str, float] | None = None,
-    dropped_frames: int = 0,
+    dropped_frames: int = 0, received: float | None = None,
 ) -> ObservationMsg:
+    """`received`: when the newest frame reached the node (None: unknown, left zero)."""
     msg = ObservationMsg()
     msg.header.stamp = to_time(obs.stamp)
     msg.camera_names = list(obs.images)
@@ -224,6 +225,8 @@ def observation_to_msg(
     msg.joint_state = make_joint_state(joint_names, obs.joint_positions, obs.stamp)
     msg.sequence = int(obs.sequence)
     msg.dropped_frames = int(dropped_frames)
+    if received is not None:
+        msg.received = to_time(received)
     return msg
 
 

@@ -206,7 +206,7 @@ class ObservationNode(Node):
         dropped = sum(sync.dropped.values())
         self.pub.publish(conversions.observation_to_msg(
             obs, self.robot.action_layout, synced.image_stamps,
-            dropped_frames=dropped - self._dropped_reported))
+            dropped_frames=dropped - self._dropped_reported, received=synced.received))
         self._dropped_reported = dropped
         self.sequence += 1
         self.diag.set_counters({f"dropped_{k}": v for k, v in sync.dropped.items()})
