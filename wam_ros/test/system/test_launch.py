@@ -127,6 +127,27 @@ def test_process_command_line_carries_the_same_parameters():
 def test_bad_launch_argument_is_refused():
     with pytest.raises(ValueError, match="use_sim_time: got 'maybe'; allowed: true, false"):
         GraphArgs.from_strings({"use_sim_time": "maybe"})
+    for value in ("100", "-1", "high", ""):
+        with pytest.raises(ValueError, match="realtime_priority: got .*; allowed: 0 .* 1..99"):
+            GraphArgs.from_strings({"realtime_priority": value})
+
+
+@pytest.mark.parametrize("composed", [False, True])
+def test_realtime_priority_reaches_every_process_of_the_graph(fake_launch, composed):
+    """realtime_priority:=N: every process of the graph gets WAM_ROS_RT_PRIORITY=N (read
+    before rclpy starts a thread); 0, the default: nothing is added."""
+    from wam_ros.core.settings import RT_PRIORITY_ENV
+
+    description = _load("cobot_magic")
+    composed_value = "true" if composed else "false"
+    _, nodes = _run(description, composed=composed_value)
+    assert [n.kwargs["additional_env"] for n in nodes] == [None] * (1 if composed else 4)
+    _, nodes = _run(description, composed=composed_value, realtime_priority="20")
+    assert [n.kwargs["additional_env"] for n in nodes] == [{RT_PRIORITY_ENV: "20"}] * (
+        1 if composed else 4)
+    specs = build_graph(GraphArgs.from_strings({"realtime_priority": "20",
+                                                "composed": composed_value}))
+    assert all(s.env == {RT_PRIORITY_ENV: "20"} for s in specs)
 
 
 def test_a_task_with_a_shipped_checkpoint_gets_it(monkeypatch, tmp_path):

@@ -101,6 +101,7 @@ def test_launch_file_with_default_arguments(workspace, ros_domain, tmp_path, lau
     ("checkpoint:=/nonexistent", "launch argument checkpoint:=/nonexistent"),
     ("robot:=nope", "launch argument robot:=nope"),
     ("params_file:=/missing.yaml", "launch argument params_file:=/missing.yaml: no such file"),
+    ("realtime_priority:=100", "realtime_priority: got '100'; allowed: 0 (normal scheduling)"),
 ])
 def test_a_bad_argument_ends_the_launch_with_one_line(workspace, ros_domain, tmp_path,
                                                       argument, says):
@@ -141,7 +142,8 @@ def _wait(condition, timeout: float) -> bool:
 def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
     """ros2 launch of the CobotMagic graph: the decoder (stateless) is respawned after it is
     killed; the policy (required) killed ends the launch with a non-zero code and one line
-    naming it; a second launch stopped with Ctrl-C (SIGINT) exits with 0."""
+    naming it; a second launch, with realtime_priority:=5, runs every node's control path
+    SCHED_FIFO (or says why not) and, stopped with Ctrl-C (SIGINT), exits with 0."""
     env = {**workspace, "ROS_DOMAIN_ID": str(ros_domain)}
     cmd = [sys.executable, str(HERE / "launch_driver.py"), "wam_ros", "cobot_magic.launch.py"]
 
@@ -173,9 +175,26 @@ def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
             launch.wait(10)
 
     log = tmp_path / "ctrl_c.log"
+    cmd.append("realtime_priority:=5")
     launch = start(log)
     try:
         assert _wait(lambda: "warm inference" in log.read_text(), 180), log.read_text()[-6000:]
+        nodes = {p: c for p, c in _children(launch.pid).items() if "wam_ros" in c}
+        assert len(nodes) == 4, nodes
+
+        def policies() -> dict[str, int]:  # (the executables are Python scripts)
+            return {c.split()[1].rsplit("/", 1)[-1]: os.sched_getscheduler(p)
+                    for p, c in nodes.items()}
+
+        # each node sets it as it starts, before rclpy (the smoother may start after the
+        # policy's warm-up has been logged), or says it was not allowed to
+        refused = "WAM_ROS_RT_PRIORITY=5 not applied"
+        assert _wait(lambda: refused in log.read_text() or set(policies().values()) == {
+            os.SCHED_FIFO}, 30), policies()
+        if refused in log.read_text():  # no rtprio allowed here
+            assert set(policies().values()) == {os.SCHED_OTHER}, policies()
+        else:
+            assert {os.sched_getparam(p).sched_priority for p in nodes} == {5}
         # Ctrl-C in a terminal: SIGINT to the foreground process group, the launch and its
         # nodes alike (launch then only waits for them, escalating after 5 s)
         os.killpg(launch.pid, signal.SIGINT)

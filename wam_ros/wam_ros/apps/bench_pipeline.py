@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.core.settings import SCHEDULERS
+from wam_ros.core.settings import RT_PRIORITY_MAX, SCHEDULERS
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 # cameras: no graph, the fake robot's frames to a bare subscriber in the probe (the floor
@@ -142,13 +142,12 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
     NodeSpecs, each its own process, or the composed bringup), each process with its Fast DDS
     environment; logs in `workdir`."""
     from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph
-    from wam_ros.nodes.common import RT_PRIORITY_ENV
     from wam_ros.testing.process import NodeProcess, policy_params_file
 
     params = policy_params_file(workdir / f"params_{tag}.yaml", policy_params)
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
                                   memory=memory, scheduler=scheduler, params_file=params,
-                                  composed=composed))
+                                  composed=composed, realtime_priority=realtime_priority))
     h, w = image_size
     cameras = ({"camera_scale": 1.0} if camera_size == "robot" else
                {"camera_width": w, "camera_height": h})
@@ -162,8 +161,7 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
                                      own_session=own))
         with _environment(graph_env):
             for spec in graph:
-                procs.append(NodeProcess(spec.command(),
-                                         env={RT_PRIORITY_ENV: str(realtime_priority)},
+                procs.append(NodeProcess(spec.command(), env=spec.env or None,
                                          log_path=str(workdir / f"{tag}_{spec.name}.log"),
                                          own_session=own))
     except BaseException:
@@ -538,6 +536,9 @@ def run(args: argparse.Namespace) -> int:
         graphs = _choices(args.graph, GRAPHS, "graph")
         profiles = _choices(args.dds_profile, DDS_PROFILES, "DDS profile")
         session_kinds = _choices(args.sessions, SESSIONS, "sessions")
+        priorities = [int(p) for p in _choices(
+            args.realtime_priority, tuple(map(str, range(RT_PRIORITY_MAX + 1))),
+            "realtime priority")]
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
@@ -564,15 +565,18 @@ def run(args: argparse.Namespace) -> int:
                 # shipped, read-only one, and the bench leaves no files behind
                 checkpoint = Path(shutil.copytree(checkpoint, workdir / "ckpt"))
             export_onnx(checkpoint)
-        for rnd, (graph, profile, sessions) in itertools.product(
-                range(args.rounds), itertools.product(graphs, profiles, session_kinds)):
+        for rnd, (graph, profile, sessions, priority) in itertools.product(
+                range(args.rounds), itertools.product(graphs, profiles, session_kinds,
+                                                      priorities)):
             cameras = args.cameras or ("robot" if graph in ("launched", "cameras") else "model")
             if graph == "cameras":
+                if priority != priorities[0]:  # no graph: its priority changes nothing
+                    continue
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} cameras alone (DDS "
                       f"profile {profile}, sessions {sessions}) {args.robot}: "
                       f"{args.duration:g} s ...", flush=True)
                 runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
-                             "sessions": sessions, "round": rnd + 1,
+                             "sessions": sessions, "realtime_priority": 0, "round": rnd + 1,
                              "camera_transport": measure_cameras(
                                  args.robot, args.duration, workdir, profile, sessions,
                                  tag=f"r{rnd}_cameras_{profile}")})
@@ -580,17 +584,18 @@ def run(args: argparse.Namespace) -> int:
             per = {}
             for s in schedulers:
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} {graph} (cameras "
-                      f"{cameras}, DDS profile {profile}, sessions {sessions}) {args.robot} "
-                      f"{args.backend} "
-                      f"{args.memory} {s}: {args.duration:g} s ...", flush=True)
+                      f"{cameras}, DDS profile {profile}, sessions {sessions}, realtime "
+                      f"priority {priority}) {args.robot} {args.backend} {args.memory} {s}: "
+                      f"{args.duration:g} s ...", flush=True)
                 per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
                                  args.duration, workdir, composed=graph == "composed",
                                  policy_params=params or None,
-                                 realtime_priority=args.realtime_priority,
-                                 camera_size=cameras, dds_profile=profile,
-                                 sessions=sessions, tag=f"r{rnd}_{graph}_{profile}_{s}")
+                                 realtime_priority=priority,
+                                 camera_size=cameras, dds_profile=profile, sessions=sessions,
+                                 tag=f"r{rnd}_{graph}_{profile}_rt{priority}_{s}")
             runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
-                         "sessions": sessions, "round": rnd + 1, **_summary(per)})
+                         "sessions": sessions, "realtime_priority": priority,
+                         "round": rnd + 1, **_summary(per)})
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     # the first graph's figures at the top (the cameras alone have none of them)
     first = next((r for r in runs if r["graph"] != "cameras"), {})
@@ -598,7 +603,9 @@ def run(args: argparse.Namespace) -> int:
     by_variant = {}
     for r in runs:
         name = f"{r['graph']}/{r['dds_profile']}" + (
-            f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "")
+            f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "") + (
+            f"/rt-{r['realtime_priority']}" if len(priorities) > 1 and r["graph"] != "cameras"
+            else "")
         if r["graph"] == "cameras":
             v = by_variant.setdefault(name, {"set_arrival_ms_p50": [], "set_arrival_ms_p99": [],
                                              "frame_arrival_ms_p99": [], "sets_per_s": []})
@@ -624,11 +631,11 @@ def run(args: argparse.Namespace) -> int:
         "graph": args.graph, "dds_profile": args.dds_profile, "sessions": args.sessions,
         "rounds": args.rounds,
         "inference_nice": args.inference_nice, "policy_params": params,
-        "realtime_priority": args.realtime_priority, "duration_s": args.duration,
+        "realtime_priority": priorities, "duration_s": args.duration,
         "machine": machine,
         # the first run's figures at the top (one graph, one profile: the only run)
         **{k: v for k, v in first.items() if k not in ("graph", "dds_profile", "sessions",
-                                                        "round")},
+                                                        "realtime_priority", "round")},
         "by_variant": by_variant,
         "runs": runs,
     }

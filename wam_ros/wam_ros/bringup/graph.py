@@ -14,7 +14,15 @@ import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 
-from wam_ros.core.settings import BACKENDS, MEMORIES, MODES, SCHEDULERS, PolicySettings
+from wam_ros.core.settings import (
+    BACKENDS,
+    MEMORIES,
+    MODES,
+    RT_PRIORITY_ENV,
+    RT_PRIORITY_MAX,
+    SCHEDULERS,
+    PolicySettings,
+)
 from wam_ros.dds import profile_environment
 from wam_ros.paths import config_dir, task_checkpoint
 
@@ -46,6 +54,12 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
                           "`ros2 lifecycle set` (configure, activate)"),
     "namespace": ("", "ROS namespace of the graph (e.g. robot1): its topics and services, and "
                       "the robot's, resolve in it, so robots can share one DDS domain"),
+    "realtime_priority": ("0", f"1..{RT_PRIORITY_MAX}: the nodes' control path (executors, DDS "
+                               "threads) runs SCHED_FIFO at this priority, ahead of anything at "
+                               "normal priority; the policy's inference threads stay normal "
+                               "(niced). Needs the rtprio limit (limits.conf) or CAP_SYS_NICE; "
+                               "without it the nodes say so and run at normal priority. "
+                               "0: normal scheduling"),
 }
 
 
@@ -63,6 +77,7 @@ class GraphArgs:
     task: str = ""
     namespace: str = ""
     autostart: bool = True
+    realtime_priority: int = 0
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -76,6 +91,12 @@ class GraphArgs:
                 if str(v).lower() not in ("true", "false", "1", "0"):
                     raise ValueError(f"{f.name}: got {v!r}; allowed: true, false")
                 kwargs[f.name] = str(v).lower() in ("true", "1")
+            elif f.name == "realtime_priority":
+                text = str(v).strip()
+                if not (text.isdigit() and int(text) <= RT_PRIORITY_MAX):
+                    raise ValueError(f"{f.name}: got {v!r}; allowed: 0 (normal scheduling) or "
+                                     f"1..{RT_PRIORITY_MAX}")
+                kwargs[f.name] = int(text)
             else:
                 kwargs[f.name] = str(v)
         return cls(**kwargs)
@@ -98,6 +119,8 @@ class NodeSpec:
     # that hold no state worth keeping: a restarted observation node or decoder loses a few
     # frames or one chunk, and the smoother holds meanwhile.
     respawn_delay_s: float = -1.0
+    # environment the process gets on top of the launch's (launch_ros Node: additional_env)
+    env: dict[str, str] = field(default_factory=dict)
 
     def ros_args(self) -> list[str]:
         args = ["--ros-args"] + (["-r", f"__node:={self.name}"] if self.rename else [])
@@ -181,11 +204,13 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
     files = (default_params_file(),) + ((args.params_file,) if args.params_file else ())
     common = {"robot": args.robot, "use_sim_time": args.use_sim_time}
 
+    env = {RT_PRIORITY_ENV: str(args.realtime_priority)} if args.realtime_priority else {}
+
     def node(name: str, executable: str, respawn_delay_s: float = -1.0,
              **params: object) -> NodeSpec:
         return NodeSpec(name, executable, NODE_EXECUTABLES[executable],
                         {**common, **params}, files, respawn_delay_s=respawn_delay_s,
-                        namespace=args.namespace)
+                        namespace=args.namespace, env=env)
 
     policy = {"checkpoint": args.checkpoint, "backend": args.backend, "memory": args.memory,
               "scheduler": args.scheduler, "mode": args.mode, "autostart": args.autostart}
@@ -193,7 +218,8 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         policy["task"] = args.task
     if args.composed:  # one process; every node takes the parameters it declares
         return [NodeSpec("wam_bringup", "wam_bringup", NODE_EXECUTABLES["wam_bringup"],
-                         {**common, **policy}, files, rename=False, namespace=args.namespace)]
+                         {**common, **policy}, files, rename=False, namespace=args.namespace,
+                         env=env)]
     return [
         node("wam_observation", "wam_observation_node", respawn_delay_s=STATELESS_RESPAWN_S),
         node("wam_policy", "wam_policy_node", **policy),

@@ -50,6 +50,7 @@ def generate(build: Callable[[GraphArgs], list[NodeSpec]], **defaults: str):
                 output="screen",
                 parameters=[*spec.params_files, dict(spec.parameters)],
                 remappings=list(spec.remappings),
+                additional_env=dict(spec.env) or None,
                 respawn=spec.respawn_delay_s >= 0.0,
                 respawn_delay=max(0.0, spec.respawn_delay_s),
                 on_exit=None if spec.respawn_delay_s >= 0.0 else on_required_exit(spec.name),

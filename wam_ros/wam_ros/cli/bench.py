@@ -91,9 +91,11 @@ def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
                         "node's, config/wam_ros.yaml)")
     p.add_argument("--policy-param", action="append", default=[], metavar="NAME=VALUE",
                    help="a wam_policy parameter (repeatable), e.g. sai_s_mid=0.5")
-    p.add_argument("--realtime-priority", type=int, default=0,
-                   help="run the graph's processes SCHED_FIFO at this priority (1..99; needs "
-                        "an rtprio limit or CAP_SYS_NICE; inference threads stay normal)")
+    p.add_argument("--realtime-priority", default="0",
+                   help="comma-separated, measured in alternating rounds: the launch argument "
+                        "realtime_priority of the graph (1..99: its processes' control path "
+                        "SCHED_FIFO; needs an rtprio limit or CAP_SYS_NICE; inference threads "
+                        "stay normal; 0: normal scheduling)")
     p.add_argument("--json", dest="json_out", default="", help="write the results here")
 
 

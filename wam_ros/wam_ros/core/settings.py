@@ -24,6 +24,12 @@ MEMORIES = ("kv", "ttt")  # model/memory.py, model/ttt.py
 SCHEDULERS = ("sync", "async", "sai")  # runtime/scheduler.py
 MODES = ("joint", "fast", "two_stage")  # model/wam.py
 
+# A node process started with this variable set to N (1..99) runs its control path (executor,
+# DDS threads) SCHED_FIFO at N (nodes/common.py): read before rclpy starts any thread, so an
+# environment variable (launch argument realtime_priority), not a ROS parameter.
+RT_PRIORITY_ENV = "WAM_ROS_RT_PRIORITY"
+RT_PRIORITY_MAX = 99
+
 
 # (class name, field) -> (minimum, maximum, choices): the bounds validate() checks, recorded as
 # it runs, so that ROS parameter descriptors can state them (settings_bounds)
@@ -210,8 +216,9 @@ def policy_overrides(items: list[str], flag: str = "--policy-param") -> dict[str
     return params
 
 
-__all__ = ["BACKENDS", "MEMORIES", "MODES", "SCHEDULERS", "DecoderSettings", "SmootherSettings",
-           "ObservationSettings", "PolicySettings", "policy_overrides"]
+__all__ = ["BACKENDS", "MEMORIES", "MODES", "RT_PRIORITY_ENV", "RT_PRIORITY_MAX", "SCHEDULERS",
+           "DecoderSettings", "SmootherSettings", "ObservationSettings", "PolicySettings",
+           "policy_overrides"]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from rclpy.executors import (
 from rclpy.node import Node
 
 from wam_ros.core.config import ConfigError
+from wam_ros.core.settings import RT_PRIORITY_ENV, RT_PRIORITY_MAX
 
 EXECUTOR_ENV = "WAM_ROS_EXECUTOR"
 EXECUTORS = ("events", "multi_threaded")
@@ -216,9 +217,6 @@ def _run_nodes(factories: list[Callable[[], Node]], args: list[str] | None, thre
     return 0
 
 
-RT_PRIORITY_ENV = "WAM_ROS_RT_PRIORITY"
-
-
 def _realtime_from_env() -> str:
     """WAM_ROS_RT_PRIORITY=N (1..99): this process's threads (DDS, executor) run SCHED_FIFO at
     N, so the control path preempts inference, drivers and everything else at normal priority;
@@ -232,7 +230,7 @@ def _realtime_from_env() -> str:
     try:
         priority = int(value)
     except ValueError:
-        return f"{RT_PRIORITY_ENV}={value!r} ignored: expected a priority 1..99"
+        return f"{RT_PRIORITY_ENV}={value!r} ignored: expected a priority 1..{RT_PRIORITY_MAX}"
     why = set_realtime(priority)
     return f"{RT_PRIORITY_ENV}={priority} not applied: {why}; running at normal priority" \
         if why else ""

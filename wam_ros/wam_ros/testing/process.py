@@ -91,17 +91,15 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
     """The kinematic fake robot plus the node graph (wam_ros.bringup.graph) as separate
     processes (or the composed bringup: one process), started as the launch files start it;
     logs go to `workdir`. realtime_priority > 0: the graph's processes run SCHED_FIFO
-    at that priority (WAM_ROS_RT_PRIORITY; inference threads stay normal)."""
+    at that priority (launch argument realtime_priority; inference threads stay normal)."""
     from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph
-    from wam_ros.nodes.common import RT_PRIORITY_ENV
 
     params = policy_params_file(workdir / f"params_{scheduler}.yaml", policy_params)
     graph = build_graph(GraphArgs(robot=robot, checkpoint=str(checkpoint), backend=backend,
                                   memory=memory, scheduler=scheduler, params_file=params,
-                                  composed=composed))
+                                  composed=composed, realtime_priority=realtime_priority))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.nodes.fake_robot",
                     {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})
-    rt = {RT_PRIORITY_ENV: str(realtime_priority)}
-    return [NodeProcess(s.command(), env=rt if s is not fake else None,
+    return [NodeProcess(s.command(), env=s.env or None,
                         log_path=str(workdir / f"{scheduler}_{s.name}.log"))
             for s in [fake, *graph]]
