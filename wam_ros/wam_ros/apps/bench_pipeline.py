@@ -524,6 +524,11 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from wam_ros.nodes.common import keep_freed_memory
+
+    # the probe takes frames (--graph cameras) and observations as the nodes do: with their
+    # memory set-up, or its own page faults would be part of what it measures
+    keep_freed_memory()
     from wam_ros.core.config import ConfigError
 
     try:
