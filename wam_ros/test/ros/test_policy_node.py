@@ -151,3 +151,35 @@ def test_unknown_backend_and_missing_checkpoint_fail_at_start(rclpy_context, tin
     with pytest.raises(ConfigError, match="trained for robot 'agibot_g1'"):
         PolicyNode(context=rclpy_context, parameter_overrides=[
             Parameter("robot", value="cobot_magic"), Parameter("checkpoint", value=ckpt)])
+
+
+def test_an_observation_during_shutdown_is_dropped_not_raised(rclpy_context, tiny_checkpoint):
+    """A tick (an observation's callback) that read the runner and the worker just before
+    cleanup or shutdown unloaded the model on another thread (seen once in the lifecycle
+    test, as a RuntimeError out of the callback): the job is dropped with the model."""
+    spec = RobotSpec.load("cobot_magic")
+    params = [Parameter("robot", value=spec.name),
+              Parameter("checkpoint", value=str(tiny_checkpoint("cobot_magic"))),
+              Parameter("scheduler", value="sync")]
+    policy = PolicyNode(context=rclpy_context, parameter_overrides=params)  # autostart
+    try:
+        h, w = policy.meta.image_size
+        runner = policy.runner
+        now = policy.get_clock().now().nanoseconds * 1e-9
+        runner.on_observation(Observation(
+            now, {c: np.zeros((h, w, 3), np.uint8) for c in policy.meta.camera_names},
+            spec.home_vector()), now)
+        jobs = []
+        poll = runner.poll
+
+        def poll_then_unload(t):  # the transition lands between the tick's poll and submit
+            jobs.append(poll(t))
+            policy._unload()
+            return jobs[-1]
+
+        runner.poll = poll_then_unload
+        policy.tick()
+        assert jobs and jobs[0] is not None  # there was a job to submit
+        assert policy.runner is None and policy.worker is None
+    finally:
+        policy.destroy_node()

@@ -280,8 +280,16 @@ class PolicyNode(LifecycleNode):
         if not self._active or runner is None or worker is None:
             return
         job = runner.poll(self._now())
-        if job is not None:
+        if job is None:
+            return
+        try:
             worker.submit(self._run, job)
+        except RuntimeError:
+            # cleanup or shutdown (_unload: the runner first, then the worker) closed the
+            # worker on another thread after this tick read it (an observation arriving during
+            # the transition): the model is going, and the job with it
+            if self.runner is runner:
+                raise
 
     def _diagnostics(self) -> None:
         now = self._now()
