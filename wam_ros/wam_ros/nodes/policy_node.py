@@ -90,8 +90,10 @@ class PolicyNode(LifecycleNode):
         self.create_subscription(TimeReference, topics.CHUNK_APPLIED, self.on_chunk_applied,
                                  topics.APPLIED_QOS,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        # Finished chunks go out from an executor thread at normal priority, not from the
-        # (niced) inference worker: the worker only queues them and wakes the executor.
+        # Finished chunks that consumers in this process take (composed: the decoder and the
+        # smoother run in the hand-off) go out from an executor thread at normal priority,
+        # not from the (niced) inference worker: the worker only queues them and wakes the
+        # executor. Over DDS alone the worker publishes them itself (_run).
         self._ready: deque[Chunk] = deque()
         self._ready_signal = OneShot(self, self._publish_ready, MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / TICK_HZ, self.tick,
@@ -328,9 +330,14 @@ class PolicyNode(LifecycleNode):
         if result.error:
             self.diag.refuse("inference_failed", result.error)
         chunk = runner.finish(result, stamp_sec(self))
-        if chunk is not None:
+        if chunk is not None and self.local_sinks:
             self._ready.append(chunk)
             self._ready_signal.arm()
+        elif chunk is not None:
+            # only a publication (~0.1 ms, while this thread has the CPU anyway): waking the
+            # executor for it cost a timer's and a thread's wake-up
+            self.pub.publish(conversions.chunk_to_msg(chunk))
+            self._published += 1
         # the next job (sai: the speculation for the next chunk) starts without a tick's wait
         self.tick()
 
