@@ -100,6 +100,7 @@ def test_dds_profiles_of_the_bench(monkeypatch):
     (["--rounds", "0"], "--rounds 0"),
     (["--sessions", "launch,shared"], "unknown sessions 'shared'"),
     (["--graph", "cameras", "--cameras", "model"], "--graph cameras measures the robot's own"),
+    (["--realtime-priority", "0,100"], "unknown realtime priority '100'"),
 ])
 def test_bad_bench_choices_are_refused_before_anything_starts(tmp_path, capsys, argv, says):
     out = tmp_path / "pipeline.json"
