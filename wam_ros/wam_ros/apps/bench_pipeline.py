@@ -161,7 +161,7 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
                                      own_session=own))
         with _environment(graph_env):
             for spec in graph:
-                procs.append(NodeProcess(spec.command(), env=spec.env or None,
+                procs.append(NodeProcess(spec.command(), env=spec.env,
                                          log_path=str(workdir / f"{tag}_{spec.name}.log"),
                                          own_session=own))
     except BaseException:

@@ -67,10 +67,10 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
 class GraphArgs:
     robot: str = "cobot_magic"
     checkpoint: str = ""
-    backend: str = "torch"
-    memory: str = "kv"
-    scheduler: str = "async"
-    mode: str = "joint"
+    backend: str = PolicySettings.backend
+    memory: str = PolicySettings.memory
+    scheduler: str = PolicySettings.scheduler
+    mode: str = PolicySettings.mode
     use_sim_time: bool = False
     params_file: str = ""
     composed: bool = False

@@ -33,6 +33,7 @@ import numpy as np
 
 from wam_ros.core.image import message_to_rgb, prepare_image
 from wam_ros.core.robot import RobotSpec
+from wam_ros.core.settings import PolicySettings
 from wam_ros.core.types import Observation
 from wam_ros.data.bag_reader import open_bag
 from wam_ros.data.cdr import deserialize, header_stamp_ns
@@ -45,12 +46,12 @@ from wam_ros.runtime.stack import StackTrace
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    scheduler: str = "async"
-    memory: str = "kv"
-    mode: str = "joint"
-    backend: str = "torch"
-    flow_steps: int = 4
-    noise_scale: float = -1.0  # < 0: the checkpoint's
+    scheduler: str = PolicySettings.scheduler
+    memory: str = PolicySettings.memory
+    mode: str = PolicySettings.mode
+    backend: str = PolicySettings.backend
+    flow_steps: int = PolicySettings.flow_steps
+    noise_scale: float = PolicySettings.noise_scale  # < 0: the checkpoint's
     latency_ms: float = 100.0  # simulated inference latency; <= 0: the measured one
     task: str = ""  # empty: the bag's task
     device: str = "cpu"

@@ -229,8 +229,8 @@ def keep_freed_memory(mmap_threshold: int = 16 << 20, trim_threshold: int = 128 
     Every raw camera frame is taken into a new 0.9 MB buffer (and copied into a Python bytes
     object). With glibc's adaptive defaults the freed heap top was handed back to the kernel
     after each frame in some runs: each next buffer then faulted in its 225 pages again (40-60
-    thousand page faults per second), which doubled the observation node's CPU (210-270
-    instead of 100-110 ms per s) for the same work. Returns False where the C library has no
+    thousand page faults per second), which doubled the observation node's CPU (211-274
+    instead of 85-96 ms per s) for the same work. Returns False where the C library has no
     mallopt (not glibc): nothing changes there."""
     import ctypes
 

@@ -121,8 +121,8 @@ class FakeRobotNode(Node):
         # sets that cameras running side by side would have delivered
         stamp = stamp_sec(self)
         for (cam, pub), frame in zip(self.cam_pubs, frames):
-            # serialized here (rosbags' codec) and sent as is: rclpy's own conversion copies
-            # the pixels twice more, CPU a camera driver in C++ does not spend
+            # serialized here (conversions.rgb_to_cdr) and sent as is: rclpy's own conversion
+            # copies the pixels twice more, CPU a camera driver in C++ does not spend
             pub.publish(conversions.rgb_to_cdr(frame, stamp, f"{cam.name}_optical_frame"))
             self.frames_published[cam.name] += 1
 

@@ -334,10 +334,9 @@ class PolicyNode(LifecycleNode):
             self._ready.append(chunk)
             self._ready_signal.arm()
         elif chunk is not None:
-            # only a publication (~0.1 ms, while this thread has the CPU anyway): waking the
-            # executor for it cost a timer's and a thread's wake-up
-            self.pub.publish(conversions.chunk_to_msg(chunk))
-            self._published += 1
+            # only a publication, while this thread has the CPU anyway: waking the executor
+            # for it cost a timer's and a thread's wake-up
+            self._publish(chunk)
         # the next job (sai: the speculation for the next chunk) starts without a tick's wait
         self.tick()
 
@@ -346,8 +345,11 @@ class PolicyNode(LifecycleNode):
             chunk = self._ready.popleft()
             for sink in self.local_sinks:
                 sink(chunk)
-            self.pub.publish(conversions.chunk_to_msg(chunk))
-            self._published += 1
+            self._publish(chunk)
+
+    def _publish(self, chunk: Chunk) -> None:
+        self.pub.publish(conversions.chunk_to_msg(chunk))
+        self._published += 1
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response
                  ) -> Trigger.Response:

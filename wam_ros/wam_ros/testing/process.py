@@ -100,6 +100,6 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                                   composed=composed, realtime_priority=realtime_priority))
     fake = NodeSpec("wam_fake_robot", "", "wam_ros.nodes.fake_robot",
                     {"robot": robot, **(fake_robot or {"camera_scale": 0.25})})
-    return [NodeProcess(s.command(), env=s.env or None,
+    return [NodeProcess(s.command(), env=s.env,
                         log_path=str(workdir / f"{scheduler}_{s.name}.log"))
             for s in [fake, *graph]]
