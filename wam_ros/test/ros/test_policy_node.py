@@ -183,3 +183,45 @@ def test_an_observation_during_shutdown_is_dropped_not_raised(rclpy_context, tin
         assert policy.runner is None and policy.worker is None
     finally:
         policy.destroy_node()
+
+
+def test_a_realtime_control_thread_loads_and_warms_up_the_model_at_normal_priority(
+        rclpy_context, tiny_checkpoint, monkeypatch):
+    """Under the launch files' realtime_priority the thread that configures the policy (its
+    constructor with autostart, or a lifecycle service callback) is SCHED_FIFO: loading and
+    warming up the model (minutes for a TensorRT build) runs at normal priority instead, and
+    the thread is back at its real-time priority afterwards. Runs in a thread of its own."""
+    import threading
+
+    from wam_ros.runtime.threads import realtime_priority, set_realtime
+
+    original = PolicyNode._warm_up
+    during: list[int] = []
+
+    def warm_up(self):
+        during.append(realtime_priority())
+        return original(self)
+
+    monkeypatch.setattr(PolicyNode, "_warm_up", warm_up)
+    out: dict[str, object] = {}
+
+    def control() -> None:
+        out["why"] = set_realtime(5)
+        if out["why"]:
+            return
+        node = PolicyNode(context=rclpy_context, parameter_overrides=[
+            Parameter("robot", value="agibot_g1"),
+            Parameter("checkpoint", value=str(tiny_checkpoint("agibot_g1")))])
+        out["after"] = realtime_priority()
+        out["active"] = node.runner is not None
+        # the inference worker waits and hands over at the control path's priority (it runs
+        # the model lowered: runtime.threads.lowered)
+        out["worker"] = node.worker.submit(realtime_priority).result(10)
+        node.destroy_node()
+
+    t = threading.Thread(target=control)
+    t.start()
+    t.join(120)
+    if out.get("why"):
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    assert out["active"] and during == [0] and out["after"] == 5 and out["worker"] == 5

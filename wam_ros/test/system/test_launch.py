@@ -135,16 +135,21 @@ def test_bad_launch_argument_is_refused():
 @pytest.mark.parametrize("composed", [False, True])
 def test_realtime_priority_reaches_every_process_of_the_graph(fake_launch, composed):
     """realtime_priority:=N: every process of the graph gets WAM_ROS_RT_PRIORITY=N (read
-    before rclpy starts a thread); 0, the default: nothing is added."""
-    from wam_ros.core.settings import RT_PRIORITY_ENV
+    before rclpy starts a thread); by default the launch files' priority, below ros2_control's
+    controller manager (50); 0: nothing is added."""
+    from wam_ros.core.settings import RT_PRIORITY_DEFAULT, RT_PRIORITY_ENV
 
+    assert 0 < RT_PRIORITY_DEFAULT < 50
     description = _load("cobot_magic")
     composed_value = "true" if composed else "false"
+    count = 1 if composed else 4
     _, nodes = _run(description, composed=composed_value)
-    assert [n.kwargs["additional_env"] for n in nodes] == [None] * (1 if composed else 4)
+    assert [n.kwargs["additional_env"] for n in nodes] == [
+        {RT_PRIORITY_ENV: str(RT_PRIORITY_DEFAULT)}] * count
+    _, nodes = _run(description, composed=composed_value, realtime_priority="0")
+    assert [n.kwargs["additional_env"] for n in nodes] == [None] * count
     _, nodes = _run(description, composed=composed_value, realtime_priority="20")
-    assert [n.kwargs["additional_env"] for n in nodes] == [{RT_PRIORITY_ENV: "20"}] * (
-        1 if composed else 4)
+    assert [n.kwargs["additional_env"] for n in nodes] == [{RT_PRIORITY_ENV: "20"}] * count
     specs = build_graph(GraphArgs.from_strings({"realtime_priority": "20",
                                                 "composed": composed_value}))
     assert all(s.env == {RT_PRIORITY_ENV: "20"} for s in specs)

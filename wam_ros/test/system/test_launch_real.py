@@ -142,8 +142,12 @@ def _wait(condition, timeout: float) -> bool:
 def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
     """ros2 launch of the CobotMagic graph: the decoder (stateless) is respawned after it is
     killed; the policy (required) killed ends the launch with a non-zero code and one line
-    naming it; a second launch, with realtime_priority:=5, runs every node's control path
-    SCHED_FIFO (or says why not) and, stopped with Ctrl-C (SIGINT), exits with 0."""
+    naming it; a second launch, with the default arguments, runs every node's control path
+    SCHED_FIFO at the default realtime_priority (or says why not; the policy's main thread is
+    back at it after loading the model at normal priority) and, stopped with Ctrl-C (SIGINT),
+    exits with 0."""
+    from wam_ros.core.settings import RT_PRIORITY_DEFAULT
+
     env = {**workspace, "ROS_DOMAIN_ID": str(ros_domain)}
     cmd = [sys.executable, str(HERE / "launch_driver.py"), "wam_ros", "cobot_magic.launch.py"]
 
@@ -175,7 +179,6 @@ def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
             launch.wait(10)
 
     log = tmp_path / "ctrl_c.log"
-    cmd.append("realtime_priority:=5")
     launch = start(log)
     try:
         assert _wait(lambda: "warm inference" in log.read_text(), 180), log.read_text()[-6000:]
@@ -188,13 +191,14 @@ def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
 
         # each node sets it as it starts, before rclpy (the smoother may start after the
         # policy's warm-up has been logged), or says it was not allowed to
-        refused = "WAM_ROS_RT_PRIORITY=5 not applied"
+        refused = (f"WAM_ROS_RT_PRIORITY={RT_PRIORITY_DEFAULT} (launch argument "
+                   "realtime_priority) not applied")
         assert _wait(lambda: refused in log.read_text() or set(policies().values()) == {
             os.SCHED_FIFO}, 30), policies()
         if refused in log.read_text():  # no rtprio allowed here
             assert set(policies().values()) == {os.SCHED_OTHER}, policies()
         else:
-            assert {os.sched_getparam(p).sched_priority for p in nodes} == {5}
+            assert {os.sched_getparam(p).sched_priority for p in nodes} == {RT_PRIORITY_DEFAULT}
         # Ctrl-C in a terminal: SIGINT to the foreground process group, the launch and its
         # nodes alike (launch then only waits for them, escalating after 5 s)
         os.killpg(launch.pid, signal.SIGINT)

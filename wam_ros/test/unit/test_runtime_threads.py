@@ -96,3 +96,57 @@ def test_realtime_control_threads_and_inference_threads_back_to_normal() -> None
     assert out["control"] == 5 and out["inherited"] == 5
     assert out["demoted"] == (0, 7) and out["control_after"] == 5
     assert realtime_priority() == 0
+
+
+def test_off_realtime_runs_a_block_at_normal_priority_and_restores_it() -> None:
+    from wam_ros.runtime.threads import off_realtime, realtime_priority, set_realtime
+
+    with off_realtime() as restore:  # a normal thread: nothing changes
+        assert restore == 0 and realtime_priority() == 0
+    assert realtime_priority() == 0
+    out: dict[str, object] = {}
+
+    def control() -> None:
+        out["why"] = set_realtime(7)
+        if out["why"]:
+            return
+        try:
+            with off_realtime() as restore:
+                out["inside"] = (restore, realtime_priority())
+                raise RuntimeError("a failed load")
+        except RuntimeError:
+            pass
+        out["after"] = realtime_priority()
+
+    t = threading.Thread(target=control)
+    t.start()
+    t.join()
+    if out["why"]:
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    assert out["inside"] == (7, 0) and out["after"] == 7
+
+
+def test_lowered_runs_the_heavy_part_of_a_realtime_worker_at_normal_priority() -> None:
+    """The policy's inference worker under a real-time control path: it waits and hands over
+    at the control priority, and runs the model under the normal policy, niced."""
+    from wam_ros.runtime.threads import lowered, realtime_priority, set_realtime
+
+    base = thread_nice()
+    with lowered(base + 3, 0):  # no real-time control path: nothing changes here
+        assert realtime_priority() == 0 and thread_nice() == base
+    out: dict[str, object] = {}
+
+    def worker() -> None:
+        out["why"] = set_realtime(6)
+        if out["why"]:
+            return
+        with lowered(base + 3, 6):
+            out["model"] = (realtime_priority(), thread_nice())
+        out["hand_over"] = realtime_priority()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    if out["why"]:
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    assert out["model"] == (0, base + 3) and out["hand_over"] == 6

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.core.settings import RT_PRIORITY_MAX, SCHEDULERS
+from wam_ros.core.settings import RT_PRIORITY_DEFAULT, RT_PRIORITY_MAX, SCHEDULERS
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 # cameras: no graph, the fake robot's frames to a bare subscriber in the probe (the floor
@@ -286,7 +286,8 @@ def _camera_window(start: dict[str, tuple[float, dict[str, str]]],
 
 def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: str,
             duration: float, workdir: Path, composed: bool = True,
-            policy_params: dict | None = None, realtime_priority: int = 0,
+            policy_params: dict | None = None,
+            realtime_priority: int = RT_PRIORITY_DEFAULT,
             camera_size: str = "model", dds_profile: str = "launch", sessions: str = "launch",
             tag: str = "") -> dict:
     import rclpy

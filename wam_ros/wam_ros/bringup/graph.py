@@ -18,6 +18,7 @@ from wam_ros.core.settings import (
     BACKENDS,
     MEMORIES,
     MODES,
+    RT_PRIORITY_DEFAULT,
     RT_PRIORITY_ENV,
     RT_PRIORITY_MAX,
     SCHEDULERS,
@@ -54,12 +55,14 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
                           "`ros2 lifecycle set` (configure, activate)"),
     "namespace": ("", "ROS namespace of the graph (e.g. robot1): its topics and services, and "
                       "the robot's, resolve in it, so robots can share one DDS domain"),
-    "realtime_priority": ("0", f"1..{RT_PRIORITY_MAX}: the nodes' control path (executors, DDS "
-                               "threads) runs SCHED_FIFO at this priority, ahead of anything at "
-                               "normal priority; the policy's inference threads stay normal "
-                               "(niced). Needs the rtprio limit (limits.conf) or CAP_SYS_NICE; "
-                               "without it the nodes say so and run at normal priority. "
-                               "0: normal scheduling"),
+    "realtime_priority": (str(RT_PRIORITY_DEFAULT),
+                          f"1..{RT_PRIORITY_MAX}: the nodes' control path (executors, DDS "
+                          "threads) runs SCHED_FIFO at this priority, ahead of anything at "
+                          "normal priority; the policy's inference threads and its model "
+                          "loading stay normal (niced). Keep it below ros2_control's "
+                          "controller manager (50). Needs the rtprio limit (limits.conf) or "
+                          "CAP_SYS_NICE; without it the nodes say so and run at normal "
+                          "priority. 0: normal scheduling"),
 }
 
 
@@ -77,7 +80,7 @@ class GraphArgs:
     task: str = ""
     namespace: str = ""
     autostart: bool = True
-    realtime_priority: int = 0
+    realtime_priority: int = RT_PRIORITY_DEFAULT
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:

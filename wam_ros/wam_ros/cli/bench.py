@@ -9,7 +9,14 @@ import importlib
 from collections.abc import Callable
 
 from wam_ros.apps.bench_pipeline import CAMERA_SIZES
-from wam_ros.core.settings import LOCAL_BACKENDS, MEMORIES, MODES, SCHEDULERS, PolicySettings
+from wam_ros.core.settings import (
+    LOCAL_BACKENDS,
+    MEMORIES,
+    MODES,
+    RT_PRIORITY_DEFAULT,
+    SCHEDULERS,
+    PolicySettings,
+)
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -91,7 +98,7 @@ def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
                         "node's, config/wam_ros.yaml)")
     p.add_argument("--policy-param", action="append", default=[], metavar="NAME=VALUE",
                    help="a wam_policy parameter (repeatable), e.g. sai_s_mid=0.5")
-    p.add_argument("--realtime-priority", default="0",
+    p.add_argument("--realtime-priority", default=str(RT_PRIORITY_DEFAULT),
                    help="comma-separated, measured in alternating rounds: the launch argument "
                         "realtime_priority of the graph (1..99: its processes' control path "
                         "SCHED_FIFO; needs an rtprio limit or CAP_SYS_NICE; inference threads "

@@ -29,6 +29,11 @@ MODES = ("joint", "fast", "two_stage")  # model/wam.py
 # environment variable (launch argument realtime_priority), not a ROS parameter.
 RT_PRIORITY_ENV = "WAM_ROS_RT_PRIORITY"
 RT_PRIORITY_MAX = 99
+# What the launch files use unless told otherwise: below ros2_control's controller manager (50),
+# so the arm's own update loop still preempts the graph, and above everything at normal priority
+# (drivers, the model's inference threads). Without the rtprio limit the nodes say so and run at
+# normal priority.
+RT_PRIORITY_DEFAULT = 40
 
 
 # (class name, field) -> (minimum, maximum, choices): the bounds validate() checks, recorded as
@@ -216,7 +221,8 @@ def policy_overrides(items: list[str], flag: str = "--policy-param") -> dict[str
     return params
 
 
-__all__ = ["BACKENDS", "MEMORIES", "MODES", "RT_PRIORITY_ENV", "RT_PRIORITY_MAX", "SCHEDULERS",
+__all__ = ["BACKENDS", "MEMORIES", "MODES", "RT_PRIORITY_DEFAULT", "RT_PRIORITY_ENV",
+           "RT_PRIORITY_MAX", "SCHEDULERS",
            "DecoderSettings", "SmootherSettings", "ObservationSettings", "PolicySettings",
            "policy_overrides"]
 

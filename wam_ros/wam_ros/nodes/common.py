@@ -257,8 +257,9 @@ def _realtime_from_env() -> str:
     except ValueError:
         return f"{RT_PRIORITY_ENV}={value!r} ignored: expected a priority 1..{RT_PRIORITY_MAX}"
     why = set_realtime(priority)
-    return f"{RT_PRIORITY_ENV}={priority} not applied: {why}; running at normal priority" \
-        if why else ""
+    return (f"{RT_PRIORITY_ENV}={priority} (launch argument realtime_priority) not applied: "
+            f"{why}; running at normal priority. Grant an rtprio limit (limits.conf) or "
+            "CAP_SYS_NICE, or launch with realtime_priority:=0") if why else ""
 
 
 def unless_shut_down(node: Node, callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -35,7 +35,13 @@ from wam_ros.nodes.diagnostics import Diagnostics
 from wam_ros.nodes.params import declare_settings
 from wam_ros.paths import resolve_checkpoint
 from wam_ros.runtime.chunk_runner import ChunkRunner, Job, JobResult
-from wam_ros.runtime.threads import lower_priority, lowered_new_threads
+from wam_ros.runtime.threads import (
+    lower_priority,
+    lowered,
+    lowered_new_threads,
+    off_realtime,
+    set_realtime,
+)
 from wam_ros_msgs.msg import ActionChunk
 from wam_ros_msgs.msg import Observation as ObservationMsg
 
@@ -59,6 +65,7 @@ class PolicyNode(LifecycleNode):
         self.policy = None
         self.runner: ChunkRunner | None = None
         self.worker: ThreadPoolExecutor | None = None
+        self._worker_priority = 0  # SCHED_FIFO priority it waits and hands over at (0: none)
         self.contract: InputContract | None = None
         self.meta = None
         self.inference_threads = 0
@@ -116,7 +123,10 @@ class PolicyNode(LifecycleNode):
     # ---- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._load()
+            # loading (minutes for a TensorRT build) must not hold a core real-time: this is a
+            # control-path thread when the graph runs with realtime_priority
+            with off_realtime() as control_priority:
+                self._load(control_priority)
         except ConfigError as exc:
             self._configure_error = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
@@ -154,8 +164,9 @@ class PolicyNode(LifecycleNode):
             return [(WARN, "inactive (lifecycle): not planning")]
         return []
 
-    def _load(self) -> None:
-        """Load the model, warm it up, announce its input, build the runner (configure)."""
+    def _load(self, control_priority: int = 0) -> None:
+        """Load the model, warm it up, announce its input, build the runner (configure).
+        control_priority: the SCHED_FIFO priority of the node's control path (0: normal)."""
         s = self.settings
         from wam_ros.runtime import load_policy  # torch: import only when a policy is built
 
@@ -190,9 +201,14 @@ class PolicyNode(LifecycleNode):
             latency = self._warm_up()
         runner = ChunkRunner.from_settings(self.policy, s, latency)
         runner.pause()  # until activated
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wam_inference",
-                                         initializer=lower_priority,
-                                         initargs=(s.inference_nice,))
+        # Under a real-time control path the worker waits, starts a job and hands its chunk
+        # over at the control path's priority (no niced wake-up behind the cameras' work) and
+        # only runs the model lowered (_run); otherwise it is lowered all along.
+        self._worker_priority = control_priority
+        self.worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="wam_inference",
+            initializer=set_realtime if control_priority else lower_priority,
+            initargs=(control_priority,) if control_priority else (s.inference_nice,))
         self.inference_threads = len(pool_threads) + 1
         h, w = meta.image_size
         self.contract = InputContract(tuple(meta.camera_names), int(h), int(w))
@@ -203,7 +219,8 @@ class PolicyNode(LifecycleNode):
             f"{checkpoint.name}: backend {s.backend}, memory {s.memory}, mode {s.mode}, "
             f"scheduler {s.scheduler}, {meta.horizon} actions x {meta.dt * 1e3:.0f} ms; "
             f"warm inference {latency * 1e3:.0f} ms; {self.inference_threads} inference "
-            f"threads at nice {s.inference_nice}")
+            f"threads at nice {s.inference_nice}"
+            + (f" (hand-over at SCHED_FIFO {control_priority})" if control_priority else ""))
 
     def _unload(self) -> None:
         """Release the model (cleanup); the node stays up, unconfigured."""
@@ -326,7 +343,8 @@ class PolicyNode(LifecycleNode):
         runner = self.runner
         if runner is None:  # cleaned up meanwhile
             return
-        result: JobResult = runner.execute(job)
+        with lowered(self.settings.inference_nice, self._worker_priority):
+            result: JobResult = runner.execute(job)
         if result.error:
             self.diag.refuse("inference_failed", result.error)
         chunk = runner.finish(result, stamp_sec(self))

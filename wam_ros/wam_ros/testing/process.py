@@ -13,6 +13,8 @@ from pathlib import Path
 
 from rclpy.executors import SingleThreadedExecutor
 
+from wam_ros.core.settings import RT_PRIORITY_DEFAULT
+
 
 def spin_until(executor: SingleThreadedExecutor, condition: Callable[[], bool],
                timeout: float, step: float = 0.02) -> bool:
@@ -87,11 +89,11 @@ def start_graph_processes(workdir: Path, robot: str, checkpoint: Path, *,
                           fake_robot: dict[str, object] | None = None,
                           composed: bool = False,
                           policy_params: dict[str, object] | None = None,
-                          realtime_priority: int = 0) -> list[NodeProcess]:
+                          realtime_priority: int = RT_PRIORITY_DEFAULT) -> list[NodeProcess]:
     """The kinematic fake robot plus the node graph (wam_ros.bringup.graph) as separate
     processes (or the composed bringup: one process), started as the launch files start it;
-    logs go to `workdir`. realtime_priority > 0: the graph's processes run SCHED_FIFO
-    at that priority (launch argument realtime_priority; inference threads stay normal)."""
+    logs go to `workdir`. realtime_priority: the launch argument (by default the launch
+    files' priority for the graph's control path; 0: normal scheduling)."""
     from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph
 
     params = policy_params_file(workdir / f"params_{scheduler}.yaml", policy_params)
