@@ -198,7 +198,9 @@ def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
         if refused in log.read_text():  # no rtprio allowed here
             assert set(policies().values()) == {os.SCHED_OTHER}, policies()
         else:
-            assert {os.sched_getparam(p).sched_priority for p in nodes} == {RT_PRIORITY_DEFAULT}
+            priorities = {c.split()[1].rsplit("/", 1)[-1]: os.sched_getparam(p).sched_priority
+                          for p, c in nodes.items()}
+            assert set(priorities.values()) == {RT_PRIORITY_DEFAULT}, priorities
         # Ctrl-C in a terminal: SIGINT to the foreground process group, the launch and its
         # nodes alike (launch then only waits for them, escalating after 5 s)
         os.killpg(launch.pid, signal.SIGINT)
