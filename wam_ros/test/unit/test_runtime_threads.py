@@ -63,19 +63,34 @@ def test_threads_started_in_the_block_are_lowered() -> None:
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
 
 
+def _in_realtime_thread(priority: int, body) -> dict[str, object]:
+    """Run `body(out)` in a thread of its own under SCHED_FIFO `priority` (the test process
+    stays normal); skips where real-time scheduling is not allowed. Returns what it wrote."""
+    from wam_ros.runtime.threads import set_realtime
+
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        out["why"] = set_realtime(priority)
+        if not out["why"]:
+            body(out)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if out["why"]:
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    return out
+
+
 def test_realtime_control_threads_and_inference_threads_back_to_normal() -> None:
     """A SCHED_FIFO thread's children inherit it; lower_priority (what the policy node does to
-    its inference threads) puts a thread back under the normal policy with the nice value.
-    Runs in a thread of its own: the test process stays normal."""
+    its inference threads) puts a thread back under the normal policy with the nice value."""
     from wam_ros.runtime.threads import realtime_priority, set_realtime
 
     assert set_realtime(1000) != ""  # out of range: refused with a reason, nothing changed
-    out: dict[str, object] = {}
 
-    def control() -> None:
-        out["why"] = set_realtime(5)
-        if out["why"]:
-            return
+    def control(out: dict[str, object]) -> None:
         out["control"] = realtime_priority()
 
         def inference() -> None:
@@ -88,28 +103,20 @@ def test_realtime_control_threads_and_inference_threads_back_to_normal() -> None
         t.join()
         out["control_after"] = realtime_priority()
 
-    t = threading.Thread(target=control)
-    t.start()
-    t.join()
-    if out["why"]:
-        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    out = _in_realtime_thread(5, control)
     assert out["control"] == 5 and out["inherited"] == 5
     assert out["demoted"] == (0, 7) and out["control_after"] == 5
     assert realtime_priority() == 0
 
 
 def test_off_realtime_runs_a_block_at_normal_priority_and_restores_it() -> None:
-    from wam_ros.runtime.threads import off_realtime, realtime_priority, set_realtime
+    from wam_ros.runtime.threads import off_realtime, realtime_priority
 
     with off_realtime() as restore:  # a normal thread: nothing changes
         assert restore == 0 and realtime_priority() == 0
     assert realtime_priority() == 0
-    out: dict[str, object] = {}
 
-    def control() -> None:
-        out["why"] = set_realtime(7)
-        if out["why"]:
-            return
+    def control(out: dict[str, object]) -> None:
         try:
             with off_realtime() as restore:
                 out["inside"] = (restore, realtime_priority())
@@ -118,35 +125,23 @@ def test_off_realtime_runs_a_block_at_normal_priority_and_restores_it() -> None:
             pass
         out["after"] = realtime_priority()
 
-    t = threading.Thread(target=control)
-    t.start()
-    t.join()
-    if out["why"]:
-        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    out = _in_realtime_thread(7, control)
     assert out["inside"] == (7, 0) and out["after"] == 7
 
 
 def test_lowered_runs_the_heavy_part_of_a_realtime_worker_at_normal_priority() -> None:
     """The policy's inference worker under a real-time control path: it waits and hands over
     at the control priority, and runs the model under the normal policy, niced."""
-    from wam_ros.runtime.threads import lowered, realtime_priority, set_realtime
+    from wam_ros.runtime.threads import lowered, realtime_priority
 
     base = thread_nice()
     with lowered(base + 3, 0):  # no real-time control path: nothing changes here
         assert realtime_priority() == 0 and thread_nice() == base
-    out: dict[str, object] = {}
 
-    def worker() -> None:
-        out["why"] = set_realtime(6)
-        if out["why"]:
-            return
+    def worker(out: dict[str, object]) -> None:
         with lowered(base + 3, 6):
             out["model"] = (realtime_priority(), thread_nice())
         out["hand_over"] = realtime_priority()
 
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    if out["why"]:
-        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    out = _in_realtime_thread(6, worker)
     assert out["model"] == (0, base + 3) and out["hand_over"] == 6
