@@ -203,7 +203,27 @@ def test_serialized_images_are_read_in_place_and_refused_when_malformed():
     np.testing.assert_array_equal(conversions.image_to_rgb(back), rgb)
     with pytest.raises(conversions.ImageError, match="exceeds|too large|pixels"):
         conversions.image_to_rgb(conversions.image_from_cdr(raw), max_pixels=100)
-    for broken in (b"", b"\x00\x01\x00\x00", raw[:100], raw[:-10]):
+    # a big-endian writer's bytes read the same
+    import struct
+
+    def cdr(order: str, frame_id: bytes, encoding: bytes, data: bytes, size: int) -> bytes:
+        body = struct.pack(order + "iII", 7, 250_000_000, len(frame_id)) + frame_id
+        body += b"\x00" * (-len(body) % 4) + struct.pack(order + "III", 2, 2, len(encoding) + 1)
+        body += encoding + b"\x00"
+        body += b"\x00" * (-len(body) % 4) + struct.pack(order + "II", 6, size) + data
+        return (b"\x00\x00" if order == ">" else b"\x00\x01") + b"\x00\x00" + body
+
+    pixels = bytes(range(12))
+    for order in "<>":
+        view = conversions.image_from_cdr(cdr(order, b"f\x00", b"rgb8", pixels, 12))
+        assert (view.header.frame_id, view.encoding, view.width, view.step) == ("f", "rgb8", 2, 6)
+        assert conversions.to_sec(view.header.stamp) == 7.25
+        assert conversions.image_to_rgb(view).tobytes() == pixels
+    for broken in (b"", b"\x00\x01\x00\x00", raw[:100], raw[:-10],
+                   b"\x00\x07\x00\x00" + raw[4:],  # unknown encapsulation
+                   cdr("<", b"f\x00", b"rgb8", pixels, 13),  # data longer than the buffer
+                   cdr("<", b"f\x01", b"rgb8", pixels, 12),  # frame_id without its NUL
+                   cdr("<", b"\xff\x00", b"rgb8", pixels, 12)):  # not UTF-8
         with pytest.raises(conversions.ImageError) as info:
             conversions.image_from_cdr(broken)
         assert info.value.reason == "undecodable"

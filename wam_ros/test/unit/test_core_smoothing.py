@@ -8,6 +8,7 @@ from scipy.signal import savgol_filter
 
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.smoothing import (
+    SAVGOL_MODES,
     ChunkSmoother,
     LimitEnforcer,
     LimitsConfig,
@@ -265,3 +266,29 @@ def test_lowering_the_velocity_limit_while_moving_brakes_within_the_acceleration
     assert speeds[149] == pytest.approx(2.0)
     assert speeds[151] > 0.5  # not in one step
     assert max(speeds[200:]) <= 0.5 + 1e-9  # then within the new limit
+
+
+@pytest.mark.parametrize("mode", SAVGOL_MODES)
+@pytest.mark.parametrize("upsample", [1, 3])
+def test_savgol_smooth_is_the_filter_pipeline_as_one_cached_matrix(mode, upsample):
+    """savgol_smooth applies a cached (H, H) operator: the same numbers as upsampling,
+    filtering and downsampling each chunk, for every edge mode and chunk length (short ones
+    shrink the window, the shortest are left alone)."""
+    rng = np.random.default_rng(3)
+    config = SmoothingConfig(upsample=upsample, window=21, polyorder=3, mode=mode)
+    for horizon in (1, 2, 3, 4, 5, 8, 16, 50):
+        actions = rng.normal(size=(horizon, 5))
+        n_up = (horizon - 1) * upsample + 1
+        window = min(config.window, n_up if n_up % 2 == 1 else n_up - 1)
+        if horizon < 2 or window <= config.polyorder:
+            expected = actions
+        else:
+            fine = np.linspace(0.0, horizon - 1.0, n_up)
+            up = np.stack([np.interp(fine, np.arange(horizon), actions[:, d])
+                           for d in range(5)], 1)
+            expected = savgol_filter(up, window, config.polyorder, axis=0, mode=mode)[::upsample]
+        np.testing.assert_allclose(savgol_smooth(actions, config), expected, atol=1e-12, rtol=0)
+        mask = np.array([True, False, True, True, False])
+        masked = savgol_smooth(actions, config, mask)
+        np.testing.assert_array_equal(masked[:, ~mask], actions[:, ~mask])
+        np.testing.assert_allclose(masked[:, mask], expected[:, mask], atol=1e-12, rtol=0)
