@@ -130,6 +130,19 @@ def _children(pid: int) -> dict[int, str]:
     return out
 
 
+def _thread_priorities(pid: int) -> list[tuple[str, int, int]]:
+    """(name, scheduling policy, real-time priority) of each thread of `pid`."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            tid = int(task.name)
+            out.append(((task / "comm").read_text().strip(), os.sched_getscheduler(tid),
+                        os.sched_getparam(tid).sched_priority))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _wait(condition, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -200,7 +213,11 @@ def test_supervision_and_ctrl_c(workspace, ros_domain, tmp_path):
         else:
             priorities = {c.split()[1].rsplit("/", 1)[-1]: os.sched_getparam(p).sched_priority
                           for p, c in nodes.items()}
-            assert set(priorities.values()) == {RT_PRIORITY_DEFAULT}, priorities
+            threads = {c.split()[1].rsplit("/", 1)[-1]: sorted(_thread_priorities(p))
+                       for p, c in nodes.items()}
+            assert set(priorities.values()) == {RT_PRIORITY_DEFAULT}, (
+                priorities, threads, "launch:", _thread_priorities(launch.pid),
+                "test:", _thread_priorities(os.getpid()))
         # Ctrl-C in a terminal: SIGINT to the foreground process group, the launch and its
         # nodes alike (launch then only waits for them, escalating after 5 s)
         os.killpg(launch.pid, signal.SIGINT)

@@ -88,3 +88,44 @@ def test_film_worker_encodes_on_its_own_thread(tmp_path) -> None:
     broken.submit([0], ["x"], t=0.0)
     with pytest.raises(RuntimeError, match="filming failed"):
         broken.close()
+
+
+@pytest.mark.parametrize("caller_priority", [0, 5])
+def test_an_av1_encoder_leaves_no_thread_real_time(tmp_path, caller_priority) -> None:
+    """SVT-AV1 (LeRobot's codec) puts its worker threads and its caller under SCHED_FIFO 99
+    where it may (root): a dataset export on the robot's computer would preempt ros2_control.
+    VideoWriter gives the caller its own policy back and moves the encoder's threads to the
+    normal one. A caller that was real-time (priority 5) stays at its priority."""
+    import os
+    import threading
+
+    from wam_ros.data.video import VideoWriter, codec_available
+    from wam_ros.runtime.threads import realtime_priority, set_realtime
+
+    if not codec_available("libsvtav1"):
+        pytest.skip("this PyAV build has no libsvtav1")
+    out: dict[str, object] = {}
+
+    def encode() -> None:
+        out["why"] = set_realtime(caller_priority) if caller_priority else ""
+        if out["why"]:
+            return
+        with VideoWriter(tmp_path / f"a{caller_priority}.mp4", 30, 64, 48, codec="libsvtav1",
+                         crf=30, gop=2) as writer:
+            for k in range(6):
+                writer.add(np.full((48, 64, 3), 40 * k, np.uint8))
+                out.setdefault("during", [])
+                out["during"].append(realtime_priority())
+        me = threading.get_native_id()
+        out["others"] = {t: realtime_priority(t) for t in map(int, os.listdir("/proc/self/task"))
+                         if t != me and realtime_priority(t)}
+        out["after"] = realtime_priority()
+
+    t = threading.Thread(target=encode)
+    t.start()
+    t.join()
+    if out["why"]:
+        pytest.skip(f"no real-time scheduling here: {out['why']}")
+    assert out["during"] == [caller_priority] * 6 and out["after"] == caller_priority
+    assert out["others"] == {}
+    assert [f for _, f in read_video(tmp_path / f"a{caller_priority}.mp4")][-1].mean() > 150

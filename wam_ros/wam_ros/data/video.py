@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wam_ros.runtime.threads import keep_priorities
+
 # What a player opens everywhere first; LeRobot's default (AV1) first for datasets.
 PLAYABLE_CODECS = ("libx264", "h264", "mpeg4")
 DATASET_CODECS = ("libsvtav1", "libx264", "h264", "mpeg4")
@@ -96,8 +98,9 @@ class VideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         frame.time_base = 1 / self.fps
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        with keep_priorities():  # the encoder opens (and starts its threads) on a first frame
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
@@ -105,10 +108,12 @@ class VideoWriter:
             return
         self._closed = True
         try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
+            with keep_priorities():
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
         finally:
-            self._container.close()
+            with keep_priorities():
+                self._container.close()
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -129,10 +129,38 @@ def lowered_new_threads(nice: int) -> Iterator[list[int]]:
                 created.append(tid)
 
 
+def _realtime_threads() -> dict[int, int]:
+    return {tid: prio for tid in _task_ids() if (prio := realtime_priority(tid))}
+
+
+@contextmanager
+def keep_priorities() -> Iterator[None]:
+    """Native code run inside the block leaves no thread more real-time than it was: the
+    calling thread gets its policy back, other threads it raised or started real-time go to
+    the normal policy. For libraries that raise threads on their own where they may (the
+    SVT-AV1 encoder puts its worker threads and its caller under SCHED_FIFO 99 when run as
+    root: a dataset export would preempt ros2_control on the robot's computer)."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    caller = threading.get_native_id()
+    before = _realtime_threads()
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (
+                policy, param.sched_priority):
+            try:
+                os.sched_setscheduler(0, policy, param)
+            except OSError:
+                pass
+        for tid, prio in _realtime_threads().items():
+            if tid != caller and prio > before.get(tid, 0):
+                lower_priority(0, tid)
+
+
 def thread_nice(tid: int | None = None) -> int:
     tid = threading.get_native_id() if tid is None else tid
     return os.getpriority(os.PRIO_PROCESS, tid)
 
 
-__all__ = ["lower_priority", "lowered", "lowered_new_threads", "off_realtime", "realtime_priority",
-           "set_realtime", "thread_nice"]
+__all__ = ["keep_priorities", "lower_priority", "lowered", "lowered_new_threads",
+           "off_realtime", "realtime_priority", "set_realtime", "thread_nice"]
