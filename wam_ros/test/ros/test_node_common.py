@@ -101,3 +101,42 @@ def test_node_processes_keep_freed_frame_buffers_instead_of_faulting_them_in_aga
     pages = 921654 // 4096
     assert faults("default") > 50 * pages  # the pattern the node saw (this glibc)
     assert faults("kept") < 2 * pages
+
+
+_UNPRIVILEGED = """
+import os, resource, sys
+from wam_ros.nodes.common import _realtime_from_env
+import wam_ros.runtime.threads  # imported while the files are still readable
+
+if os.geteuid() == 0:  # root may always: become nobody (no CAP_SYS_NICE, rtprio limit 0)
+    os.setgid(65534)
+    os.setuid(65534)
+else:  # a user may lower their own limit; only CAP_SYS_NICE would still allow it
+    resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+print(repr(_realtime_from_env()))
+print(os.sched_getscheduler(0))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_FIFO: Linux")
+@pytest.mark.parametrize(("value", "says"), [
+    ("40", "WAM_ROS_RT_PRIORITY=40 (launch argument realtime_priority) not applied: "
+           "SCHED_FIFO 40 refused"),
+    ("high", "WAM_ROS_RT_PRIORITY='high' ignored: expected a priority 1..99"),
+    ("0", ""),
+])
+def test_a_node_without_the_rtprio_limit_says_how_to_grant_it_and_runs_normally(value, says):
+    """The launch default asks for SCHED_FIFO 40: where the user may not (no rtprio limit, no
+    CAP_SYS_NICE, as on a fresh machine) the node says so, how to grant it or turn it off, and
+    runs at normal priority. A value that is no priority is named and ignored."""
+    import os
+
+    out = subprocess.run([sys.executable, "-c", _UNPRIVILEGED],
+                         env={**os.environ, "WAM_ROS_RT_PRIORITY": value},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    message, policy = out.stdout.strip().splitlines()[-2:]
+    assert says in message, message
+    if value == "40":
+        assert "rtprio" in message and "realtime_priority:=0" in message
+    assert int(policy) == os.SCHED_OTHER
