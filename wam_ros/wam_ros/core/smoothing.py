@@ -102,7 +102,8 @@ def _savgol_operator(horizon: int, u: int, window: int, polyorder: int, mode: st
     """The (H, H) matrix that smooths a chunk of `horizon` actions: linear upsampling by `u`,
     Savitzky-Golay over `window`, back to the action times. Every step is linear in the
     actions, so it is that pipeline applied once to the identity and then one matrix product
-    per chunk (the filter's coefficients and edge fits cost 1.5 ms per chunk otherwise).
+    per chunk, instead of the filter's coefficients and edge fits recomputed for every chunk
+    (docs/results/2026-12-06-realtime-default.md).
     None: nothing to fit (the window that fits cannot exceed the polynomial order)."""
     n_up = (horizon - 1) * u + 1
     window = min(window, n_up if n_up % 2 == 1 else n_up - 1)

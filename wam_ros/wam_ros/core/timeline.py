@@ -338,8 +338,8 @@ def _interp(times: np.ndarray, values: np.ndarray, at: np.ndarray | list[float])
     at = np.asarray(at, dtype=np.float64)
     if times.size == 1:
         return np.repeat(values, at.size, axis=0)
-    # all dims share the time grid: one search for every dim (np.interp per dim took a
-    # quarter of the smoother's tick)
+    # all dims share the time grid: one search serves every dim (np.interp per dim repeated
+    # it, on every control tick)
     i = np.clip(np.searchsorted(times, at, side="right"), 1, times.size - 1)
     t0 = times[i - 1]
     w = np.clip((at - t0) / (times[i] - t0), 0.0, 1.0)[:, None]

@@ -116,8 +116,9 @@ def rgb_to_image(rgb: np.ndarray, stamp: float, frame_id: str = "") -> Image:
 # Raw camera frames travel serialized: rclpy's own conversion of a 640x480 rgb8 Image copies
 # its pixels twice (into the C message, then into a Python array), 1.7-4.6 ms per frame on
 # two busy cores, either way; three cameras at 30 Hz made that most of the observation node's
-# CPU. The CDR is read here directly instead, the pixels viewed in place (0.01 ms a frame;
-# rosbags' generic codec took 0.19 ms, on the path of every set's last frame).
+# CPU. The CDR is read here directly instead, the pixels viewed in place: a fixed layout
+# needs no generic codec, and every set's last frame waits for this read
+# (docs/results/2026-12-06-realtime-default.md).
 @dataclass(frozen=True)
 class CdrStamp:
     sec: int
