@@ -215,7 +215,7 @@ def test_a_realtime_control_thread_loads_and_warms_up_the_model_at_normal_priori
         out["after"] = realtime_priority()
         out["active"] = node.runner is not None
         # the inference worker waits and hands over at the control path's priority (it runs
-        # the model lowered: runtime.threads.lowered)
+        # the model lowered: runtime.threads.off_realtime)
         out["worker"] = node.worker.submit(realtime_priority).result(10)
         node.destroy_node()
 

@@ -129,17 +129,17 @@ def test_off_realtime_runs_a_block_at_normal_priority_and_restores_it() -> None:
     assert out["inside"] == (7, 0) and out["after"] == 7
 
 
-def test_lowered_runs_the_heavy_part_of_a_realtime_worker_at_normal_priority() -> None:
+def test_off_realtime_runs_the_heavy_part_of_a_realtime_worker_niced() -> None:
     """The policy's inference worker under a real-time control path: it waits and hands over
     at the control priority, and runs the model under the normal policy, niced."""
-    from wam_ros.runtime.threads import lowered, realtime_priority
+    from wam_ros.runtime.threads import off_realtime, realtime_priority
 
     base = thread_nice()
-    with lowered(base + 3, 0):  # no real-time control path: nothing changes here
+    with off_realtime(base + 3):  # no real-time control path: nothing changes here
         assert realtime_priority() == 0 and thread_nice() == base
 
     def worker(out: dict[str, object]) -> None:
-        with lowered(base + 3, 6):
+        with off_realtime(base + 3):
             out["model"] = (realtime_priority(), thread_nice())
         out["hand_over"] = realtime_priority()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,9 +99,11 @@ class VideoWriter:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = self.frames
         frame.time_base = 1 / self.fps
-        with keep_priorities():  # the encoder opens (and starts its threads) on a first frame
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+        # the encoder opens, and starts its threads, on the first frame
+        with keep_priorities() if self.frames == 0 else nullcontext():
+            packets = self._stream.encode(frame)
+        for packet in packets:
+            self._container.mux(packet)
         self.frames += 1
 
     def close(self) -> None:
@@ -108,12 +111,10 @@ class VideoWriter:
             return
         self._closed = True
         try:
-            with keep_priorities():
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
+            for packet in self._stream.encode():
+                self._container.mux(packet)
         finally:
-            with keep_priorities():
-                self._container.close()
+            self._container.close()
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -228,10 +228,10 @@ def keep_freed_memory(mmap_threshold: int = 16 << 20, trim_threshold: int = 128 
 
     Every raw camera frame is taken into a new 0.9 MB buffer (and copied into a Python bytes
     object). With glibc's adaptive defaults the freed heap top was handed back to the kernel
-    after each frame in some runs: each next buffer then faulted in its 225 pages again (40-60
-    thousand page faults per second), which doubled the observation node's CPU (211-274
-    instead of 85-96 ms per s) for the same work. Returns False where the C library has no
-    mallopt (not glibc): nothing changes there."""
+    after each frame in some runs: each next buffer then faulted in its 225 pages again, which
+    about doubled the observation node's CPU for the same work
+    (docs/results/2026-12-06-launched-graph-after-page-faults.md). Returns False where the C
+    library has no mallopt (not glibc): nothing changes there."""
     import ctypes
 
     try:

@@ -37,7 +37,6 @@ from wam_ros.paths import resolve_checkpoint
 from wam_ros.runtime.chunk_runner import ChunkRunner, Job, JobResult
 from wam_ros.runtime.threads import (
     lower_priority,
-    lowered,
     lowered_new_threads,
     off_realtime,
     set_realtime,
@@ -65,7 +64,6 @@ class PolicyNode(LifecycleNode):
         self.policy = None
         self.runner: ChunkRunner | None = None
         self.worker: ThreadPoolExecutor | None = None
-        self._worker_priority = 0  # SCHED_FIFO priority it waits and hands over at (0: none)
         self.contract: InputContract | None = None
         self.meta = None
         self.inference_threads = 0
@@ -204,7 +202,6 @@ class PolicyNode(LifecycleNode):
         # Under a real-time control path the worker waits, starts a job and hands its chunk
         # over at the control path's priority (no niced wake-up behind the cameras' work) and
         # only runs the model lowered (_run); otherwise it is lowered all along.
-        self._worker_priority = control_priority
         self.worker = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="wam_inference",
             initializer=set_realtime if control_priority else lower_priority,
@@ -343,7 +340,7 @@ class PolicyNode(LifecycleNode):
         runner = self.runner
         if runner is None:  # cleaned up meanwhile
             return
-        with lowered(self.settings.inference_nice, self._worker_priority):
+        with off_realtime(self.settings.inference_nice):
             result: JobResult = runner.execute(job)
         if result.error:
             self.diag.refuse("inference_failed", result.error)

@@ -81,38 +81,21 @@ def lower_priority(nice: int, tid: int | None = None) -> bool:
 
 
 @contextmanager
-def off_realtime() -> Iterator[int]:
-    """The calling thread under the normal policy inside the block (loading and warming up a
-    model: seconds, minutes for a TensorRT build, that must not hold a core real-time), back to
-    its SCHED_FIFO priority afterwards. Yields the priority it returns to (0: none, it was
-    normal)."""
+def off_realtime(nice: int = 0) -> Iterator[int]:
+    """A real-time thread runs the block under the normal policy, at nice value `nice` or
+    higher, and returns to its SCHED_FIFO priority afterwards: loading a model (minutes for a
+    TensorRT build) or running inference on a thread that waits and hands results over
+    real-time. Yields the priority it returns to; on a normal thread (0) nothing changes."""
     priority = realtime_priority()
     if priority:
-        try:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        except OSError:
-            priority = 0  # stays real-time: nothing to restore
+        lower_priority(nice)
+        if realtime_priority():  # not allowed to leave it: nothing to restore
+            priority = 0
     try:
         yield priority
     finally:
         if priority:
             set_realtime(priority)
-
-
-@contextmanager
-def lowered(nice: int, priority: int) -> Iterator[None]:
-    """A thread that waits and hands results over at real-time `priority` (it wakes at once,
-    ahead of everything at normal priority) runs the block, the heavy work, under the normal
-    policy at nice value `nice`, and returns to `priority` afterwards. priority 0: it runs
-    lowered all along; nothing changes."""
-    if not priority:
-        yield
-        return
-    lower_priority(nice)
-    try:
-        yield
-    finally:
-        set_realtime(priority)
 
 
 @contextmanager
@@ -162,5 +145,5 @@ def thread_nice(tid: int | None = None) -> int:
     return os.getpriority(os.PRIO_PROCESS, tid)
 
 
-__all__ = ["keep_priorities", "lower_priority", "lowered", "lowered_new_threads",
+__all__ = ["keep_priorities", "lower_priority", "lowered_new_threads",
            "off_realtime", "realtime_priority", "set_realtime", "thread_nice"]
