@@ -69,6 +69,14 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
     assert all(v > 0 for v in cpu.values()), cpu
     variant = data["by_variant"]["launched/launch"]
     assert len(variant["stack_overhead_ms_p99"]) == 1 and len(variant["sets_per_s"]) == 1
+    # pooled over the rounds (one here): the same chunks as the round's own figures
+    for part in ("stack_overhead", "graph_overhead"):
+        pooled = variant[f"{part}_ms_all_rounds"]
+        samples = data["runs"][-1]["samples_ms"][part]
+        assert pooled["chunks"] == len(samples) == data["runs"][-1]["per_scheduler"]["async"][
+            "chunks"]
+        if samples:
+            assert pooled["p99"] == pytest.approx(variant[f"{part}_ms_p99"][0], abs=0.01)
 
 
 def test_dds_profiles_of_the_bench(monkeypatch):

@@ -475,6 +475,9 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
         "stack_overhead_ms": {"p50": _pct(ms(overhead), 50), "p99": _pct(ms(overhead), 99)},
         "graph_overhead_ms": {"p50": _pct(ms(graph_overhead), 50),
                               "p99": _pct(ms(graph_overhead), 99)},
+        # chunk by chunk (ms, in arrival order): pooled over the rounds in by_variant
+        "samples_ms": {"stack_overhead": [round(x, 3) for x in ms(overhead)],
+                       "graph_overhead": [round(x, 3) for x in ms(graph_overhead)]},
         "model_ms": {"p50": _pct(ms(model), 50), "p99": _pct(ms(model), 99)},
         "stages_ms_p50": {k: _pct(ms(v), 50) for k, v in stages.items()},
         "stages_ms_p99": {k: _pct(ms(v), 99) for k, v in stages.items()},
@@ -502,6 +505,7 @@ def _summary(per: dict[str, dict]) -> dict:
     return {
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "graph_overhead_ms": ref["graph_overhead_ms"],
+        "samples_ms": ref["samples_ms"],
         "model_ms": ref["model_ms"],
         "cameras": ref["cameras"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
@@ -606,7 +610,8 @@ def run(args: argparse.Namespace) -> int:
     # the first graph's figures at the top (the cameras alone have none of them)
     first = next((r for r in runs if r["graph"] != "cameras"), {})
     # each graph x profile across the rounds (async, else the first scheduler)
-    by_variant = {}
+    by_variant: dict[str, dict] = {}
+    pooled: dict[str, dict[str, list[float]]] = {}
     for r in runs:
         name = f"{r['graph']}/{r['dds_profile']}" + (
             f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "") + (
@@ -625,13 +630,22 @@ def run(args: argparse.Namespace) -> int:
             "stack_overhead_ms_p50": [], "stack_overhead_ms_p99": [],
             "graph_overhead_ms_p50": [], "graph_overhead_ms_p99": [], "sets_per_s": [],
             "frames_lost_fraction": [], "camera_to_observation_ms_p99": []})
-        for name in ("stack_overhead_ms", "graph_overhead_ms"):
-            v[f"{name}_p50"].append(r[name]["p50"])
-            v[f"{name}_p99"].append(r[name]["p99"])
+        for figure in ("stack_overhead_ms", "graph_overhead_ms"):
+            v[f"{figure}_p50"].append(r[figure]["p50"])
+            v[f"{figure}_p99"].append(r[figure]["p99"])
         v["sets_per_s"].append(r["cameras"]["sets_per_s"])
         v["frames_lost_fraction"].append(r["cameras"]["frames_lost_fraction"])
         ref = r["per_scheduler"].get("async") or next(iter(r["per_scheduler"].values()))
         v["camera_to_observation_ms_p99"].append(ref["stages_ms_p99"]["camera_to_observation"])
+        for part, values in r["samples_ms"].items():
+            pooled.setdefault(name, {}).setdefault(part, []).extend(values)
+    # every chunk of every round of a variant: a 99th percentile of a few hundred chunks is
+    # one of the largest two or three, a round's figure sways with them; the rounds together
+    # give the steadier estimate (the per-round figures stay above)
+    for name, parts in pooled.items():
+        for part, values in parts.items():
+            by_variant[name][f"{part}_ms_all_rounds"] = {
+                "chunks": len(values), "p50": _pct(values, 50), "p99": _pct(values, 99)}
     out = {
         "robot": args.robot, "backend": args.backend, "memory": args.memory,
         "graph": args.graph, "dds_profile": args.dds_profile, "sessions": args.sessions,
