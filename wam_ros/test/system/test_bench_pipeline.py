@@ -63,6 +63,7 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
     if data["per_scheduler"]["async"]["chunks"]:  # a loaded machine may put none in 4 s
         for key in ("p50", "p99"):
             assert math.isfinite(data["stack_overhead_ms"][key])
+    assert data["driver_scheduling"] == "SCHED_OTHER"  # the fake robot, by default
     # CPU per process over the window, by node name (fake robot and the four nodes)
     cpu = data["per_scheduler"]["async"]["cpu_ms_per_s"]
     assert set(cpu) == {"fake", "wam_observation", "wam_policy", "wam_decoder", "wam_smoother"}
@@ -77,6 +78,38 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
             "chunks"]
         if samples:
             assert pooled["p99"] == pytest.approx(variant[f"{part}_ms_p99"][0], abs=0.01)
+
+
+def _fifo_allowed(priority: int) -> bool:
+    """Whether this user may run a thread SCHED_FIFO at `priority` (tried on a thread of its
+    own, which then ends)."""
+    import threading
+
+    from wam_ros.runtime.threads import set_realtime
+
+    why: list[str] = []
+    t = threading.Thread(target=lambda: why.append(set_realtime(priority)))
+    t.start()
+    t.join()
+    return why == [""]
+
+
+def test_the_bench_runs_the_camera_driver_at_the_priority_it_is_given(ros_domain, tmp_path):
+    """--driver-priority 0,40: the fake robot (cameras and controllers) at normal scheduling,
+    then SCHED_FIFO 40 (where this user may), alternating; each run says how it ran."""
+    out = tmp_path / "drivers.json"
+    assert main(["bench", "pipeline", "--robot", "cobot_magic", "--config", "tiny",
+                 "--graph", "cameras", "--cameras", "robot", "--driver-priority", "0,40",
+                 "--duration", "2", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    runs = data["runs"]
+    assert [(r["graph"], r["driver_priority"]) for r in runs] == [("cameras", 0),
+                                                                  ("cameras", 40)]
+    assert runs[0]["camera_transport"]["driver_scheduling"] == "SCHED_OTHER"
+    assert runs[1]["camera_transport"]["driver_scheduling"] == (
+        "SCHED_FIFO 40" if _fifo_allowed(40) else "SCHED_OTHER")
+    assert set(data["by_variant"]) == {"cameras/launch/driver-0", "cameras/launch/driver-40"}
+    assert data["driver_priority"] == [0, 40]
 
 
 def test_dds_profiles_of_the_bench(monkeypatch):
@@ -109,6 +142,7 @@ def test_dds_profiles_of_the_bench(monkeypatch):
     (["--sessions", "launch,shared"], "unknown sessions 'shared'"),
     (["--graph", "cameras", "--cameras", "model"], "--graph cameras measures the robot's own"),
     (["--realtime-priority", "0,100"], "unknown realtime priority '100'"),
+    (["--driver-priority", "40,-1"], "unknown driver priority '-1'"),
 ])
 def test_bad_bench_choices_are_refused_before_anything_starts(tmp_path, capsys, argv, says):
     out = tmp_path / "pipeline.json"

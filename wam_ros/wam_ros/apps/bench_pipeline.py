@@ -12,6 +12,10 @@ its parts (encoder, context pass, flow steps: `<part>_ms`) come from the policy 
 statistics; the idle fraction (share of control time the arm held for lack of a plan) from the
 smoother's, over the measured window only (/diagnostics).
 
+`--driver-priority` runs the fake robot (the cameras' drivers and the controllers) SCHED_FIFO at
+the priorities given, in alternating rounds (default 0: normal scheduling, as a driver runs
+unless its integrator raises it); each run records how the fake robot ran (driver_scheduling).
+
 `--graph cameras` runs no graph: the fake robot's robot-size frames go to a bare subscriber
 in the probe, the floor under every graph's camera -> observation stage, measured in the same
 alternating rounds.
@@ -47,7 +51,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.core.settings import RT_PRIORITY_DEFAULT, RT_PRIORITY_MAX, SCHEDULERS
+from wam_ros.core.settings import (
+    RT_PRIORITY_DEFAULT,
+    RT_PRIORITY_ENV,
+    RT_PRIORITY_MAX,
+    SCHEDULERS,
+)
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 # cameras: no graph, the fake robot's frames to a bare subscriber in the probe (the floor
@@ -134,13 +143,32 @@ def _environment(env: dict[str, str | None]):
                 os.environ[k] = v
 
 
+def scheduling(pid: int) -> str:
+    """How a process's main thread is scheduled, e.g. "SCHED_FIFO 40" or "SCHED_OTHER"."""
+    try:
+        policy = os.sched_getscheduler(pid)
+        priority = os.sched_getparam(pid).sched_priority
+    except OSError:
+        return "unknown (the process is gone)"
+    name = {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(policy, "SCHED_OTHER")
+    return f"{name} {priority}" if priority else name
+
+
+def driver_env(priority: int) -> dict[str, str]:
+    """The fake robot's environment for a driver priority: the same variable the launch files
+    give the graph's nodes (0: none, normal scheduling)."""
+    return {RT_PRIORITY_ENV: str(priority)} if priority else {}
+
+
 def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str,
                     memory: str, scheduler: str, composed: bool, camera_size: str,
                     image_size: tuple[int, int], dds_profile: str, sessions: str,
-                    policy_params: dict | None, realtime_priority: int, tag: str) -> list:
+                    policy_params: dict | None, realtime_priority: int, tag: str,
+                    driver_priority: int = 0) -> list:
     """The fake robot and the graph as the launch files start it (graph.build_graph's
     NodeSpecs, each its own process, or the composed bringup), each process with its Fast DDS
-    environment; logs in `workdir`."""
+    environment; logs in `workdir`. The fake robot runs SCHED_FIFO at `driver_priority`
+    (0: normal scheduling)."""
     from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph
     from wam_ros.testing.process import NodeProcess, policy_params_file
 
@@ -157,7 +185,8 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
     procs = []
     try:
         with _environment(camera_env):
-            procs.append(NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log"),
+            procs.append(NodeProcess(fake.command(), env=driver_env(driver_priority),
+                                     log_path=str(workdir / f"{tag}_fake.log"),
                                      own_session=own))
         with _environment(graph_env):
             for spec in graph:
@@ -172,7 +201,7 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
 
 
 def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str = "launch",
-                    sessions: str = "launch", tag: str = "") -> dict:
+                    sessions: str = "launch", tag: str = "", driver_priority: int = 0) -> dict:
     """The camera transport alone: the fake robot's cameras to raw subscriptions in this
     process that read only each frame's stamp (no decoding, no resize, no node of ours), with
     the Fast DDS environment of `dds_profile`, after 5 s of discovery and warm-up. Per frame
@@ -192,7 +221,8 @@ def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str
                     {"robot": robot, "camera_scale": 1.0})
     _, camera_env = dds_env(dds_profile)
     with _environment(camera_env):
-        proc = NodeProcess(fake.command(), log_path=str(workdir / f"{tag}_fake.log"),
+        proc = NodeProcess(fake.command(), env=driver_env(driver_priority),
+                           log_path=str(workdir / f"{tag}_fake.log"),
                            own_session=sessions == "own")
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -220,6 +250,7 @@ def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str
                 if not proc.alive():
                     raise RuntimeError("the fake robot died:\n" + proc.output())
         cpu = (_cpu_seconds(proc.proc.pid) - cpu0) / duration * 1e3
+        driver = scheduling(proc.proc.pid)
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -229,6 +260,7 @@ def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str
     sets = [max(per_set) for per_set in arrivals.values() if len(per_set) == len(spec.cameras)]
     ms = lambda v: [x * 1e3 for x in v]  # noqa: E731
     return {
+        "driver_scheduling": driver,
         "frames_per_s": len(frames) / duration,
         "sets_per_s": len(sets) / duration,
         "expected_sets_per_s": spec.cameras[0].rate_hz,
@@ -289,7 +321,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             policy_params: dict | None = None,
             realtime_priority: int = RT_PRIORITY_DEFAULT,
             camera_size: str = "model", dds_profile: str = "launch", sessions: str = "launch",
-            tag: str = "") -> dict:
+            tag: str = "", driver_priority: int = 0) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState, TimeReference
@@ -309,7 +341,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
                             image_size=tuple(cfg.image_size), dds_profile=dds_profile,
                             sessions=sessions,
                             policy_params=policy_params, realtime_priority=realtime_priority,
-                            tag=run_tag)
+                            tag=run_tag, driver_priority=driver_priority)
 
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -394,6 +426,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
             executor.spin_once(timeout_sec=0.05)
         idle_start = dict(smoother_stats)
         counters_start = dict(counters)
+        driver = scheduling(procs[0].proc.pid)  # the fake robot is set up by now
         cpu_start = [_cpu_seconds(p.proc.pid) for p in procs]
         t_start = now()
         first_chunk = len(joint_rx)
@@ -469,6 +502,7 @@ def measure(robot: str, checkpoint: Path, backend: str, memory: str, scheduler: 
     cameras["probe_sets_per_s"] = observations / duration  # what reached this probe
     return {
         "cameras": cameras,
+        "driver_scheduling": driver,
         "cpu_ms_per_s": cpu_ms_per_s,
         "chunks": len(e2e),
         "end_to_end_ms": {"p50": _pct(ms(e2e), 50), "p99": _pct(ms(e2e), 99)},
@@ -508,6 +542,7 @@ def _summary(per: dict[str, dict]) -> dict:
         "samples_ms": ref["samples_ms"],
         "model_ms": ref["model_ms"],
         "cameras": ref["cameras"],
+        "driver_scheduling": ref["driver_scheduling"],
         "blocking_latency_ms": {s: r["blocking_latency_ms"] for s, r in per.items()},
         **{f"{part}_ms": {s: r[f"{part}_ms"] for s, r in per.items()} for part in PLAN_PARTS},
         "idle_fraction": {s: r["idle_fraction"] for s, r in per.items()},
@@ -549,6 +584,9 @@ def run(args: argparse.Namespace) -> int:
         priorities = [int(p) for p in _choices(
             args.realtime_priority, tuple(map(str, range(RT_PRIORITY_MAX + 1))),
             "realtime priority")]
+        drivers = [int(p) for p in _choices(
+            args.driver_priority, tuple(map(str, range(RT_PRIORITY_MAX + 1))),
+            "driver priority")]
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
@@ -575,37 +613,40 @@ def run(args: argparse.Namespace) -> int:
                 # shipped, read-only one, and the bench leaves no files behind
                 checkpoint = Path(shutil.copytree(checkpoint, workdir / "ckpt"))
             export_onnx(checkpoint)
-        for rnd, (graph, profile, sessions, priority) in itertools.product(
+        for rnd, (graph, profile, sessions, priority, driver) in itertools.product(
                 range(args.rounds), itertools.product(graphs, profiles, session_kinds,
-                                                      priorities)):
+                                                      priorities, drivers)):
             cameras = args.cameras or ("robot" if graph in ("launched", "cameras") else "model")
             if graph == "cameras":
                 if priority != priorities[0]:  # no graph: its priority changes nothing
                     continue
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} cameras alone (DDS "
-                      f"profile {profile}, sessions {sessions}) {args.robot}: "
-                      f"{args.duration:g} s ...", flush=True)
+                      f"profile {profile}, sessions {sessions}, driver priority {driver}) "
+                      f"{args.robot}: {args.duration:g} s ...", flush=True)
                 runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
-                             "sessions": sessions, "realtime_priority": 0, "round": rnd + 1,
+                             "sessions": sessions, "realtime_priority": 0,
+                             "driver_priority": driver, "round": rnd + 1,
                              "camera_transport": measure_cameras(
                                  args.robot, args.duration, workdir, profile, sessions,
-                                 tag=f"r{rnd}_cameras_{profile}")})
+                                 tag=f"r{rnd}_cameras_{profile}_d{driver}",
+                                 driver_priority=driver)})
                 continue
             per = {}
             for s in schedulers:
                 print(f"[bench pipeline] round {rnd + 1}/{args.rounds} {graph} (cameras "
                       f"{cameras}, DDS profile {profile}, sessions {sessions}, realtime "
-                      f"priority {priority}) {args.robot} {args.backend} {args.memory} {s}: "
-                      f"{args.duration:g} s ...", flush=True)
+                      f"priority {priority}) {args.robot} {args.backend} {args.memory} {s}, "
+                      f"driver priority {driver}: {args.duration:g} s ...", flush=True)
                 per[s] = measure(args.robot, checkpoint, args.backend, args.memory, s,
                                  args.duration, workdir, composed=graph == "composed",
                                  policy_params=params or None,
                                  realtime_priority=priority,
                                  camera_size=cameras, dds_profile=profile, sessions=sessions,
-                                 tag=f"r{rnd}_{graph}_{profile}_rt{priority}_{s}")
+                                 tag=f"r{rnd}_{graph}_{profile}_rt{priority}_d{driver}_{s}",
+                                 driver_priority=driver)
             runs.append({"graph": graph, "camera_size": cameras, "dds_profile": profile,
                          "sessions": sessions, "realtime_priority": priority,
-                         "round": rnd + 1, **_summary(per)})
+                         "driver_priority": driver, "round": rnd + 1, **_summary(per)})
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     # the first graph's figures at the top (the cameras alone have none of them)
     first = next((r for r in runs if r["graph"] != "cameras"), {})
@@ -616,7 +657,7 @@ def run(args: argparse.Namespace) -> int:
         name = f"{r['graph']}/{r['dds_profile']}" + (
             f"/sessions-{r['sessions']}" if len(session_kinds) > 1 else "") + (
             f"/rt-{r['realtime_priority']}" if len(priorities) > 1 and r["graph"] != "cameras"
-            else "")
+            else "") + (f"/driver-{r['driver_priority']}" if len(drivers) > 1 else "")
         if r["graph"] == "cameras":
             v = by_variant.setdefault(name, {"set_arrival_ms_p50": [], "set_arrival_ms_p99": [],
                                              "frame_arrival_ms_p99": [], "sets_per_s": []})
@@ -651,11 +692,13 @@ def run(args: argparse.Namespace) -> int:
         "graph": args.graph, "dds_profile": args.dds_profile, "sessions": args.sessions,
         "rounds": args.rounds,
         "inference_nice": args.inference_nice, "policy_params": params,
-        "realtime_priority": priorities, "duration_s": args.duration,
+        "realtime_priority": priorities, "driver_priority": drivers,
+        "duration_s": args.duration,
         "machine": machine,
         # the first run's figures at the top (one graph, one profile: the only run)
         **{k: v for k, v in first.items() if k not in ("graph", "dds_profile", "sessions",
-                                                        "realtime_priority", "round")},
+                                                        "realtime_priority", "driver_priority",
+                                                        "round")},
         "by_variant": by_variant,
         "runs": runs,
     }

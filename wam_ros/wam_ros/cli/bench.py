@@ -103,6 +103,10 @@ def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
                         "realtime_priority of the graph (1..99: its processes' control path "
                         "SCHED_FIFO; needs an rtprio limit or CAP_SYS_NICE; inference threads "
                         "stay normal; 0: normal scheduling)")
+    p.add_argument("--driver-priority", default="0",
+                   help="comma-separated, measured in alternating rounds: the fake robot's "
+                        "(camera driver's and controllers') SCHED_FIFO priority; 0: normal "
+                        "scheduling, as a driver runs unless its integrator raises it")
     p.add_argument("--json", dest="json_out", default="", help="write the results here")
 
 
