@@ -73,7 +73,7 @@ def test_launched_graph_bench_runs_robot_size_cameras_and_writes_its_json(ros_do
     # pooled over the rounds (one here): the same chunks as the round's own figures
     for part in ("stack_overhead", "graph_overhead"):
         pooled = variant[f"{part}_ms_all_rounds"]
-        samples = data["runs"][-1]["samples_ms"][part]
+        samples = data["runs"][-1]["per_scheduler"]["async"]["samples_ms"][part]
         assert pooled["chunks"] == len(samples) == data["runs"][-1]["per_scheduler"]["async"][
             "chunks"]
         if samples:

@@ -51,12 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wam_ros.core.settings import (
-    RT_PRIORITY_DEFAULT,
-    RT_PRIORITY_ENV,
-    RT_PRIORITY_MAX,
-    SCHEDULERS,
-)
+from wam_ros.core.settings import RT_PRIORITY_DEFAULT, RT_PRIORITY_MAX, SCHEDULERS
 from wam_ros.runtime.chunk_runner import PLAN_PARTS
 
 # cameras: no graph, the fake robot's frames to a bare subscriber in the probe (the floor
@@ -144,20 +139,11 @@ def _environment(env: dict[str, str | None]):
 
 
 def scheduling(pid: int) -> str:
-    """How a process's main thread is scheduled, e.g. "SCHED_FIFO 40" or "SCHED_OTHER"."""
-    try:
-        policy = os.sched_getscheduler(pid)
-        priority = os.sched_getparam(pid).sched_priority
-    except OSError:
-        return "unknown (the process is gone)"
-    name = {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(policy, "SCHED_OTHER")
-    return f"{name} {priority}" if priority else name
+    """How a process's main thread is scheduled: "SCHED_FIFO <priority>" or "SCHED_OTHER"."""
+    from wam_ros.runtime.threads import realtime_priority
 
-
-def driver_env(priority: int) -> dict[str, str]:
-    """The fake robot's environment for a driver priority: the same variable the launch files
-    give the graph's nodes (0: none, normal scheduling)."""
-    return {RT_PRIORITY_ENV: str(priority)} if priority else {}
+    priority = realtime_priority(pid)
+    return f"SCHED_FIFO {priority}" if priority else "SCHED_OTHER"
 
 
 def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str,
@@ -169,7 +155,7 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
     NodeSpecs, each its own process, or the composed bringup), each process with its Fast DDS
     environment; logs in `workdir`. The fake robot runs SCHED_FIFO at `driver_priority`
     (0: normal scheduling)."""
-    from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph
+    from wam_ros.bringup.graph import GraphArgs, NodeSpec, build_graph, realtime_environment
     from wam_ros.testing.process import NodeProcess, policy_params_file
 
     params = policy_params_file(workdir / f"params_{tag}.yaml", policy_params)
@@ -185,7 +171,7 @@ def start_processes(workdir: Path, robot: str, checkpoint: Path, *, backend: str
     procs = []
     try:
         with _environment(camera_env):
-            procs.append(NodeProcess(fake.command(), env=driver_env(driver_priority),
+            procs.append(NodeProcess(fake.command(), env=realtime_environment(driver_priority),
                                      log_path=str(workdir / f"{tag}_fake.log"),
                                      own_session=own))
         with _environment(graph_env):
@@ -210,7 +196,7 @@ def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str
     import rclpy
     from sensor_msgs.msg import Image
 
-    from wam_ros.bringup.graph import NodeSpec
+    from wam_ros.bringup.graph import NodeSpec, realtime_environment
     from wam_ros.core.robot import RobotSpec
     from wam_ros.nodes import conversions, topics
     from wam_ros.nodes.common import graph_executor, make_executor
@@ -221,7 +207,7 @@ def measure_cameras(robot: str, duration: float, workdir: Path, dds_profile: str
                     {"robot": robot, "camera_scale": 1.0})
     _, camera_env = dds_env(dds_profile)
     with _environment(camera_env):
-        proc = NodeProcess(fake.command(), env=driver_env(driver_priority),
+        proc = NodeProcess(fake.command(), env=realtime_environment(driver_priority),
                            log_path=str(workdir / f"{tag}_fake.log"),
                            own_session=sessions == "own")
     context = rclpy.context.Context()
@@ -539,7 +525,6 @@ def _summary(per: dict[str, dict]) -> dict:
     return {
         "stack_overhead_ms": ref["stack_overhead_ms"],
         "graph_overhead_ms": ref["graph_overhead_ms"],
-        "samples_ms": ref["samples_ms"],
         "model_ms": ref["model_ms"],
         "cameras": ref["cameras"],
         "driver_scheduling": ref["driver_scheduling"],
@@ -678,11 +663,11 @@ def run(args: argparse.Namespace) -> int:
         v["frames_lost_fraction"].append(r["cameras"]["frames_lost_fraction"])
         ref = r["per_scheduler"].get("async") or next(iter(r["per_scheduler"].values()))
         v["camera_to_observation_ms_p99"].append(ref["stages_ms_p99"]["camera_to_observation"])
-        for part, values in r["samples_ms"].items():
+        for part, values in ref["samples_ms"].items():
             pooled.setdefault(name, {}).setdefault(part, []).extend(values)
-    # every chunk of every round of a variant: a 99th percentile of a few hundred chunks is
-    # one of the largest two or three, a round's figure sways with them; the rounds together
-    # give the steadier estimate (the per-round figures stay above)
+    # every chunk of every round of a variant: a round's 99th percentile of a few hundred
+    # chunks is one of its few largest values and sways with them; the rounds together give
+    # the steadier estimate (the per-round figures stay above)
     for name, parts in pooled.items():
         for part, values in parts.items():
             by_variant[name][f"{part}_ms_all_rounds"] = {

@@ -202,12 +202,18 @@ def dds_environment() -> dict[str, str]:
     return profile_environment(config_dir() / "fastdds.xml")
 
 
+def realtime_environment(priority: int) -> dict[str, str]:
+    """Environment that puts a node process's control path under SCHED_FIFO `priority` (the
+    launch argument realtime_priority; 0: none, normal scheduling)."""
+    return {RT_PRIORITY_ENV: str(priority)} if priority else {}
+
+
 def build_graph(args: GraphArgs) -> list[NodeSpec]:
     """The on-robot graph: observation -> policy -> decoder -> smoother -> ros2_control."""
     files = (default_params_file(),) + ((args.params_file,) if args.params_file else ())
     common = {"robot": args.robot, "use_sim_time": args.use_sim_time}
 
-    env = {RT_PRIORITY_ENV: str(args.realtime_priority)} if args.realtime_priority else {}
+    env = realtime_environment(args.realtime_priority)
 
     def node(name: str, executable: str, respawn_delay_s: float = -1.0,
              **params: object) -> NodeSpec:
