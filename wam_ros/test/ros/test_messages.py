@@ -127,6 +127,37 @@ def test_raw_vga_images_stream_without_loss(echo_graph):
     assert sizes == {(480, 640)}
 
 
+def test_command_messages_carry_the_commands_exactly():
+    """The smoother's messages hold its float64 commands bit for bit, from arrays of any
+    float dtype or lists (the fake robot's joint states), and serialise like lists do."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from wam_ros.core.robot import RobotSpec
+
+    rng = np.random.default_rng(0)
+    spec = RobotSpec.load("cobot_magic")
+    traj = next(c for c in spec.controllers if c.type == "joint_trajectory")
+    fwd = next(c for c in spec.controllers if c.type != "joint_trajectory")
+    q = rng.normal(size=len(traj.joints)) * np.array([1e-300, 1e300, 1, -0.0, 3, 7])
+    ahead, v = rng.normal(size=(2, q.size)), rng.normal(size=q.size)
+    times = [conversions.to_duration(0.05 + 0.02 * k) for k in range(3)]
+    msg = conversions.controller_command(traj, q, times, ahead, conversions.to_time(2.0), v,
+                                         0.02)
+    back = deserialize_message(serialize_message(msg), JointTrajectory)
+    rows = np.vstack([q, ahead])
+    for point, row in zip(back.points, rows):
+        assert np.asarray(point.positions).tobytes() == row.tobytes()
+    np.testing.assert_array_equal(back.points[0].velocities, v)
+    np.testing.assert_array_equal(back.points[2].velocities, (ahead[1] - ahead[0]) / 0.02)
+    data = conversions.controller_command(fwd, q[:len(fwd.joints)].astype(np.float32), []).data
+    assert list(data) == [float(x) for x in q[:len(fwd.joints)].astype(np.float32)]
+    state = conversions.make_joint_state(["a", "b", "c"], [0, 1.5, np.float32(2.25)], 1.0)
+    back = deserialize_message(serialize_message(state), JointState)
+    assert list(back.position) == [0.0, 1.5, 2.25] and list(back.velocity) == []
+
+
 def test_malformed_chunk_is_refused_with_a_reason():
     msg = conversions.chunk_to_msg(_sample_chunk())
     msg.horizon = 17

@@ -64,6 +64,21 @@ def test_sample_interpolates_linearly_and_holds_the_ends() -> None:
     assert tl.last_stamp == 1.0
 
 
+def test_sample_many_is_sample_at_each_time_bit_for_bit() -> None:
+    tl = ActionTimeline(3)
+    assert tl.sample_many([0.0, 1.0]) is None
+    rng = np.random.default_rng(0)
+    tl.splice(Chunk(1.0, rng.normal(size=(7, 3)).astype(np.float32), DT), now=1.0)
+    times = np.concatenate([[0.5, 1.0, 1.6, 9.0], rng.uniform(0.9, 1.8, 40)])
+    many = tl.sample_many(times)
+    assert many is not None and many.shape == (times.size, 3)
+    for t, row in zip(times, many):
+        assert row.tobytes() == tl.sample(t).tobytes()
+    single = ActionTimeline(3)  # one action: held at every time
+    single.splice(Chunk(1.0, np.ones((1, 3), np.float32), DT), now=1.0)
+    np.testing.assert_array_equal(single.sample_many([0.0, 1.0, 5.0]), np.ones((3, 3)))
+
+
 def test_needs_inference_triggers_on_remaining_vs_latency() -> None:
     tl = ActionTimeline(2)
     tl.splice(ramp(0.0, 11), now=0.0)  # plan until t = 1.0

@@ -466,16 +466,12 @@ class CommandPipeline:
             end = self.timeline.end_time
             if self._state is not PipelineState.RUNNING or end is None or steps <= 0:
                 return np.empty((0, d))
+            times = [t for t in (now + k * self.dt for k in range(1, steps + 1)) if t <= end]
+            targets = self.timeline.sample_many(times)
+            if not times or targets is None:
+                return np.empty((0, d))
             enforcer = copy.copy(self.enforcer)  # its step rebinds, never mutates, arrays
-            out = []
-            for k in range(1, steps + 1):
-                t = now + k * self.dt
-                if t > end:
-                    break
-                target = self.timeline.sample(t)
-                assert target is not None
-                out.append(enforcer.step(target, self.dt))
-            return np.array(out).reshape(-1, d)
+            return np.array([enforcer.step(target, self.dt) for target in targets])
 
     def _tracking_reference(self, measured: np.ndarray) -> np.ndarray:
         """Per joint, the recent command closest to the measurement (the current command when

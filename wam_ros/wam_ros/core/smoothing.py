@@ -190,6 +190,8 @@ class LimitEnforcer:
         if not dt > 0.0:
             raise ValueError(f"LimitEnforcer.dt: got {dt!r}; allowed: > 0 seconds")
         self.dt = float(dt)
+        self._terms_for: float | None = None  # the dt of _terms (None: to be computed)
+        self._terms: tuple[np.ndarray, np.ndarray, np.ndarray] = (lower, lower, lower)
         self.position: np.ndarray | None = None  # last command (D,)
         self.velocity_cmd = np.zeros_like(self.lower)  # (D,) velocity of the last command
         self._last_target: np.ndarray | None = None
@@ -231,14 +233,19 @@ class LimitEnforcer:
         if self.position is None:
             raise RuntimeError("LimitEnforcer.step before reset(position)")
         target = np.asarray(target, dtype=np.float64)
-        if target.shape != self.lower.shape or not np.all(np.isfinite(target)):
+        if target.shape != self.lower.shape or not np.isfinite(target).all():
             raise ValueError(f"step: expected finite {self.lower.shape} target, got {target}")
-        target = np.clip(target, self.lower, self.upper)
-        dt, a = self._interval(dt), self.acceleration
+        # np.minimum(np.maximum(x, lo), hi) is np.clip(x, lo, hi) without np.clip's Python
+        # wrapper: with ~14 joints the arithmetic is nothing, the calls are the tick's cost
+        target = np.minimum(np.maximum(target, self.lower), self.upper)
+        dt = self._interval(dt)
+        adt, adt2, two_a = self._limit_terms(dt)
         # Feed-forward: the target's own velocity (0 on the first tick after reset).
-        v_target = np.zeros_like(target)
-        if self._last_target is not None:
-            v_target = np.clip((target - self._last_target) / dt, -self.velocity, self.velocity)
+        if self._last_target is None:
+            v_target = np.zeros_like(target)
+        else:
+            v_target = np.minimum(np.maximum((target - self._last_target) / dt, -self.velocity),
+                                  self.velocity)
         self._last_target = target
         # Moving with the target closes (target - position) - v_target*dt by itself; the rest,
         # `gap`, is closed in one tick if possible, but with a relative speed no higher than
@@ -248,7 +255,7 @@ class LimitEnforcer:
         gap = target - self.position - v_target * dt
         distance = np.abs(gap)
         correction = np.minimum(distance / dt,
-                                np.maximum(_braking_speed(distance, a, dt), a * dt))
+                                np.maximum(_braking_speed(distance, adt, adt2, two_a), adt))
         desired = v_target + np.sign(gap) * correction
         return self._apply(desired, dt)
 
@@ -275,6 +282,16 @@ class LimitEnforcer:
                 np.all(velocity > 0) and np.all(acceleration > 0)):
             raise ValueError("set_limits: positive velocity and acceleration per joint")
         self.velocity, self.acceleration = velocity, acceleration
+        self._terms_for = None
+
+    def _limit_terms(self, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(a dt, (a dt)^2, 2 a) per joint for steps of `dt`, kept while dt and the limits
+        stay (every regular tick), each computed as the formulas write it."""
+        if self._terms_for != dt:
+            adt = self.acceleration * dt
+            self._terms = (adt, adt ** 2, 2.0 * self.acceleration)
+            self._terms_for = dt
+        return self._terms
 
     def _interval(self, dt: float | None) -> float:
         if dt is None:
@@ -289,37 +306,37 @@ class LimitEnforcer:
 
     def _apply(self, desired: np.ndarray, dt: float) -> np.ndarray:
         assert self.position is not None
-        a, vmax = self.acceleration, self.velocity
-        v_prev = self.velocity_cmd
+        adt, adt2, two_a = self._limit_terms(dt)
+        v_prev, position = self.velocity_cmd, self.position
         # Priority from least to most important, later clips win: acceleration, velocity,
         # room to brake before each position limit. From a state inside the limits the later
         # clips never bind against the earlier ones (the braking cap is invariant under a
         # maximal-deceleration step of any length, see _braking_speed), so all three hold
         # together, for regular and early (shorter) steps alike.
-        v = np.clip(desired, v_prev - a * dt, v_prev + a * dt)
+        v = np.minimum(np.maximum(desired, v_prev - adt), v_prev + adt)
         # above the velocity limit only after it was lowered (set_limits): brake down to it
-        vmax = np.maximum(vmax, np.abs(v_prev) - a * dt)
-        v = np.clip(v, -vmax, vmax)
-        v = np.minimum(v, _braking_speed(self.upper - self.position, a, dt))
-        v = np.maximum(v, -_braking_speed(self.position - self.lower, a, dt))
-        new = np.clip(self.position + v * dt, self.lower, self.upper)
-        self.velocity_cmd = (new - self.position) / dt
+        vmax = np.maximum(self.velocity, np.abs(v_prev) - adt)
+        v = np.minimum(np.maximum(v, -vmax), vmax)
+        v = np.minimum(v, _braking_speed(self.upper - position, adt, adt2, two_a))
+        v = np.maximum(v, -_braking_speed(position - self.lower, adt, adt2, two_a))
+        new = np.minimum(np.maximum(position + v * dt, self.lower), self.upper)
+        self.velocity_cmd = (new - position) / dt
         self.position = new
         return new.copy()
 
 
-def _braking_speed(distance: np.ndarray, accel: np.ndarray, dt: float) -> np.ndarray:
+def _braking_speed(distance: np.ndarray, adt: np.ndarray, adt2: np.ndarray,
+                   two_a: np.ndarray) -> np.ndarray:
     """Largest speed v for a step of `dt` after which the joint can still stop within
     `distance`: after moving v*dt, v <= sqrt(2 a (distance - v dt)), i.e.
-    v = sqrt(a^2 dt^2 + 2 a distance) - a dt.
+    v = sqrt(a^2 dt^2 + 2 a distance) - a dt (adt = a dt, adt2 = (a dt)^2, two_a = 2 a).
 
     The bound holds for steps of any length: from v <= sqrt(2 a d), one step of length h at
     maximal deceleration gives v' = v - a h with v'^2 <= 2 a (d - v' h) - a^2 h^2, so that
     step always satisfies the cap computed for it. Acceleration, velocity and this cap
     therefore never contradict each other, whatever mix of short and regular steps is taken.
     """
-    d = np.maximum(distance, 0.0)
-    return np.sqrt((accel * dt) ** 2 + 2.0 * accel * d) - accel * dt
+    return np.sqrt(adt2 + two_a * np.maximum(distance, 0.0)) - adt
 
 
 __all__ = [

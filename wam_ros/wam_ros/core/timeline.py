@@ -223,6 +223,15 @@ class ActionTimeline:
                 return None
             return _interp(self._times, self._targets, [now])[0]
 
+    def sample_many(self, times: np.ndarray | list[float]) -> np.ndarray | None:
+        """(M, D) targets at each of `times`, each row what `sample` gives at that time (one
+        search for all: a preview of the next ticks costs one call, not one per tick); None
+        if there is no plan."""
+        with self._lock:
+            if self._times.size == 0:
+                return None
+            return _interp(self._times, self._targets, times)
+
     def remaining(self, now: float) -> float:
         """Seconds of plan left after `now` (0 when empty or exhausted)."""
         with self._lock:
@@ -340,9 +349,10 @@ def _interp(times: np.ndarray, values: np.ndarray, at: np.ndarray | list[float])
         return np.repeat(values, at.size, axis=0)
     # all dims share the time grid: one search serves every dim (np.interp per dim repeated
     # it, on every control tick)
-    i = np.clip(np.searchsorted(times, at, side="right"), 1, times.size - 1)
+    # np.minimum(np.maximum(...)): np.clip without its Python wrapper (called every tick)
+    i = np.minimum(np.maximum(np.searchsorted(times, at, side="right"), 1), times.size - 1)
     t0 = times[i - 1]
-    w = np.clip((at - t0) / (times[i] - t0), 0.0, 1.0)[:, None]
+    w = np.minimum(np.maximum((at - t0) / (times[i] - t0), 0.0), 1.0)[:, None]
     lo = values[i - 1]
     return lo + w * (values[i] - lo)
 

@@ -7,6 +7,7 @@ rather than a numpy array (~75 ms through the generated setter); read it back wi
 
 from __future__ import annotations
 
+import array
 import functools
 import struct
 from dataclasses import dataclass
@@ -50,6 +51,13 @@ def to_duration(seconds: float) -> Duration:
 # JointTrajectory on ~/joint_trajectory, a forward_command_controller a Float64MultiArray on
 # ~/commands. The smoother and the teleop node encode with these; the simulator and the fake
 # robot decode with them.
+def doubles(values) -> array.array:
+    """A float64[] message field's value: rclpy keeps such fields as array('d') and takes one
+    as it is, where a list is type- and range-checked element by element first (most of the
+    smoother's message building on every control tick)."""
+    return array.array("d", np.ascontiguousarray(values, dtype=np.float64).tobytes())
+
+
 def controller_msg_type(controller) -> type:
     return JointTrajectory if controller.type == "joint_trajectory" else Float64MultiArray
 
@@ -63,13 +71,13 @@ def controller_command(controller, q: np.ndarray, point_times: list[Duration],
     `stamp` (the time the command is for; None: zero, "on receipt"). With `velocity` (J,) at
     q, every point carries velocities (the later ones from the rows' differences)."""
     if controller.type != "joint_trajectory":
-        return Float64MultiArray(data=[float(x) for x in q])
+        return Float64MultiArray(data=doubles(q))
     rows = q[None, :] if ahead is None else np.vstack([q[None, :], ahead])
     msg = trajectory_msg(controller.joints, rows, point_times, stamp)
     if velocity is not None:
         velocities = np.vstack([velocity[None, :], np.diff(rows, axis=0) / period])
         for point, v in zip(msg.points, velocities):
-            point.velocities = [float(x) for x in v]
+            point.velocities = doubles(v)
     return msg
 
 
@@ -81,7 +89,7 @@ def trajectory_msg(names, rows: np.ndarray, point_times: list[Duration] | None =
     if stamp is not None:
         msg.header.stamp = stamp
     times = point_times if point_times is not None else [Duration()] * len(rows)
-    msg.points = [JointTrajectoryPoint(positions=[float(x) for x in r], time_from_start=t)
+    msg.points = [JointTrajectoryPoint(positions=doubles(r), time_from_start=t)
                   for r, t in zip(rows, times)]
     return msg
 
@@ -257,9 +265,9 @@ def make_joint_state(names, positions, stamp: float, velocities=None) -> JointSt
     msg = JointState()
     msg.header.stamp = to_time(stamp)
     msg.name = list(names)
-    msg.position = [float(p) for p in positions]
+    msg.position = doubles(positions)
     if velocities is not None:
-        msg.velocity = [float(v) for v in velocities]
+        msg.velocity = doubles(velocities)
     return msg
 
 
