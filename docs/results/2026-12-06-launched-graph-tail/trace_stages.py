@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import itertools
 import os
 import tempfile
 import time
@@ -49,6 +50,29 @@ def cpu_ticks_and_nice(tid: int) -> tuple[int, int]:
     return int(fields[11]) + int(fields[12]), int(fields[16])
 
 
+def start_graph(prefix: str) -> tuple[str, list, dict[str, int]]:
+    """The fake robot and the four nodes as the bench's launched graph, tracing to a new
+    folder: (that folder, the processes, pid by name: fake, wam_observation, ...)."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.environ["WAM_TRACE"] = workdir
+    procs = start_processes(
+        Path(workdir), "cobot_magic", Path("wam_ros/checkpoints/cobot_magic"),
+        backend="torch", memory="kv", scheduler="async", composed=False, camera_size="robot",
+        image_size=(96, 96), dds_profile="launch", sessions="launch", policy_params=None,
+        realtime_priority=RT_PRIORITY_DEFAULT, tag="t")
+    return workdir, procs, {Path(p.log_path).stem[2:]: p.proc.pid for p in procs}
+
+
+def read_events(workdir: str) -> dict[float, dict[str, float]]:
+    """set stamp -> {stage tag: the first time it was reached}, from every process's file."""
+    events: dict[float, dict[str, float]] = collections.defaultdict(dict)
+    for path in glob.glob(f"{workdir}/*.txt"):
+        for line in Path(path).read_text().splitlines():
+            tag, stamp, t = line.split()
+            events[round(float(stamp), 6)].setdefault(tag, float(t))
+    return events
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=75.0)
@@ -57,14 +81,7 @@ def main() -> None:
     ap.add_argument("--other", default="")
     ap.add_argument("--pin", type=int, default=-1)
     args = ap.parse_args()
-    workdir = tempfile.mkdtemp(prefix="wam_trace_")
-    os.environ["WAM_TRACE"] = workdir
-    procs = start_processes(
-        Path(workdir), "cobot_magic", Path("wam_ros/checkpoints/cobot_magic"),
-        backend="torch", memory="kv", scheduler="async", composed=False, camera_size="robot",
-        image_size=(96, 96), dds_profile="launch", sessions="launch", policy_params=None,
-        realtime_priority=RT_PRIORITY_DEFAULT, tag="t")
-    by_name = {Path(p.log_path).stem[2:]: p.proc.pid for p in procs}  # t_<name>.log
+    workdir, procs, by_name = start_graph("wam_trace_")
     try:
         time.sleep(args.settle)
         if args.fake_fifo:
@@ -92,18 +109,14 @@ def main() -> None:
     finally:
         for p in procs:
             p.stop()
-    events: dict[float, dict[str, float]] = collections.defaultdict(dict)
-    for path in glob.glob(f"{workdir}/*.txt"):
-        for line in Path(path).read_text().splitlines():
-            tag, stamp, t = line.split()
-            events[round(float(stamp), 6)].setdefault(tag, float(t))
+    events = read_events(workdir)
     plans = sorted(k for k, e in events.items() if all(tag in e for tag in ORDER))
     plans = plans[len(plans) // 4:]  # start-up left out
     rows = []
     for k in plans:
         e = events[k]
         row = {"camera transport": e["obs_rcv"] - k}
-        row.update({f"{a} -> {b}": e[b] - e[a] for a, b in zip(ORDER, ORDER[1:])})
+        row.update({f"{a} -> {b}": e[b] - e[a] for a, b in itertools.pairwise(ORDER)})
         # what the bench's stack overhead counts: up to the policy's receipt, then from the
         # chunk's publication (the model and the scheduler's wait left out)
         row["overhead"] = (e["pol_rx"] - k) + (e["smo_cmd"] - e["pol_pre"])

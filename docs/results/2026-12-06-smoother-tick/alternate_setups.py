@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "2026-12-06-launched-graph-tail"))
-from trace_stages import ORDER, thread_name, threads
-
-from wam_ros.apps.bench_pipeline import start_processes
-from wam_ros.core.settings import RT_PRIORITY_DEFAULT
+from trace_stages import ORDER, read_events, start_graph, thread_name, threads
 
 
 class Setup:
@@ -72,14 +67,8 @@ def main() -> None:
     ap.add_argument("--phase", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=20.0)
     args = ap.parse_args()
-    workdir = tempfile.mkdtemp(prefix="wam_alternate_")
-    os.environ["WAM_TRACE"] = workdir
-    procs = start_processes(
-        Path(workdir), "cobot_magic", Path("wam_ros/checkpoints/cobot_magic"),
-        backend="torch", memory="kv", scheduler="async", composed=False, camera_size="robot",
-        image_size=(96, 96), dds_profile="launch", sessions="launch", policy_params=None,
-        realtime_priority=RT_PRIORITY_DEFAULT, tag="t")
-    setup = Setup(args.variant, {Path(p.log_path).stem[2:]: p.proc.pid for p in procs})
+    workdir, procs, pids = start_graph("wam_alternate_")
+    setup = Setup(args.variant, pids)
     phases: list[tuple[float, float, bool]] = []  # (start, end, switched on)
     try:
         time.sleep(args.settle)
@@ -94,11 +83,7 @@ def main() -> None:
     finally:
         for p in procs:
             p.stop()
-    events: dict[float, dict[str, float]] = collections.defaultdict(dict)
-    for path in glob.glob(f"{workdir}/*.txt"):
-        for line in Path(path).read_text().splitlines():
-            tag, stamp, t = line.split()
-            events[round(float(stamp), 6)].setdefault(tag, float(t))
+    events = read_events(workdir)
     rows: dict[bool, dict[str, list[float]]] = {
         False: collections.defaultdict(list), True: collections.defaultdict(list)}
     for stamp, e in events.items():
