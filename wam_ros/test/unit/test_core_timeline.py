@@ -68,12 +68,17 @@ def test_sample_many_is_sample_at_each_time_bit_for_bit() -> None:
     tl = ActionTimeline(3)
     assert tl.sample_many([0.0, 1.0]) is None
     rng = np.random.default_rng(0)
-    tl.splice(Chunk(1.0, rng.normal(size=(7, 3)).astype(np.float32), DT), now=1.0)
+    actions = rng.normal(size=(7, 3)).astype(np.float32)
+    tl.splice(Chunk(1.0, actions, DT), now=1.0)
     times = np.concatenate([[0.5, 1.0, 1.6, 9.0], rng.uniform(0.9, 1.8, 40)])
     many = tl.sample_many(times)
     assert many is not None and many.shape == (times.size, 3)
     for t, row in zip(times, many):
         assert row.tobytes() == tl.sample(t).tobytes()
+    grid = 1.0 + DT * np.arange(7)  # linear between actions, the ends held: np.interp per dim
+    for j in range(3):
+        np.testing.assert_allclose(many[:, j], np.interp(times, grid, actions[:, j]),
+                                   rtol=0, atol=1e-12)
     single = ActionTimeline(3)  # one action: held at every time
     single.splice(Chunk(1.0, np.ones((1, 3), np.float32), DT), now=1.0)
     np.testing.assert_array_equal(single.sample_many([0.0, 1.0, 5.0]), np.ones((3, 3)))

@@ -467,9 +467,10 @@ class CommandPipeline:
             if self._state is not PipelineState.RUNNING or end is None or steps <= 0:
                 return np.empty((0, d))
             times = [t for t in (now + k * self.dt for k in range(1, steps + 1)) if t <= end]
-            targets = self.timeline.sample_many(times)
-            if not times or targets is None:
+            if not times:
                 return np.empty((0, d))
+            targets = self.timeline.sample_many(times)
+            assert targets is not None  # it has an end time: there is a plan
             enforcer = copy.copy(self.enforcer)  # its step rebinds, never mutates, arrays
             return np.array([enforcer.step(target, self.dt) for target in targets])
 

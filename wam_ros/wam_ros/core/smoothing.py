@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import savgol_filter
 
+from wam_ros.core.numeric import clip
 from wam_ros.core.robot import RobotSpec
 from wam_ros.core.types import Chunk
 
@@ -190,8 +191,8 @@ class LimitEnforcer:
         if not dt > 0.0:
             raise ValueError(f"LimitEnforcer.dt: got {dt!r}; allowed: > 0 seconds")
         self.dt = float(dt)
-        self._terms_for: float | None = None  # the dt of _terms (None: to be computed)
-        self._terms: tuple[np.ndarray, np.ndarray, np.ndarray] = (lower, lower, lower)
+        # (dt, _limit_terms(dt)) for the last dt stepped with (None: none yet, or new limits)
+        self._terms: tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.position: np.ndarray | None = None  # last command (D,)
         self.velocity_cmd = np.zeros_like(self.lower)  # (D,) velocity of the last command
         self._last_target: np.ndarray | None = None
@@ -235,17 +236,15 @@ class LimitEnforcer:
         target = np.asarray(target, dtype=np.float64)
         if target.shape != self.lower.shape or not np.isfinite(target).all():
             raise ValueError(f"step: expected finite {self.lower.shape} target, got {target}")
-        # np.minimum(np.maximum(x, lo), hi) is np.clip(x, lo, hi) without np.clip's Python
-        # wrapper: with ~14 joints the arithmetic is nothing, the calls are the tick's cost
-        target = np.minimum(np.maximum(target, self.lower), self.upper)
+        target = clip(target, self.lower, self.upper)
         dt = self._interval(dt)
-        adt, adt2, two_a = self._limit_terms(dt)
+        terms = self._limit_terms(dt)
+        adt = terms[0]
         # Feed-forward: the target's own velocity (0 on the first tick after reset).
         if self._last_target is None:
             v_target = np.zeros_like(target)
         else:
-            v_target = np.minimum(np.maximum((target - self._last_target) / dt, -self.velocity),
-                                  self.velocity)
+            v_target = clip((target - self._last_target) / dt, -self.velocity, self.velocity)
         self._last_target = target
         # Moving with the target closes (target - position) - v_target*dt by itself; the rest,
         # `gap`, is closed in one tick if possible, but with a relative speed no higher than
@@ -255,16 +254,17 @@ class LimitEnforcer:
         gap = target - self.position - v_target * dt
         distance = np.abs(gap)
         correction = np.minimum(distance / dt,
-                                np.maximum(_braking_speed(distance, adt, adt2, two_a), adt))
+                                np.maximum(_braking_speed(distance, *terms), adt))
         desired = v_target + np.sign(gap) * correction
-        return self._apply(desired, dt)
+        return self._apply(desired, dt, terms)
 
     def brake(self, dt: float | None = None) -> np.ndarray:
         """(D,) next command of a maximal-deceleration stop (holds once stopped)."""
         if self.position is None:
             raise RuntimeError("LimitEnforcer.brake before reset(position)")
         self._last_target = None
-        return self._apply(np.zeros_like(self.position), self._interval(dt))
+        dt = self._interval(dt)
+        return self._apply(np.zeros_like(self.position), dt, self._limit_terms(dt))
 
     def release(self) -> None:
         """Forget the command state: the next `reset` starts it again (from a measurement)."""
@@ -282,16 +282,15 @@ class LimitEnforcer:
                 np.all(velocity > 0) and np.all(acceleration > 0)):
             raise ValueError("set_limits: positive velocity and acceleration per joint")
         self.velocity, self.acceleration = velocity, acceleration
-        self._terms_for = None
+        self._terms = None
 
     def _limit_terms(self, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(a dt, (a dt)^2, 2 a) per joint for steps of `dt`, kept while dt and the limits
         stay (every regular tick), each computed as the formulas write it."""
-        if self._terms_for != dt:
+        if self._terms is None or self._terms[0] != dt:
             adt = self.acceleration * dt
-            self._terms = (adt, adt ** 2, 2.0 * self.acceleration)
-            self._terms_for = dt
-        return self._terms
+            self._terms = (dt, (adt, adt ** 2, 2.0 * self.acceleration))
+        return self._terms[1]
 
     def _interval(self, dt: float | None) -> float:
         if dt is None:
@@ -304,22 +303,24 @@ class LimitEnforcer:
     def stopped(self) -> bool:
         return bool(np.all(self.velocity_cmd == 0.0))
 
-    def _apply(self, desired: np.ndarray, dt: float) -> np.ndarray:
+    def _apply(self, desired: np.ndarray, dt: float,
+               terms: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """The command for velocity `desired` over `dt`; `terms`: _limit_terms(dt)."""
         assert self.position is not None
-        adt, adt2, two_a = self._limit_terms(dt)
+        adt = terms[0]
         v_prev, position = self.velocity_cmd, self.position
         # Priority from least to most important, later clips win: acceleration, velocity,
         # room to brake before each position limit. From a state inside the limits the later
         # clips never bind against the earlier ones (the braking cap is invariant under a
         # maximal-deceleration step of any length, see _braking_speed), so all three hold
         # together, for regular and early (shorter) steps alike.
-        v = np.minimum(np.maximum(desired, v_prev - adt), v_prev + adt)
+        v = clip(desired, v_prev - adt, v_prev + adt)
         # above the velocity limit only after it was lowered (set_limits): brake down to it
         vmax = np.maximum(self.velocity, np.abs(v_prev) - adt)
-        v = np.minimum(np.maximum(v, -vmax), vmax)
-        v = np.minimum(v, _braking_speed(self.upper - position, adt, adt2, two_a))
-        v = np.maximum(v, -_braking_speed(position - self.lower, adt, adt2, two_a))
-        new = np.minimum(np.maximum(position + v * dt, self.lower), self.upper)
+        v = clip(v, -vmax, vmax)
+        v = np.minimum(v, _braking_speed(self.upper - position, *terms))
+        v = np.maximum(v, -_braking_speed(position - self.lower, *terms))
+        new = clip(position + v * dt, self.lower, self.upper)
         self.velocity_cmd = (new - position) / dt
         self.position = new
         return new.copy()

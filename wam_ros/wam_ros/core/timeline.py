@@ -26,6 +26,7 @@ from enum import Enum
 
 import numpy as np
 
+from wam_ros.core.numeric import clip
 from wam_ros.core.types import ActionSpace, Chunk
 
 BLEND_MODES = ("crossfade", "frozen_prefix", "replace")
@@ -218,10 +219,8 @@ class ActionTimeline:
     def sample(self, now: float) -> np.ndarray | None:
         """(D,) target at `now`: linear between actions, first/last action outside; None if
         there is no plan."""
-        with self._lock:
-            if self._times.size == 0:
-                return None
-            return _interp(self._times, self._targets, [now])[0]
+        targets = self.sample_many([now])
+        return None if targets is None else targets[0]
 
     def sample_many(self, times: np.ndarray | list[float]) -> np.ndarray | None:
         """(M, D) targets at each of `times`, each row what `sample` gives at that time (one
@@ -349,10 +348,9 @@ def _interp(times: np.ndarray, values: np.ndarray, at: np.ndarray | list[float])
         return np.repeat(values, at.size, axis=0)
     # all dims share the time grid: one search serves every dim (np.interp per dim repeated
     # it, on every control tick)
-    # np.minimum(np.maximum(...)): np.clip without its Python wrapper (called every tick)
-    i = np.minimum(np.maximum(np.searchsorted(times, at, side="right"), 1), times.size - 1)
+    i = clip(np.searchsorted(times, at, side="right"), 1, times.size - 1)
     t0 = times[i - 1]
-    w = np.minimum(np.maximum((at - t0) / (times[i] - t0), 0.0), 1.0)[:, None]
+    w = clip((at - t0) / (times[i] - t0), 0.0, 1.0)[:, None]
     lo = values[i - 1]
     return lo + w * (values[i] - lo)
 
