@@ -13,6 +13,8 @@ V (the set-up switched on in every other phase; off: the graph as launched):
   fake-fifo               the fake robot (camera driver) at SCHED_FIFO 40
   pin:NODE:CPU            every thread of NODE on CPU
   other:NODE[:THREAD]     NODE's threads (whose name contains THREAD) at SCHED_OTHER
+  prio:NODE:N             NODE's SCHED_FIFO threads at priority N
+  A+B                     both set-ups together
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ from trace_stages import ORDER, read_events, start_graph, thread_name, threads
 class Setup:
     def __init__(self, variant: str, pids: dict[str, int]) -> None:
         self.variant, self.pids = variant, pids
-        self.saved: dict[int, int] = {}  # tid -> its SCHED_FIFO priority (other:)
+        self.saved: dict[int, int] = {}  # tid -> its SCHED_FIFO priority (other:, prio:)
+        self.parts = [Setup(v, pids) for v in variant.split("+")] if "+" in variant else []
 
     def apply(self, on: bool) -> None:
+        for part in self.parts:
+            part.apply(on)
+        if self.parts:
+            return
         kind, *rest = self.variant.split(":")
         if kind == "fake-fifo":
             for tid in threads(self.pids["fake"]):
@@ -53,6 +60,15 @@ class Setup:
                 if on and os.sched_getscheduler(tid) == os.SCHED_FIFO:
                     self.saved[tid] = os.sched_getparam(tid).sched_priority
                     os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                elif not on and tid in self.saved:
+                    os.sched_setscheduler(tid, os.SCHED_FIFO,
+                                          os.sched_param(self.saved.pop(tid)))
+        elif kind == "prio":
+            node, priority = rest
+            for tid in threads(self.pids[node]):
+                if on and os.sched_getscheduler(tid) == os.SCHED_FIFO:
+                    self.saved[tid] = os.sched_getparam(tid).sched_priority
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(int(priority)))
                 elif not on and tid in self.saved:
                     os.sched_setscheduler(tid, os.SCHED_FIFO,
                                           os.sched_param(self.saved.pop(tid)))
