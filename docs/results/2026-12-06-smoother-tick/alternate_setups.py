@@ -11,7 +11,7 @@ clocks). From the repository root:
 
 V (the set-up switched on in every other phase; off: the graph as launched):
   fake-fifo               the fake robot (camera driver) at SCHED_FIFO 40
-  pin:NODE:CPU            every thread of NODE on CPU
+  pin:NODE:CPU[:THREAD]   NODE's threads (whose name contains THREAD) on CPU
   other:NODE[:THREAD]     NODE's threads (whose name contains THREAD) at SCHED_OTHER
   prio:NODE:N             NODE's SCHED_FIFO threads at priority N
   A+B                     both set-ups together
@@ -49,8 +49,10 @@ class Setup:
                 os.sched_setscheduler(tid, os.SCHED_FIFO if on else os.SCHED_OTHER,
                                       os.sched_param(40 if on else 0))
         elif kind == "pin":
-            node, cpu = rest
+            node, cpu, match = rest[0], rest[1], (rest[2] if len(rest) > 2 else "")
             for tid in threads(self.pids[node]):
+                if match not in thread_name(tid):
+                    continue
                 os.sched_setaffinity(tid, {int(cpu)} if on else set(range(os.cpu_count())))
         elif kind == "other":
             node, match = rest[0], (rest[1] if len(rest) > 1 else "")
