@@ -1,0 +1,62 @@
+"""Wake-ups of a subscriber's threads per 921,600-byte sensor_msgs/Image (an experiment, not part
+of the package): run `sub` and `pub` side by side with the same Fast DDS environment; the
+subscriber prints the messages it took and each thread's voluntary context switches per message
+(for the shared-memory receive thread: one per fragment it was woken for).
+
+    python fragments.py sub 14 & sleep 1; python fragments.py pub 14; wait
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from wam_ros.nodes import conversions
+
+
+def switches() -> dict[str, int]:
+    """thread name -> voluntary context switches so far, summed over threads of that name"""
+    out: dict[str, int] = {}
+    for status in Path("/proc/self/task").glob("*/status"):
+        fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                      if ":\t" in line)
+        name = fields["Name"].strip()
+        out[name] = out.get(name, 0) + int(fields["voluntary_ctxt_switches"])
+    return out
+
+
+def main() -> None:
+    role, seconds = sys.argv[1], float(sys.argv[2])
+    rclpy.init()
+    node = Node(f"fragments_{role}")
+    taken = [0]
+    if role == "pub":
+        pub = node.create_publisher(Image, "/fragments", qos_profile_sensor_data)
+        rgb = np.zeros((480, 640, 3), np.uint8)
+        node.create_timer(0.1, lambda: pub.publish(conversions.rgb_to_cdr(rgb, time.time())))
+    else:
+        node.create_subscription(Image, "/fragments",
+                                 lambda raw: taken.__setitem__(0, taken[0] + 1),
+                                 qos_profile_sensor_data, raw=True)
+    end, start = time.time() + seconds, None
+    while time.time() < end:
+        rclpy.spin_once(node, timeout_sec=0.1)
+        if start is None and taken[0] >= 10:  # discovery done, first messages through
+            start = switches(), taken[0]
+    if role == "sub" and start is not None:
+        before, first = start
+        after, n = switches(), taken[0] - start[1]
+        print(f"{n} messages; voluntary switches per message:",
+              {k: round((v - before.get(k, 0)) / n, 1) for k, v in after.items()
+               if v - before.get(k, 0) > n / 2})
+
+
+if __name__ == "__main__":
+    main()
