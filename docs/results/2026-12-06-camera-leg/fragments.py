@@ -8,6 +8,7 @@ subscriber prints the messages it took and each thread's voluntary context switc
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,15 +21,17 @@ from sensor_msgs.msg import Image
 
 from wam_ros.nodes import conversions
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "2026-12-06-launched-graph-tail"))
+from trace_stages import context_switches, thread_name, threads
+
 
 def switches() -> dict[str, int]:
-    """thread name -> voluntary context switches so far, summed over threads of that name"""
+    """thread name -> voluntary context switches so far, summed over this process's threads
+    of that name"""
     out: dict[str, int] = {}
-    for status in Path("/proc/self/task").glob("*/status"):
-        fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
-                      if ":\t" in line)
-        name = fields["Name"].strip()
-        out[name] = out.get(name, 0) + int(fields["voluntary_ctxt_switches"])
+    for tid in threads(os.getpid()):
+        name = thread_name(tid)
+        out[name] = out.get(name, 0) + context_switches(tid)[0]
     return out
 
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "2026-12-06-launched-graph-tail"))
-from trace_stages import start_graph, thread_name, threads
+from trace_stages import context_switches, cpu_ticks_and_nice, start_graph, thread_name, threads
 
 
-def scheduling(tid: int, nice: str) -> str:
+def scheduling(tid: int, nice: int) -> str:
     if os.sched_getscheduler(tid) == os.SCHED_FIFO:
         return f"FIFO{os.sched_getparam(tid).sched_priority}"
     return f"n{nice}"
@@ -30,16 +30,11 @@ def snapshot(pids: dict[str, int]) -> dict[tuple[str, int], tuple[str, int, int,
     for name, pid in pids.items():
         for tid in threads(pid):
             try:
-                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-                status = dict(line.split(":\t", 1) for line in
-                              Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
-                              if ":\t" in line)
-                label = f"{thread_name(tid)}:{scheduling(tid, stat[16])}"
+                ticks, nice = cpu_ticks_and_nice(pid, tid)
+                out[(name, tid)] = (f"{thread_name(tid)}:{scheduling(tid, nice)}", ticks,
+                                    *context_switches(tid))
             except OSError:  # the thread ended
                 continue
-            out[(name, tid)] = (label, int(stat[11]) + int(stat[12]),
-                                int(status["voluntary_ctxt_switches"]),
-                                int(status["nonvoluntary_ctxt_switches"]))
     return out
 
 

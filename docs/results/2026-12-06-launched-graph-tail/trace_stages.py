@@ -45,9 +45,19 @@ def thread_name(tid: int) -> str:
     return Path(f"/proc/{tid}/comm").read_text().strip()
 
 
-def cpu_ticks_and_nice(tid: int) -> tuple[int, int]:
-    fields = Path(f"/proc/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_ticks_and_nice(pid: int, tid: int) -> tuple[int, int]:
+    """(CPU ticks, nice) of one thread of process `pid` (/proc/<tid>/stat would count the
+    whole process's CPU)"""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12]), int(fields[16])
+
+
+def context_switches(tid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a thread so far"""
+    status = dict(line.split(":\t", 1)
+                  for line in Path(f"/proc/{tid}/status").read_text().splitlines()
+                  if ":\t" in line)
+    return int(status["voluntary_ctxt_switches"]), int(status["nonvoluntary_ctxt_switches"])
 
 
 def start_graph(prefix: str) -> tuple[str, list, dict[str, int]]:
@@ -95,12 +105,13 @@ def main() -> None:
         if args.pin >= 0:
             nice = PolicySettings().inference_nice
             for node in ("wam_observation", "wam_policy", "wam_decoder", "wam_smoother"):
-                tids = threads(by_name[node])
+                pid = by_name[node]
+                tids = threads(pid)
                 skip: set[int] = set()
                 if node == "wam_policy":
-                    before = {t: cpu_ticks_and_nice(t)[0] for t in tids}
+                    before = {t: cpu_ticks_and_nice(pid, t)[0] for t in tids}
                     time.sleep(3)
-                    after = {t: cpu_ticks_and_nice(t) for t in tids}
+                    after = {t: cpu_ticks_and_nice(pid, t) for t in tids}
                     skip = {max(tids, key=lambda t: after[t][0] - before[t])}
                     skip |= {t for t in tids if after[t][1] == nice}
                 for tid in set(tids) - skip:

@@ -46,11 +46,6 @@ def to_duration(seconds: float) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-# ---- controller commands ---------------------------------------------------------------
-# The robot config's controllers (config/robots/*.yaml): a joint_trajectory_controller takes a
-# JointTrajectory on ~/joint_trajectory, a forward_command_controller a Float64MultiArray on
-# ~/commands. The smoother and the teleop node encode with these; the simulator and the fake
-# robot decode with them.
 def doubles(values) -> array.array:
     """A float64[] message field's value: rclpy keeps such fields as array('d') and takes one
     as it is, where a list is type- and range-checked element by element first (most of the
@@ -58,6 +53,11 @@ def doubles(values) -> array.array:
     return array.array("d", np.ascontiguousarray(values, dtype=np.float64).tobytes())
 
 
+# ---- controller commands ---------------------------------------------------------------
+# The robot config's controllers (config/robots/*.yaml): a joint_trajectory_controller takes a
+# JointTrajectory on ~/joint_trajectory, a forward_command_controller a Float64MultiArray on
+# ~/commands. The smoother and the teleop node encode with these; the simulator and the fake
+# robot decode with them.
 def controller_msg_type(controller) -> type:
     return JointTrajectory if controller.type == "joint_trajectory" else Float64MultiArray
 
