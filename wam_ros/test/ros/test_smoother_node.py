@@ -158,7 +158,8 @@ def test_splice_report_follows_the_plans_first_command(rclpy_context):
         smoother.timer.cancel()  # ticks only when the test says
         smoother.applied_pub, smoother.commanded_pub = Recorder("applied"), Recorder("command")
         smoother.started_pub = Recorder("started")
-        smoother.measured = spec.home_vector()
+        smoother.pipeline.offer_observation(smoother.get_clock().now().nanoseconds * 1e-9,
+                                            spec.home_vector())
         assert smoother.tick()
         time.sleep(smoother.period)  # the next command may go out at once
         now = smoother.get_clock().now().nanoseconds * 1e-9
@@ -301,6 +302,67 @@ def test_a_clock_jumping_back_does_not_wedge_the_smoother(rclpy_context):
         step = np.abs(np.diff(q, axis=0)).max(axis=0)
         assert np.all(step <= spec.limits_array("velocity") / spec.control_rate_hz * 1.05
                       + 1e-9)
+    finally:
+        executor.shutdown()
+        for n in (smoother, client):
+            n.destroy_node()
+
+
+def test_a_refused_joint_state_blocks_reenabling_across_control_ticks(rclpy_context):
+    """E-stop, then the encoders read 100 rad once and go quiet. The control ticks that follow
+    must not revive the last good reading: /wam/enable is refused (out_of_limits) until a
+    valid joint state arrives. (The CI caught this: every tick handed the pipeline the last
+    valid reading again, which cleared the refusal, so re-enabling depended on whether a tick
+    fell between the bad reading and the call.)"""
+    spec = RobotSpec.load("cobot_magic")
+    smoother = SmootherNode(context=rclpy_context,
+                            parameter_overrides=[Parameter("robot", value=spec.name)])
+    client = rclpy.create_node("implausible_joints", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    for n in (smoother, client):
+        executor.add_node(n)
+    joints = client.create_publisher(JointState, spec.joint_state_topic, topics.SENSOR_QOS)
+    estop = client.create_publisher(Bool, topics.ESTOP, topics.ESTOP_QOS)
+    enable = client.create_client(Trigger, topics.ENABLE_SERVICE)
+    home = spec.home_vector()
+
+    def publish(q: np.ndarray) -> None:
+        joints.publish(conversions.make_joint_state(
+            spec.action_layout, q, client.get_clock().now().nanoseconds * 1e-9))
+
+    def call_enable() -> Trigger.Response:
+        future = enable.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 5.0)
+        return future.result()
+
+    def ticks(n: int) -> None:
+        """n control periods with the arm at home (before the bad reading) or silent."""
+        spin_until(executor, lambda: False, n / spec.control_rate_hz)
+
+    try:
+        assert spin_until(executor, lambda: joints.get_subscription_count() > 0, 10.0)
+        assert enable.wait_for_service(timeout_sec=5.0)
+        for _ in range(20):
+            publish(home)
+            ticks(1)
+        assert smoother.pipeline.enforcer.initialised
+        estop.publish(Bool(data=True))
+        assert spin_until(executor, lambda: smoother.pipeline.state is PipelineState.STOPPED,
+                          5.0)
+        estop.publish(Bool(data=False))
+        assert spin_until(executor, lambda: not smoother.estop_asserted, 5.0)
+        publish(home + 100.0)
+        assert spin_until(executor, lambda: smoother.pipeline.monitor.counters().get(
+            "measurement_out_of_limits", 0) == 1, 5.0)
+        ticks(10)  # ten control ticks, no joint state meanwhile (well within the watchdog)
+        response = call_enable()
+        assert not response.success and "out_of_limits" in response.message, response.message
+        assert smoother.pipeline.monitor.latched is not None
+        # a valid reading again: accepted
+        publish(home)
+        ticks(3)
+        publish(home)
+        assert spin_until(executor, lambda: call_enable().success, 5.0)
     finally:
         executor.shutdown()
         for n in (smoother, client):

@@ -388,6 +388,31 @@ def test_reenable_refused_while_the_estop_is_asserted_or_the_measurement_is_impl
     assert levels == [0]
 
 
+def test_offered_measurements_a_refusal_is_never_undone_by_an_older_reading(
+        spec: RobotSpec) -> None:
+    """A node's ticks step on the newest offered joint state (`offered=True`): once a reading
+    is refused, the ticks that follow have no pose to compare with and re-enabling stays
+    refused until a valid reading is offered; that one is what the next tick starts from."""
+    pipe = CommandPipeline(spec, PipelineConfig(safety=SafetyConfig(observation_timeout_s=0.5)))
+    now, home = 0.0, spec.home_vector()
+    assert pipe.step(now, offered=True) is None  # nothing offered yet: nothing commanded
+    pipe.offer_observation(now, home)
+    for _ in range(5):
+        now += pipe.dt
+        assert pipe.step(now, offered=True) is not None
+    pipe.estop(now, "operator")
+    pipe.refuse_measurement(now, "out_of_limits", "reads 100")
+    for _ in range(10):  # ticks without a new reading: the refusal stands
+        now += pipe.dt
+        pipe.step(now, offered=True)
+    result = pipe.reenable(now)
+    assert not result and "out_of_limits" in result.message
+    pipe.offer_observation(now, home)
+    assert pipe.reenable(now)
+    with pytest.raises(ValueError, match="not both"):
+        pipe.step(now + pipe.dt, home, offered=True)
+
+
 def test_a_clock_jumping_back_does_not_wedge_the_pipeline(spec: RobotSpec) -> None:
     """Sim reset / bag loop: the clock goes back 100 s mid-plan. The pipeline keeps commanding
     (within the limits, continuous), accepts the next chunk on the new clock, and its

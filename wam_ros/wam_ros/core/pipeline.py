@@ -362,9 +362,12 @@ class CommandPipeline:
             return None
         return min(now - self._last_step, self.dt)
 
-    def step(self, now: float, measured: np.ndarray | None = None, early: bool = False
-             ) -> PipelineOutput | None:
+    def step(self, now: float, measured: np.ndarray | None = None, early: bool = False,
+             *, offered: bool = False) -> PipelineOutput | None:
         """Next command. Starts from the first finite `measured` (None until one arrives).
+        `offered`: instead of `measured`, the newest joint state given to `offer_observation`
+        if no refused one came after it, else none (a node whose readings arrive on another
+        thread: taken under the pipeline's lock, a tick never revives an older reading).
 
         Every command is limited over the time actually elapsed since the previous one (at
         most a period: a late tick never takes a bigger step), so velocity and acceleration
@@ -378,7 +381,12 @@ class CommandPipeline:
             if dt is None and (early or (self._last_step is not None
                                          and self.enforcer.initialised)):
                 return None  # too soon after the last command (or nothing to be early to)
-            if measured is not None:
+            if offered:
+                if measured is not None:
+                    raise ValueError("step: give `measured` or `offered`, not both")
+                if not self._measurement_problem:
+                    measured = self._measured
+            elif measured is not None:
                 try:
                     measured = self._valid(np.asarray(measured, dtype=np.float64)).copy()
                 except InputRefused as exc:

@@ -18,7 +18,6 @@ import threading
 from collections import deque
 from functools import partial
 
-import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -73,7 +72,6 @@ class SmootherNode(LifecycleNode):
         self.clock_jump = ClockJump()
         self.estop_input = EstopInput()
         self._upstream_seen: dict[str, float] = {}  # chunk topic -> last time it had a publisher
-        self.measured: np.ndarray | None = None
         self._active = False
         self.episode: int | None = None
         self.period = 1.0 / self.robot.control_rate_hz
@@ -194,7 +192,7 @@ class SmootherNode(LifecycleNode):
             self.pipeline.refuse_measurement(now, exc.reason, str(exc))
             return
         self.joint_input.good(now)
-        self.measured = q
+        # the ticks take it from the pipeline: never an older reading once this one is refused
         self.pipeline.offer_observation(now, q)
 
     @property
@@ -258,7 +256,7 @@ class SmootherNode(LifecycleNode):
         if not self._active:  # the arm is left to other controllers
             return False
         try:
-            out = self.pipeline.step(now, self.measured, early=early)
+            out = self.pipeline.step(now, early=early, offered=True)
         except RuntimeError as exc:  # command guard: latched inside the pipeline
             self.diag.refuse("command_guard", str(exc))
             return False
