@@ -4,6 +4,9 @@ subscriber prints the messages it took and each thread's voluntary context switc
 (for the shared-memory receive thread: one per fragment it was woken for).
 
     python fragments.py sub 14 & sleep 1; python fragments.py pub 14; wait
+
+An optional third argument gives the image's rows (640 columns, rgb8; default 480), to see
+whether the wake-ups grow with the message's size (one per fragment) or not.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def main() -> None:
     taken = [0]
     if role == "pub":
         pub = node.create_publisher(Image, "/fragments", qos_profile_sensor_data)
-        rgb = np.zeros((480, 640, 3), np.uint8)
+        rgb = np.zeros((int(sys.argv[3]) if len(sys.argv) > 3 else 480, 640, 3), np.uint8)
         node.create_timer(0.1, lambda: pub.publish(conversions.rgb_to_cdr(rgb, time.time())))
     else:
         node.create_subscription(Image, "/fragments",
